@@ -1,0 +1,125 @@
+"""``dosirak models``: list, inspect, delete, export and import stored models."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from dosirak import models as store_api
+from dosirak.store.versioned_store import dump_yaml
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; silent otherwise."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda _n: None
+        return
+    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+               TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@click.group()
+def models() -> None:
+    """Manage the local model store ($DOSIRAK_HOME/models)."""
+
+
+@models.command("list")
+@click.argument("name", required=False)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table",
+              show_default=True)
+def list_models(name: str | None, output: str) -> None:
+    """List stored models, newest first (optionally only the versions of NAME)."""
+    found = store_api.list(name)
+    if output != "table":
+        rows = [{"tag": str(m.tag), "module": m.info.module, "size": m.info.size,
+                 "labels": m.info.labels, "creation_time": m.info.creation_time.isoformat()}
+                for m in found]
+        click.echo(json.dumps(rows, indent=2) if output == "json" else dump_yaml({"models": rows}))
+        return
+    table = Table("Tag", "Module", "Size", "Labels", "Created")
+    for m in found:
+        labels = ", ".join(f"{k}={v}" for k, v in m.info.labels.items())
+        table.add_row(str(m.tag), m.info.module, _human_size(m.info.size), labels,
+                      m.info.creation_time.strftime("%Y-%m-%d %H:%M:%S"))
+    Console().print(table)
+
+
+@models.command("get")
+@click.argument("tag")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml",
+              show_default=True)
+def get_model(tag: str, output: str) -> None:
+    """Show everything model.yaml says about TAG."""
+    model = store_api.get(tag)
+    data = model.info.to_dict()
+    data["path"] = str(model.path)
+    click.echo(json.dumps(data, indent=2, default=str) if output == "json" else dump_yaml(data))
+
+
+@models.command("delete")
+@click.argument("tag")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_model(tag: str, yes: bool) -> None:
+    """Delete one version of a model (TAG or name:latest)."""
+    model = store_api.get(tag)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"refusing to delete {model.tag} without confirmation; "
+                                   "pass -y to delete from a script")
+        click.confirm(f"Delete {model.tag}?", abort=True)
+    store_api.delete(model.tag)
+    click.echo(f"deleted {model.tag}")
+
+
+@models.command("export")
+@click.argument("tag")
+@click.argument("dest")
+def export_model(tag: str, dest: str) -> None:
+    """Export TAG into a .dosirakmodel archive at DEST (a path, a folder or an fsspec URL)."""
+    model = store_api.get(tag)
+    with _progress(f"export {model.tag}", model.info.size) as advance:
+        where = store_api.export_model(model.tag, dest, progress=advance)
+    click.echo(f"exported {model.tag} to {where}")
+
+
+@models.command("import")
+@click.argument("src")
+@click.option("-f", "--force", is_flag=True, help="Replace the model if its tag exists.")
+def import_model(src: str, force: bool) -> None:
+    """Import a .dosirakmodel archive from SRC (a path or an fsspec URL)."""
+    total = 0
+    try:
+        from pathlib import Path
+
+        total = Path(src).stat().st_size if "://" not in src else 0
+    except OSError:
+        total = 0
+    with _progress(f"import {src}", total or 1) as advance:
+        model = store_api.import_model(src, overwrite=force, progress=advance)
+    click.echo(f"imported {model.tag}")

@@ -1,0 +1,75 @@
+"""The one exception hierarchy of dosirak.
+
+Every error says what happened, why, and what to do about it, and maps to one HTTP status
+(``error.status``) so the server can answer it without guessing.
+"""
+
+from __future__ import annotations
+
+
+class DosirakError(Exception):
+    """Base class of every error dosirak raises on purpose."""
+
+    status: int = 500
+
+
+class InvalidArgument(DosirakError):
+    """The caller passed a value that can never work (a bad tag, a bad option, bad input)."""
+
+    status = 400
+
+
+class BadInput(InvalidArgument):
+    """A request body or payload could not be parsed or failed validation."""
+
+
+class NotFound(DosirakError):
+    """The thing asked for does not exist."""
+
+    status = 404
+
+
+class ModelNotFound(NotFound):
+    """No model in the store matches the tag."""
+
+
+class AlreadyExists(DosirakError):
+    """The thing being created exists already."""
+
+    status = 409
+
+
+class StoreCorrupted(DosirakError):
+    """Stored files do not match their manifest (truncated, edited or missing)."""
+
+    status = 500
+
+
+class UnsafeArchive(InvalidArgument):
+    """An archive was refused before anything was unpacked (traversal, link, device, tamper)."""
+
+
+class MissingDependency(DosirakError):
+    """An optional framework is needed but not installed."""
+
+    status = 500
+
+
+class ServiceOverloaded(DosirakError):
+    """The service cannot meet its latency budget; the call was refused early. Retry later."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RunnerError(DosirakError):
+    """A runner failed to run a call (the model raised, or its worker died)."""
+
+    status = 500
+
+    def __init__(self, message: str, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type

@@ -1,0 +1,284 @@
+"""Stored models: the ``Model`` object and the store's Python API.
+
+    >>> import dosirak
+    >>> model = dosirak.models.get("iris_clf:latest")
+    >>> model.tag, model.info.labels
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime
+import importlib
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from dosirak.__about__ import __version__
+from dosirak.exceptions import InvalidArgument, MissingDependency
+from dosirak.signature import Signature, parse_signatures
+from dosirak.store import model_store
+from dosirak.store.manifest import build_manifest, check
+from dosirak.tag import Tag, new_version
+
+if TYPE_CHECKING:
+    from dosirak.runner import Runner
+
+CUSTOM_OBJECTS_FILE = "custom_objects.pkl"
+API_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``model.yaml`` says about a stored model."""
+
+    name: str
+    version: str
+    module: str
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+    options: dict[str, Any]
+    signatures: dict[str, Signature]
+    context: dict[str, Any]
+    creation_time: datetime.datetime
+    size: int
+    manifest: dict[str, dict[str, Any]] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+        created = data["creation_time"]
+        if isinstance(created, str):
+            created = datetime.datetime.fromisoformat(created)
+        return cls(
+            name=data["name"],
+            version=data["version"],
+            module=data["module"],
+            labels=dict(data.get("labels") or {}),
+            metadata=dict(data.get("metadata") or {}),
+            options=dict(data.get("options") or {}),
+            signatures={k: Signature.parse(k, v) for k, v in (data.get("signatures") or {}).items()},
+            context=dict(data.get("context") or {}),
+            creation_time=created,
+            size=int(data.get("size", 0)),
+            manifest=dict(data.get("manifest") or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "api_version": API_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "module": self.module,
+            "labels": self.labels,
+            "metadata": self.metadata,
+            "options": self.options,
+            "signatures": {k: v.to_dict() for k, v in self.signatures.items()},
+            "context": self.context,
+            "creation_time": self.creation_time.isoformat(),
+            "size": self.size,
+            "manifest": self.manifest,
+        }
+
+
+class Model:
+    """A model in the store: its tag, its directory and its info."""
+
+    def __init__(self, tag: Tag, path: Path, info: ModelInfo) -> None:
+        self.tag = tag
+        self.path = path
+        self.info = info
+        self._custom_objects: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Model(tag={str(self.tag)!r}, path={str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Model) and other.tag == self.tag
+
+    def __hash__(self) -> int:
+        return hash(self.tag)
+
+    @property
+    def custom_objects(self) -> dict[str, Any]:
+        """The Python objects saved beside the model (tokenizers, preprocessors...)."""
+        if self._custom_objects is None:
+            path = self.path / CUSTOM_OBJECTS_FILE
+            if path.exists():
+                with open(path, "rb") as stream:
+                    self._custom_objects = cloudpickle.load(stream)
+            else:
+                self._custom_objects = {}
+        return self._custom_objects
+
+    def path_of(self, relative: str) -> Path:
+        return self.path / relative
+
+    def verify(self) -> None:
+        """Re-hash every file against the manifest; raises StoreCorrupted on any difference."""
+        check(self.path, self.info.manifest, full=True, what=f"model {self.tag}")
+
+    def framework(self) -> Any:
+        """The adapter module that saved this model (``dosirak.sklearn`` ...)."""
+        return importlib.import_module(self.info.module)
+
+    def load_model(self, **kwargs: Any) -> Any:
+        """Load the model object with the framework that saved it."""
+        return self.framework().load_model(self, **kwargs)
+
+    def to_runner(self, name: str | None = None, **options: Any) -> Runner:
+        """A runner that serves this model's signatures (see ``dosirak.runner``)."""
+        from dosirak.runner import Runner  # the runner layer sits above the store
+
+        return Runner.from_model(self, name=name, **options)
+
+
+# ----- the store's API ---------------------------------------------------------------------
+
+
+def get(tag: Tag | str | Model, *, verify: bool = False) -> Model:
+    """The stored model for ``name``, ``name:latest``, ``name:version`` or a version prefix.
+
+    Sizes are always checked against the manifest; ``verify=True`` re-hashes every byte.
+    """
+    if isinstance(tag, Model):
+        return tag
+    store = model_store()
+    full = store.resolve(tag)
+    path = store.path(full)
+    info = ModelInfo.from_dict(store.read_info(full))
+    check(path, info.manifest, full=verify, what=f"model {full}")
+    return Model(full, path, info)
+
+
+def list(name: str | None = None) -> builtins.list[Model]:  # noqa: A001 - the seeds' name
+    """Every stored model (or every version of one name), newest first."""
+    store = model_store()
+    found = []
+    for tag in store.iter_tags(name):
+        try:
+            info = ModelInfo.from_dict(store.read_info(tag))
+        except Exception:  # noqa: S112 - deleted while listing
+            continue
+        found.append(Model(tag, store.path(tag), info))
+    found.sort(key=lambda m: (m.info.creation_time, m.tag.version), reverse=True)
+    return found
+
+
+def delete(tag: Tag | str) -> Tag:
+    """Delete one version (``name:latest`` deletes the newest). Returns the full tag deleted."""
+    return model_store().delete(tag)
+
+
+def export_model(tag: Tag | str, dest: str, *, progress: Callable[[int], None] | None = None,
+                 compression: str = "zstd") -> str:
+    """Write a model into a ``.dosirakmodel`` archive at a local path or fsspec URL."""
+    from dosirak.store.archive import export_entry
+
+    model = get(tag)
+    return export_entry(model.path, model.tag, model.info.to_dict(), dest, progress=progress,
+                        compression=compression)
+
+
+def import_model(src: str, *, overwrite: bool = False,
+                 progress: Callable[[int], None] | None = None) -> Model:
+    """Import a ``.dosirakmodel`` archive; checked in full before the model becomes visible."""
+    from dosirak.store.archive import import_entry
+
+    tag = import_entry(model_store(), src, overwrite=overwrite, progress=progress,
+                       validate=ModelInfo.from_dict)
+    return get(tag)
+
+
+# ----- saving (used by the framework adapters) ---------------------------------------------
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Metadata and labels must survive YAML: numpy scalars become Python numbers."""
+    if value is None or isinstance(value, (bool, int, float, str, datetime.date)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (builtins.list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    item = getattr(value, "item", None)  # numpy scalars and 0-d arrays
+    if callable(item):
+        try:
+            return _plain(item(), where)
+        except (ValueError, TypeError):
+            pass
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return _plain(tolist(), where)
+    raise InvalidArgument(f"{where} is a {type(value).__name__}, which cannot be stored as "
+                          "metadata: use numbers, strings, booleans, lists and dicts "
+                          "(put other objects in custom_objects)")
+
+
+def save(
+    name: str,
+    *,
+    module: str,
+    write: Callable[[Path], dict[str, Any] | None],
+    default_signatures: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    custom_objects: dict[str, Any] | None = None,
+    signatures: dict[str, Any] | None = None,
+    framework_versions: dict[str, str] | None = None,
+) -> Model:
+    """Save a model atomically; ``write(directory)`` writes its files and returns its options.
+
+    ``name`` may be ``name`` (a version is generated) or ``name:version``.
+    """
+    parsed = Tag.parse(name)
+    tag = Tag(parsed.name, parsed.version or new_version())
+    if labels is not None and not isinstance(labels, Mapping):
+        raise InvalidArgument(f"labels must be a dict of str -> str, got {type(labels).__name__}")
+    clean_labels = {str(k): str(v) for k, v in (labels or {}).items()}
+    clean_metadata = _plain(dict(metadata or {}), "metadata")
+    parsed_signatures = parse_signatures(signatures, default_signatures)
+    store = model_store()
+    draft = store.new_draft()
+    try:
+        options = write(draft) or {}
+        if custom_objects:
+            with open(draft / CUSTOM_OBJECTS_FILE, "wb") as stream:
+                cloudpickle.dump(dict(custom_objects), stream)
+        manifest = build_manifest(draft)
+        info = ModelInfo(
+            name=tag.name,
+            version=tag.version or "",
+            module=module,
+            labels=clean_labels,
+            metadata=clean_metadata,
+            options=_plain(options, "options"),
+            signatures=parsed_signatures,
+            context={
+                "python_version": platform.python_version(),
+                "dosirak_version": __version__,
+                "framework_versions": dict(framework_versions or {}),
+            },
+            creation_time=datetime.datetime.now(datetime.UTC),
+            size=sum(entry["size"] for entry in manifest.values()),
+            manifest=manifest,
+        )
+        path = store.commit(draft, tag, info.to_dict())
+    except BaseException:
+        store.discard(draft)
+        raise
+    return Model(tag, path, info)
+
+
+def require(import_name: str, extra: str) -> Any:
+    """Import a framework lazily, or say which extra installs it."""
+    try:
+        return importlib.import_module(import_name)
+    except ImportError as error:
+        raise MissingDependency(
+            f"this model needs {import_name!r}, which is not installed ({error}); "
+            f"install it with: pip install 'dosirak[{extra}]'"
+        ) from error

@@ -1,0 +1,287 @@
+"""``.dosirakmodel`` archives: a tar stream, zstd-compressed by default, ``model.yaml`` first.
+
+Import trusts nothing in the archive. The info file comes first so its manifest is known before
+any file is written; every later member must be a regular file named in that manifest, with a
+plain relative path, the size the manifest states and the same sha256 (hashed while it is copied
+out). Links, devices, absolute paths, ``..``, duplicates, extra files and missing files are refused.
+Everything is unpacked into a temporary directory of the store and renamed into place only after
+all checks pass, so a refused archive leaves the store unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import tarfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+import zstandard
+
+from dosirak.exceptions import InvalidArgument, UnsafeArchive
+from dosirak.store.manifest import CHUNK, INFO_FILE
+from dosirak.store.versioned_store import VersionedStore, dump_yaml
+from dosirak.tag import Tag
+
+SUFFIX = ".dosirakmodel"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+COMPRESSIONS = ("zstd", "none")
+Progress = Callable[[int], None] | None
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _local_path(url: str) -> Path:
+    return Path(url.removeprefix("file://")).expanduser()
+
+
+def destination_for(dest: str, tag: Tag) -> str:
+    """A directory (or a URL ending in '/') gets ``name-version.dosirakmodel`` inside it."""
+    filename = f"{tag.name}-{tag.version}{SUFFIX}"
+    if _is_local(dest):
+        path = _local_path(dest)
+        if path.is_dir() or dest.endswith("/"):
+            return str(path / filename)
+        return str(path if path.suffix else path.with_suffix(SUFFIX))
+    if dest.endswith("/"):
+        return dest + filename
+    return dest if posixpath.splitext(dest)[1] else dest + SUFFIX
+
+
+class _Counting(io.RawIOBase):
+    """A write-only stream that reports bytes written to a progress callback."""
+
+    def __init__(self, raw: IO[bytes], progress: Progress) -> None:
+        self._raw, self._progress = raw, progress
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        written = self._raw.write(data)
+        if self._progress is not None:
+            self._progress(len(data))
+        return len(data) if written is None else written
+
+
+def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
+                 progress: Progress = None, compression: str = "zstd") -> str:
+    """Write the version at ``root`` to ``dest``; returns where it was written."""
+    if compression not in COMPRESSIONS:
+        raise InvalidArgument(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    target = destination_for(dest, tag)
+    info_bytes = dump_yaml(info).encode()
+    with ExitStack() as stack:
+        if _is_local(target):
+            final = _local_path(target)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            partial = final.with_name(final.name + f".partial-{os.getpid()}")
+            raw: IO[bytes] = stack.enter_context(open(partial, "wb"))
+        else:
+            raw = stack.enter_context(fsspec.open(target, "wb"))
+        try:
+            sink: IO[bytes] = raw
+            if compression == "zstd":
+                # Level 1 with two threads keeps pace with the disk; model weights compress little.
+                compressor = zstandard.ZstdCompressor(level=1, threads=-1)
+                sink = stack.enter_context(compressor.stream_writer(raw, closefd=False))
+            counted = io.BufferedWriter(_Counting(sink, progress), buffer_size=CHUNK)
+            with tarfile.open(fileobj=counted, mode="w|", format=tarfile.PAX_FORMAT,
+                              bufsize=CHUNK) as archive:
+                _add_bytes(archive, INFO_FILE, info_bytes)
+                for relative in info["manifest"]:
+                    _add_file(archive, relative, root / relative)
+            counted.flush()
+        except BaseException:
+            if _is_local(target):
+                partial.unlink(missing_ok=True)
+            raise
+    if _is_local(target):
+        os.replace(partial, final)
+    return target
+
+
+def _member(name: str, size: int) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.size, member.mode, member.mtime = size, 0o644, 0
+    return member
+
+
+def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    archive.addfile(_member(name, len(data)), io.BytesIO(data))
+
+
+def _add_file(archive: tarfile.TarFile, name: str, path: Path) -> None:
+    with open(path, "rb") as stream:
+        archive.addfile(_member(name, os.fstat(stream.fileno()).st_size), stream)
+
+
+# ----- import ------------------------------------------------------------------------------
+
+
+def _open_source(src: str, stack: ExitStack) -> IO[bytes]:
+    if _is_local(src):
+        path = _local_path(src)
+        if not path.is_file():
+            raise InvalidArgument(f"{src} is not a file; give the path of a {SUFFIX} archive")
+        raw: IO[bytes] = stack.enter_context(open(path, "rb"))
+    else:
+        raw = stack.enter_context(fsspec.open(src, "rb"))
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, CHUNK)  # type: ignore[arg-type]
+    head = buffered.peek(4)[:4]
+    if head.startswith(ZSTD_MAGIC):
+        return stack.enter_context(zstandard.ZstdDecompressor().stream_reader(buffered))
+    if head.startswith(GZIP_MAGIC):
+        import gzip
+
+        return stack.enter_context(gzip.GzipFile(fileobj=buffered))
+    return buffered
+
+
+def _safe_name(name: str) -> str:
+    if not name or "\x00" in name or "\\" in name:
+        raise UnsafeArchive(f"archive member {name!r} has an invalid name")
+    if name.startswith("/") or posixpath.isabs(name):
+        raise UnsafeArchive(f"archive member {name!r} has an absolute path; refused")
+    parts = name.split("/")
+    if ".." in parts:
+        raise UnsafeArchive(f"archive member {name!r} climbs out with '..'; refused")
+    normal = posixpath.normpath(name)
+    if normal in (".", "") or normal != name.rstrip("/"):
+        raise UnsafeArchive(f"archive member {name!r} is not a normalised relative path; refused")
+    return normal
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return f"a symbolic link to {member.linkname!r}"
+    if member.islnk():
+        return f"a hard link to {member.linkname!r}"
+    if member.ischr() or member.isblk():
+        return "a device file"
+    if member.isfifo():
+        return "a FIFO"
+    return f"an unsupported entry (type {member.type!r})"
+
+
+def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
+                 progress: Progress = None,
+                 validate: Callable[[dict[str, Any]], Any] | None = None) -> Tag:
+    """Check and unpack an archive into the store; returns the imported tag."""
+    from dosirak.store.versioned_store import read_yaml
+
+    what = f"archive {src}"
+    with ExitStack() as stack:
+        stream = _open_source(src, stack)
+        try:
+            archive = stack.enter_context(tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK))
+            members = iter(archive)
+            first = next(members, None)
+        except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as error:
+            raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error})") from error
+        if first is None or first.name != INFO_FILE or not first.isreg():
+            raise UnsafeArchive(f"{what} does not start with {INFO_FILE}; it is not a {SUFFIX} "
+                                "archive or it was altered")
+        if first.size > 64 << 20:
+            raise UnsafeArchive(f"{what}: {INFO_FILE} is implausibly large ({first.size} bytes)")
+        draft = store.new_draft()
+        try:
+            info_path = draft / INFO_FILE
+            try:
+                _copy_member(archive, first, info_path, None, what, progress)
+                info = read_yaml(info_path)
+            except (tarfile.TarError, zstandard.ZstdError, EOFError) as error:
+                raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
+            except Exception as error:
+                raise UnsafeArchive(f"{what}: {INFO_FILE} cannot be read ({error})") from error
+            info_path.unlink()
+            tag = _tag_of(info, what)
+            if validate is not None:
+                try:
+                    validate(info)
+                except Exception as error:
+                    raise UnsafeArchive(f"{what}: {INFO_FILE} is not valid ({error!r})") from error
+            manifest = info.get("manifest")
+            if not isinstance(manifest, dict):
+                raise UnsafeArchive(f"{what}: {INFO_FILE} has no manifest; refused")
+            if not overwrite and tag.version in store.versions(tag.name):
+                raise_exists(store, tag)
+            seen: set[str] = set()
+            try:
+                for member in members:
+                    _unpack(archive, member, manifest, seen, draft, what, progress)
+            except (tarfile.TarError, zstandard.ZstdError, EOFError) as error:
+                raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
+            if missing := sorted(set(manifest) - seen):
+                raise UnsafeArchive(f"{what} lacks files its manifest lists: {', '.join(missing[:5])}")
+            store.commit(draft, tag, info, overwrite=overwrite)
+        except BaseException:
+            store.discard(draft)
+            raise
+    return tag
+
+
+def raise_exists(store: VersionedStore, tag: Tag) -> None:
+    from dosirak.exceptions import AlreadyExists
+
+    raise AlreadyExists(f"{store.kind} {tag} is in the store already; pass overwrite=True "
+                        "(CLI: --force) to replace it")
+
+
+def _tag_of(info: dict[str, Any], what: str) -> Tag:
+    try:
+        return Tag(str(info["name"]), str(info["version"]))
+    except (KeyError, InvalidArgument) as error:
+        raise UnsafeArchive(f"{what}: {INFO_FILE} has no valid name and version ({error})") from error
+
+
+def _unpack(archive: tarfile.TarFile, member: tarfile.TarInfo, manifest: dict[str, Any],
+            seen: set[str], draft: Path, what: str, progress: Progress) -> None:
+    name = _safe_name(member.name)
+    if member.isdir():
+        return  # directories are made as files need them
+    if not member.isreg():
+        raise UnsafeArchive(f"{what}: member {name!r} is {_kind(member)}; only regular files "
+                            "are allowed")
+    if name == INFO_FILE or name not in manifest:
+        raise UnsafeArchive(f"{what}: member {name!r} is not in the manifest; refused")
+    if name in seen:
+        raise UnsafeArchive(f"{what}: member {name!r} appears twice; refused")
+    expected = manifest[name]
+    if member.size != expected.get("size"):
+        raise UnsafeArchive(f"{what}: {name!r} is {member.size} bytes but the manifest says "
+                            f"{expected.get('size')}; the archive was altered")
+    seen.add(name)
+    target = draft / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = _copy_member(archive, member, target, hashlib.sha256(), what, progress)
+    if digest != expected.get("sha256"):
+        raise UnsafeArchive(f"{what}: {name!r} does not match its sha256 checksum; the archive "
+                            "was altered or damaged")
+
+
+def _copy_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: Path,
+                 digest: Any, what: str, progress: Progress) -> str | None:
+    source = archive.extractfile(member)
+    if source is None:
+        raise UnsafeArchive(f"{what}: member {member.name!r} has no data")
+    copied = 0
+    with open(target, "xb") as out:
+        while chunk := source.read(CHUNK):
+            if digest is not None:
+                digest.update(chunk)
+            out.write(chunk)
+            copied += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    if copied != member.size:
+        raise UnsafeArchive(f"{what} is truncated inside {member.name!r}; refused")
+    return digest.hexdigest() if digest is not None else None

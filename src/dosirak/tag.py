@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from dosirak.exceptions import InvalidArgument
 
 MAX_PART_LENGTH = 63
-_PART = re.compile(r"^[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?$")
+_PART = re.compile(r"[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?")
 _ALPHABET = "0123456789abcdefghijklmnopqrstuv"  # base32, sorts like its values
 _TIME_CHARS = 11  # 32**11 microseconds is about 1,100 years
 _RANDOM_CHARS = 5
@@ -27,7 +27,8 @@ RULE = (
 
 
 def _check_part(kind: str, value: str, tag: str) -> None:
-    if len(value) > MAX_PART_LENGTH or not _PART.match(value):
+    # fullmatch, not match with '$': '$' also matches before a trailing newline.
+    if len(value) > MAX_PART_LENGTH or not _PART.fullmatch(value):
         raise InvalidArgument(f"invalid {kind} {value!r} in tag {tag!r}: {RULE}")
 
 
@@ -50,7 +51,9 @@ class Tag:
         if isinstance(value, Tag):
             return value
         if not isinstance(value, str) or not value:
-            raise InvalidArgument(f"a tag must be a non-empty string like 'iris_clf:latest', got {value!r}")
+            raise InvalidArgument(
+                f"a tag must be a non-empty string like 'iris_clf:latest', got {value!r}"
+            )
         name, sep, version = value.partition(":")
         if sep and not version:
             raise InvalidArgument(f"tag {value!r} ends with ':': write 'name' or 'name:version'")

@@ -72,7 +72,9 @@ def check(root: Path, manifest: Manifest, *, full: bool, what: str) -> None:
     if missing := sorted(expected - present):
         raise StoreCorrupted(f"{what} is missing {', '.join(missing[:5])}: {fix}")
     if extra := sorted(present - expected):
-        raise StoreCorrupted(f"{what} has files not in its manifest ({', '.join(extra[:5])}): {fix}")
+        raise StoreCorrupted(
+            f"{what} has files not in its manifest ({', '.join(extra[:5])}): {fix}"
+        )
     for relative, entry in manifest.items():
         path = root / relative
         if path.stat().st_size != entry["size"]:

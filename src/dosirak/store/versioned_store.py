@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import errno
 import os
 import secrets
@@ -43,6 +44,26 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise StoreCorrupted(f"{path} does not hold a mapping")
     return data
+
+
+_EPOCH = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+
+
+def creation_time(info: dict[str, Any]) -> datetime.datetime:
+    """An info file's creation time as an aware datetime; the epoch of time if it has none.
+
+    Times are compared as instants, not as text: an archive made elsewhere may carry another
+    UTC offset, and YAML may have parsed the value into a datetime already.
+    """
+    value = info.get("creation_time")
+    if isinstance(value, str):
+        try:
+            value = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return _EPOCH
+    if not isinstance(value, datetime.datetime):
+        return _EPOCH
+    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
@@ -88,7 +109,9 @@ def exchange(first: Path, second: Path) -> bool:
     if _renameat2 is None:
         return False
     at_fdcwd, rename_exchange = -100, 2
-    result = _renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)
+    result = _renameat2(
+        at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange
+    )
     if result == 0:
         return True
     code = ctypes.get_errno()
@@ -157,17 +180,16 @@ class VersionedStore:
                               f"matches {', '.join(sorted(matches)[:5])}: give more characters")
 
     def _newest(self, name: str, versions: list[str]) -> str:
-        def created(version: str) -> tuple[str, str]:
+        created = {}
+        for version in versions:
             try:
                 info = self.read_info(Tag(name, version))
             except ModelNotFound:  # deleted while we looked
-                return ("", version)
-            return (str(info.get("creation_time", "")), version)
-
-        best = max(versions, key=created)
-        if created(best)[0] == "":
+                continue
+            created[version] = creation_time(info)
+        if not created:
             raise self._not_found(Tag(name))
-        return best
+        return max(created, key=lambda version: (created[version], version))
 
     def path(self, tag: Tag | str) -> Path:
         return self._version_dir(self.resolve(tag))
@@ -206,7 +228,9 @@ class VersionedStore:
         draft.mkdir()
         return draft
 
-    def commit(self, draft: Path, tag: Tag, info: dict[str, Any], *, overwrite: bool = False) -> Path:
+    def commit(
+        self, draft: Path, tag: Tag, info: dict[str, Any], *, overwrite: bool = False
+    ) -> Path:
         """Write the info file, flush everything, and rename the draft into place atomically."""
         assert tag.version is not None
         info_path = draft / self.info_file

@@ -55,7 +55,9 @@ def _parse_batch_dim(method: str, value: Any) -> tuple[int, int]:
                           f"(input_dim, output_dim) pair of ints, got {value!r}")
 
 
-def parse_signatures(value: dict[str, Any] | None, defaults: dict[str, Any]) -> dict[str, Signature]:
+def parse_signatures(
+    value: dict[str, Any] | None, defaults: dict[str, Any]
+) -> dict[str, Signature]:
     """User signatures replace the framework's defaults entirely when given."""
     chosen = defaults if value is None else value
     if not isinstance(chosen, dict) or not chosen:

@@ -1,0 +1,173 @@
+"""Runnables: the objects that hold a loaded model and run its methods.
+
+A ``Runnable`` subclass is the unit of custom inference logic::
+
+    class MyRunnable(dosirak.Runnable):
+        SUPPORTED_RESOURCES = ("cpu",)
+        SUPPORTS_CPU_MULTI_THREADING = True
+
+        def __init__(self, threshold: float) -> None:
+            self.model = dosirak.sklearn.load_model("iris_clf:latest")
+            self.threshold = threshold
+
+        @dosirak.Runnable.method(batchable=True, batch_dim=0)
+        def predict(self, x):
+            return self.model.predict_proba(x)[:, 1] > self.threshold
+
+Stored models get a runnable built from their signatures (``model_runnable``). A runnable is
+described by a ``RunnableSpec``, plain data that lets a worker process build the same runnable.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import cloudpickle
+
+from dosirak.exceptions import InvalidArgument
+from dosirak.signature import Signature
+
+F = TypeVar("F", bound=Callable[..., Any])
+_MARK = "__dosirak_signature__"
+
+
+class Runnable:
+    """Base class of custom runnables; decorate methods with ``Runnable.method``."""
+
+    SUPPORTED_RESOURCES: tuple[str, ...] = ("cpu",)
+    SUPPORTS_CPU_MULTI_THREADING: bool = False
+
+    @staticmethod
+    def method(
+        fn: F | None = None,
+        *,
+        batchable: bool = False,
+        batch_dim: int | tuple[int, int] = 0,
+        input_spec: Any = None,
+        output_spec: Any = None,
+    ) -> Any:
+        """Mark a method as callable through the runner, with how it batches."""
+
+        def mark(function: F) -> F:
+            options = {"batchable": batchable, "batch_dim": batch_dim}
+            setattr(function, _MARK, Signature.parse(function.__name__, options))
+            return function
+
+        return mark(fn) if fn is not None else mark
+
+    @classmethod
+    def signatures(cls) -> dict[str, Signature]:
+        """The methods marked with ``Runnable.method``, by name."""
+        found = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                signature = getattr(value, _MARK, None)
+                if signature is not None:
+                    found[name] = signature
+        return found
+
+
+@dataclass(frozen=True)
+class RunnableSpec:
+    """Everything a worker process needs to build a runnable, without the parent's objects.
+
+    ``model`` specs name a stored model by its full tag. ``class`` specs name an importable
+    class, or carry it cloudpickled when it is not importable (defined in ``__main__`` or a
+    function): those bytes travel only from the service's own parent process to its children
+    over a private pipe, never from a network peer.
+    """
+
+    kind: str  # "model" or "class"
+    tag: str | None = None
+    target: str | None = None  # "module:QualName" of an importable Runnable subclass
+    pickled_class: bytes | None = field(default=None, repr=False)
+    init_params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_class(cls, runnable_class: type, init_params: dict[str, Any] | None) -> RunnableSpec:
+        module, qualname = runnable_class.__module__, runnable_class.__qualname__
+        if module != "__main__" and "<locals>" not in qualname:
+            try:
+                if _import_target(f"{module}:{qualname}") is runnable_class:
+                    return cls("class", target=f"{module}:{qualname}",
+                               init_params=dict(init_params or {}))
+            except (ImportError, AttributeError):
+                pass
+        return cls("class", pickled_class=cloudpickle.dumps(runnable_class),
+                   init_params=dict(init_params or {}))
+
+    def runnable_class(self) -> type:
+        if self.kind == "model":
+            from dosirak import models
+
+            return model_runnable(models.get(self.tag or ""))
+        if self.target:
+            return _import_target(self.target)
+        if self.pickled_class is not None:
+            return cloudpickle.loads(self.pickled_class)
+        raise InvalidArgument(f"runnable spec {self!r} names nothing to run")
+
+    def build(self) -> Any:
+        """Create the runnable instance (loads the model)."""
+        return self.runnable_class()(**self.init_params)
+
+
+def _import_target(target: str) -> Any:
+    module_name, _, qualname = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def model_runnable(model: Any) -> type[Runnable]:
+    """A Runnable class that loads ``model`` and exposes one method per signature.
+
+    A framework adapter may define ``runnable_method(loaded, method_name) -> callable`` to adapt
+    calls (tensors, no-grad, output conversion); by default the model object's own method is used
+    (``__call__`` calls the object itself).
+    """
+    framework = model.framework()
+    adapt = getattr(framework, "runnable_method", None)
+    signatures = dict(model.info.signatures)
+    tag = str(model.tag)
+
+    class ModelRunnable(Runnable):
+        SUPPORTED_RESOURCES = getattr(framework, "SUPPORTED_RESOURCES", ("cpu",))
+        SUPPORTS_CPU_MULTI_THREADING = getattr(framework, "SUPPORTS_CPU_MULTI_THREADING", True)
+
+        def __init__(self) -> None:
+            self.model = framework.load_model(model)
+            self.methods_by_name: dict[str, Callable[..., Any]] = {}
+            for name in signatures:
+                if adapt is not None:
+                    function = adapt(self.model, name)
+                elif name == "__call__":
+                    function = self.model
+                else:
+                    function = getattr(self.model, name, None)
+                if not callable(function):
+                    raise InvalidArgument(
+                        f"model {tag} has no method {name!r} although its signatures list it; "
+                        f"save it again with signatures naming methods it has"
+                    )
+                self.methods_by_name[name] = function
+
+        @classmethod
+        def signatures(cls) -> dict[str, Signature]:
+            return dict(signatures)
+
+    ModelRunnable.__qualname__ = ModelRunnable.__name__ = f"ModelRunnable[{tag}]"
+    return ModelRunnable
+
+
+def bound_method(runnable: Any, method_name: str) -> Callable[..., Any]:
+    """The callable that runs ``method_name`` on a built runnable."""
+    table = getattr(runnable, "methods_by_name", None)
+    function = table.get(method_name) if table is not None else getattr(runnable, method_name, None)
+    if not callable(function):
+        raise InvalidArgument(f"runnable {type(runnable).__name__} has no method {method_name!r}")
+    return function

@@ -1,0 +1,292 @@
+"""Runners: how a service calls a model, in-process or in worker processes, batched or not.
+
+    >>> runner = dosirak.sklearn.get("iris_clf:latest").to_runner()
+    >>> runner.init_local()                 # development: the model runs in this process
+    >>> runner.predict.run([[5.9, 3.0, 5.1, 1.8]])
+
+Serving starts runners with ``await runner.start(mode="process")``: the model then runs in
+worker processes, and each batchable method gets an adaptive batching dispatcher in the calling
+process, so batches are formed before the process hop (one hop per batch, not per call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from dosirak.exceptions import InvalidArgument, RunnerError
+from dosirak.runner.runnable import Runnable, RunnableSpec, bound_method, model_runnable
+from dosirak.signature import Signature
+
+DEFAULT_MAX_BATCH_SIZE = 100
+_NAME = re.compile(r"^[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?$")
+_MODES = ("local", "process")
+
+
+class RunnerMethod:
+    """One method of a runner: ``run`` from sync code, ``async_run`` from async code."""
+
+    def __init__(self, runner: Runner, name: str, signature: Signature,
+                 max_batch_size: int, max_latency_ms: float | None) -> None:
+        self.runner = runner
+        self.name = name
+        self.signature = signature
+        self.max_batch_size = max_batch_size
+        self.max_latency_ms = max_latency_ms
+        self._dispatcher: Any = None
+
+    def __repr__(self) -> str:
+        return f"RunnerMethod({self.runner.name}.{self.name}, batchable={self.signature.batchable})"
+
+    @property
+    def dispatcher(self) -> Any:
+        """The batching dispatcher (None when the method is not batchable)."""
+        return self._dispatcher
+
+    def _start(self) -> None:
+        if not self.signature.batchable or self.max_batch_size <= 1:
+            self._dispatcher = None
+            return
+        from dosirak.runner.dispatcher import Dispatcher
+
+        options: dict[str, Any] = {
+            "max_batch_size": self.max_batch_size,
+            "batch_dim": self.signature.batch_dim,
+            "max_in_flight": self.runner.concurrency,
+            "name": f"{self.runner.name}.{self.name}",
+        }
+        if self.max_latency_ms is not None:
+            options["max_latency_ms"] = self.max_latency_ms
+        self._dispatcher = Dispatcher(self._execute, **options)
+
+    async def _execute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return await self.runner._execute(self.name, args, kwargs)
+
+    async def async_run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the method; concurrent calls of a batchable method are merged into batches."""
+        runner = self.runner
+        if runner._loop is not asyncio.get_running_loop():
+            runner._ensure_started()
+            runner._bind_loop()
+        if self._dispatcher is not None:
+            return await self._dispatcher(*args, **kwargs)
+        return await self.runner._execute(self.name, args, kwargs)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the method from synchronous code (a sync API, a script, a notebook)."""
+        runner = self.runner
+        runner._ensure_started()
+        loop = runner._loop
+        if loop is None or not loop.is_running():
+            # Nothing to batch with: call the model directly, the fastest path there is.
+            if runner._runnable is None:
+                raise RunnerError(f"runner {runner.name!r} runs in worker processes; call "
+                                  "it from the service (sync APIs may use .run())")
+            return bound_method(runner._runnable, self.name)(*args, **kwargs)
+        if threading.get_ident() == runner._loop_thread:
+            raise InvalidArgument(f"{runner.name}.{self.name}.run() was called on the event loop, "
+                                  "where it would block every request; in an async function "
+                                  f"write `await {runner.name}.{self.name}.async_run(...)`")
+        future = asyncio.run_coroutine_threadsafe(self.async_run(*args, **kwargs), loop)
+        return future.result()
+
+
+class Runner:
+    """Runs a runnable's methods for a service; built by ``Model.to_runner()`` or directly.
+
+    ``dosirak.Runner(MyRunnable, name="my_runner", runnable_init_params={...})``
+    """
+
+    def __init__(
+        self,
+        runnable_class: type[Runnable],
+        *,
+        name: str | None = None,
+        runnable_init_params: dict[str, Any] | None = None,
+        models: list[Any] | None = None,
+        max_batch_size: int | None = None,
+        max_latency_ms: float | None = None,
+        method_configs: dict[str, dict[str, Any]] | None = None,
+        signatures: dict[str, Any] | None = None,
+        workers: int | None = None,
+        spec: RunnableSpec | None = None,
+    ) -> None:
+        if not (isinstance(runnable_class, type) and issubclass(runnable_class, Runnable)):
+            raise InvalidArgument(
+                f"Runner needs a dosirak.Runnable subclass, got {runnable_class!r}")
+        self.name = _runner_name(name or runnable_class.__name__)
+        self.runnable_class = runnable_class
+        self.runnable_init_params = dict(runnable_init_params or {})
+        self.models = list(models or [])
+        self.spec = spec or RunnableSpec.for_class(runnable_class, self.runnable_init_params)
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise InvalidArgument(
+                f"runner {self.name!r}: workers must be an int >= 1, got {workers!r}")
+        self.workers = workers or default_workers(runnable_class)
+        base = runnable_class.signatures()
+        if signatures:
+            base = {**base, **{k: Signature.parse(k, v) for k, v in signatures.items()}}
+        if not base:
+            raise InvalidArgument(f"{runnable_class.__name__} has no methods marked with "
+                                  "@dosirak.Runnable.method")
+        configs = method_configs or {}
+        if unknown := set(configs) - set(base):
+            raise InvalidArgument(f"method_configs names unknown methods {sorted(unknown)}; "
+                                  f"runner {self.name!r} has {sorted(base)}")
+        self.methods: dict[str, RunnerMethod] = {}
+        for method_name, signature in base.items():
+            config = configs.get(method_name, {})
+            batch_size = config.get("max_batch_size", max_batch_size or DEFAULT_MAX_BATCH_SIZE)
+            latency = config.get("max_latency_ms", max_latency_ms)
+            _check_limits(self.name, method_name, batch_size, latency)
+            self.methods[method_name] = RunnerMethod(self, method_name, signature, batch_size,
+                                                     latency)
+        self.mode: str | None = None
+        self._runnable: Any = None
+        self._pool: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_model(cls, model: Any, name: str | None = None, **options: Any) -> Runner:
+        """The runner of a stored model (what ``Model.to_runner()`` returns)."""
+        runnable_class = model_runnable(model)
+        return cls(runnable_class, name=name or model.tag.name, models=[model],
+                   spec=RunnableSpec("model", tag=str(model.tag)), **options)
+
+    def __repr__(self) -> str:
+        return f"Runner(name={self.name!r}, methods={sorted(self.methods)}, mode={self.mode})"
+
+    def __getattr__(self, name: str) -> RunnerMethod:
+        methods = self.__dict__.get("methods", {})
+        if name in methods:
+            return methods[name]
+        raise AttributeError(f"runner {self.__dict__.get('name')!r} has no method {name!r}; "
+                             f"its methods: {sorted(methods)} (see the model's signatures)")
+
+    # ``runner.run(x)`` calls the ``__call__`` signature, as in the seeds.
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call_method().run(*args, **kwargs)
+
+    async def async_run(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call_method().async_run(*args, **kwargs)
+
+    def _call_method(self) -> RunnerMethod:
+        if "__call__" not in self.methods:
+            raise InvalidArgument(f"runner {self.name!r} has no '__call__' signature; call one of "
+                                  f"its methods instead: {sorted(self.methods)}")
+        return self.methods["__call__"]
+
+    @property
+    def concurrency(self) -> int:
+        """How many batches may run at once: one per worker process."""
+        return self.workers if self.mode == "process" else 1
+
+    @property
+    def ready(self) -> bool:
+        if self.mode == "local":
+            return self._runnable is not None
+        return self._pool is not None and bool(self._pool.ready)
+
+    # ----- lifecycle ---------------------------------------------------------------------
+
+    def init_local(self) -> None:
+        """Load the model into this process (development, tests, notebooks)."""
+        if self.mode is not None:
+            return
+        self._runnable = self.spec.build() if self.spec.kind == "model" else \
+            self.runnable_class(**self.runnable_init_params)
+        self.mode = "local"
+        self._executor = ThreadPoolExecutor(
+            max_workers=1 if not self.runnable_class.SUPPORTS_CPU_MULTI_THREADING else 4,
+            thread_name_prefix=f"runner-{self.name}",
+        )
+        self._bind_loop()
+
+    async def start(self, mode: str = "process") -> None:
+        """Start for serving: ``process`` runs the model in worker processes."""
+        if mode not in _MODES:
+            raise InvalidArgument(f"runner mode must be one of {_MODES}, got {mode!r}")
+        if mode == "local":
+            self.init_local()
+            self._bind_loop()
+            return
+        from dosirak.runner.worker import WorkerPool
+
+        self._pool = WorkerPool(self.spec, workers=self.workers, name=self.name)
+        await self._pool.start()
+        self.mode = "process"
+        self._bind_loop()
+
+    def _bind_loop(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and loop is not self._loop:
+            self._loop = loop
+            self._loop_thread = threading.get_ident()
+            for method in self.methods.values():
+                method._start()
+
+    async def stop(self) -> None:
+        """Stop worker processes and dispatchers."""
+        for method in self.methods.values():
+            if method._dispatcher is not None:
+                await method._dispatcher.aclose()
+                method._dispatcher = None
+        if self._pool is not None:
+            await self._pool.stop()
+            self._pool = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+        self._runnable = None
+        self._loop = None
+        self.mode = None
+
+    def _ensure_started(self) -> None:
+        if self.mode is None:
+            raise RunnerError(f"runner {self.name!r} is not started: call runner.init_local() "
+                              "for local use, or serve it with a service")
+
+    async def _execute(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self._pool is not None:
+            return await self._pool.call(method, args, kwargs)
+        function = bound_method(self._runnable, method)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _call, function, args, kwargs)
+
+
+def _call(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return function(*args, **kwargs)
+
+
+def default_workers(runnable_class: type[Runnable]) -> int:
+    """One process when the runnable uses every core itself, else one per core."""
+    if runnable_class.SUPPORTS_CPU_MULTI_THREADING:
+        return 1
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _runner_name(name: str) -> str:
+    lowered = name.lower()
+    if not _NAME.match(lowered):
+        raise InvalidArgument(f"runner name {name!r} must be lowercase letters, digits, '-', '_' "
+                              "and '.', starting and ending with a letter or digit")
+    return lowered
+
+
+def _check_limits(runner: str, method: str, batch_size: Any, latency: Any) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InvalidArgument(f"runner {runner!r} method {method!r}: max_batch_size must be an "
+                              f"int >= 1 (rows per batch), got {batch_size!r}")
+    if latency is not None and (not isinstance(latency, (int, float)) or latency <= 0):
+        raise InvalidArgument(f"runner {runner!r} method {method!r}: max_latency_ms must be a "
+                              f"positive number of milliseconds, got {latency!r}")

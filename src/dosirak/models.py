@@ -60,7 +60,9 @@ class ModelInfo:
             labels=dict(data.get("labels") or {}),
             metadata=dict(data.get("metadata") or {}),
             options=dict(data.get("options") or {}),
-            signatures={k: Signature.parse(k, v) for k, v in (data.get("signatures") or {}).items()},
+            signatures={
+                k: Signature.parse(k, v) for k, v in (data.get("signatures") or {}).items()
+            },
             context=dict(data.get("context") or {}),
             creation_time=created,
             size=int(data.get("size", 0)),
@@ -154,14 +156,14 @@ def get(tag: Tag | str | Model, *, verify: bool = False) -> Model:
     return Model(full, path, info)
 
 
-def list(name: str | None = None) -> builtins.list[Model]:  # noqa: A001 - the seeds' name
+def list(name: str | None = None) -> builtins.list[Model]:  # the seeds' name
     """Every stored model (or every version of one name), newest first."""
     store = model_store()
     found = []
     for tag in store.iter_tags(name):
         try:
             info = ModelInfo.from_dict(store.read_info(tag))
-        except Exception:  # noqa: S112 - deleted while listing
+        except Exception:  # deleted while listing
             continue
         found.append(Model(tag, store.path(tag), info))
     found.sort(key=lambda m: (m.info.creation_time, m.tag.version), reverse=True)
@@ -196,10 +198,22 @@ def import_model(src: str, *, overwrite: bool = False,
 # ----- saving (used by the framework adapters) ---------------------------------------------
 
 
+_PLAIN_TYPES = (bool, int, float, str, datetime.date, datetime.datetime)
+
+
 def _plain(value: Any, where: str) -> Any:
     """Metadata and labels must survive YAML: numpy scalars become Python numbers."""
-    if value is None or isinstance(value, (bool, int, float, str, datetime.date)):
+    if value is None or type(value) in _PLAIN_TYPES:
         return value
+    # Subclasses of plain types (numpy.float64, numpy.str_, IntEnum, pandas.Timestamp) have no
+    # YAML representer: store them as their plain base type.
+    for base in (int, float, str):
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, datetime.datetime):
+        return datetime.datetime(*value.timetuple()[:6], value.microsecond, tzinfo=value.tzinfo)
+    if isinstance(value, datetime.date):
+        return datetime.date(value.year, value.month, value.day)
     if isinstance(value, Mapping):
         return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (builtins.list, tuple)):

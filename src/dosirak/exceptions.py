@@ -6,6 +6,8 @@ Every error says what happened, why, and what to do about it, and maps to one HT
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DosirakError(Exception):
     """Base class of every error dosirak raises on purpose."""
@@ -20,7 +22,27 @@ class InvalidArgument(DosirakError):
 
 
 class BadInput(InvalidArgument):
-    """A request body or payload could not be parsed or failed validation."""
+    """A request body or payload could not be parsed or failed validation.
+
+    ``detail`` lists what is wrong, one entry per problem, each naming where (``loc``: the field,
+    the column or the array axis) and what (``msg``), so a client can point at it.
+    """
+
+    def __init__(self, message: str, detail: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.detail = list(detail or [])
+
+
+class UnsupportedMediaType(DosirakError):
+    """The request's Content-Type is not one the API reads."""
+
+    status = 415
+
+
+class PayloadTooLarge(DosirakError):
+    """The request body is larger than the server's configured limit."""
+
+    status = 413
 
 
 class NotFound(DosirakError):

@@ -1,0 +1,96 @@
+"""TensorFlow modules (``tf.Module`` with ``tf.function`` methods), stored as a SavedModel.
+
+    >>> class Affine(tf.Module):
+    ...     @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    ...     def __call__(self, x): ...
+    >>> dosirak.tensorflow.save_model("affine", Affine())
+    >>> module = dosirak.tensorflow.load_model("affine:latest")
+    >>> module(x)
+
+A SavedModel holds graphs and variables, not Python code or pickle: the loaded object has the
+module's traced ``tf.function`` methods and variables, not its Python class. A method is saved
+only if it has an ``input_signature`` or was called (traced) before saving. When ``__call__`` has
+an ``input_signature`` it is also exported as the ``serving_default`` signature, so TensorFlow
+Serving can serve the same files. Keras models belong to ``dosirak.keras``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dosirak.exceptions import InvalidArgument
+from dosirak.frameworks import get_model, versions_of
+from dosirak.models import Model, Tag, require, save
+
+MODULE_NAME = "dosirak.tensorflow"
+MODEL_DIRECTORY = "saved_model"
+DEFAULT_SIGNATURES = {"__call__": {"batchable": True, "batch_dim": 0}}
+
+
+def save_model(
+    name: str,
+    model: Any,
+    *,
+    labels: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    custom_objects: dict[str, Any] | None = None,
+    signatures: dict[str, Any] | None = None,
+) -> Model:
+    """Save a ``tf.Module`` into the model store as a SavedModel directory."""
+    if type(model).__module__.split(".")[0] in ("keras", "tf_keras"):
+        raise InvalidArgument(f"{type(model).__name__} is a Keras object: save it with "
+                              "dosirak.keras.save_model, which keeps its Keras config")
+    tf = require("tensorflow", "tensorflow")
+    if not isinstance(model, tf.Module):
+        raise InvalidArgument(
+            f"dosirak.tensorflow saves tf.Module objects, got {type(model).__name__}; wrap "
+            "your tf.function methods in a tf.Module subclass, or save other objects with "
+            "dosirak.picklable_model"
+        )
+    serving = _serving_signatures(model, tf)
+
+    def write(directory: Path) -> dict[str, Any]:
+        tf.saved_model.save(model, str(directory / MODEL_DIRECTORY), signatures=serving or None)
+        return {"format": "saved_model", "serving_signatures": sorted(serving)}
+
+    return save(
+        name, module=MODULE_NAME, write=write, default_signatures=DEFAULT_SIGNATURES,
+        labels=labels, metadata=metadata, custom_objects=custom_objects, signatures=signatures,
+        framework_versions=versions_of("tensorflow", "tensorflow-cpu"),
+    )
+
+
+def load_model(tag: Tag | str | Model, **kwargs: Any) -> Any:
+    """Load the SavedModel back with ``tf.saved_model.load`` (keyword arguments go there)."""
+    model = get_model(MODULE_NAME, tag)
+    tf = require("tensorflow", "tensorflow")
+    return tf.saved_model.load(str(model.path / MODEL_DIRECTORY), **kwargs)
+
+
+def get(tag: Tag | str | Model) -> Model:
+    """The stored model, checked to be a TensorFlow one."""
+    return get_model(MODULE_NAME, tag)
+
+
+def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any]:
+    """The runner's call: numpy (or tensors) in, numpy arrays out."""
+    tf = require("tensorflow", "tensorflow")
+    function = loaded if method_name == "__call__" else getattr(loaded, method_name)
+
+    def to_numpy(value: Any) -> Any:
+        return value.numpy() if isinstance(value, tf.Tensor) else value
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return tf.nest.map_structure(to_numpy, function(*args, **kwargs))
+
+    return run
+
+
+def _serving_signatures(model: Any, tf: Any) -> dict[str, Any]:
+    """``serving_default`` from ``__call__`` when its input signature is fixed."""
+    call = model.__call__ if callable(model) else None
+    if isinstance(call, tf.types.experimental.PolymorphicFunction) and call.input_signature:
+        return {"serving_default": call.get_concrete_function()}
+    return {}

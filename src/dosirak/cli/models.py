@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from dosirak import models as store_api
+from dosirak.exceptions import InvalidArgument
 from dosirak.store.versioned_store import dump_yaml
 
 
@@ -44,6 +46,18 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda n: bar.advance(task, n)
 
 
+@contextmanager
+def _user_location(verb: str, location: str) -> Iterator[None]:
+    """An OS error about a place the user named (a file in the way, no permission, a full disk,
+    a missing bucket) is their mistake to fix: one line, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        where = f" ({error.filename})" if error.filename else ""
+        raise InvalidArgument(f"cannot {verb} {location}: {reason}{where}") from error
+
+
 @click.group()
 def models() -> None:
     """Manage the local model store ($DOSIRAK_HOME/models)."""
@@ -62,12 +76,19 @@ def list_models(name: str | None, output: str) -> None:
                 for m in found]
         click.echo(json.dumps(rows, indent=2) if output == "json" else dump_yaml({"models": rows}))
         return
-    table = Table("Tag", "Module", "Size", "Labels", "Created")
+    console = Console()
+    piped = not console.is_terminal
+    if piped:
+        # One plain line per model at its natural width, so grep and awk see whole tags.
+        console = Console(width=1 << 16)
+    table = Table("Tag", "Module", "Size", "Labels", "Created",
+                  box=None if piped else box.HEAVY_HEAD, pad_edge=not piped)
+    table.columns[0].no_wrap = True
     for m in found:
         labels = ", ".join(f"{k}={v}" for k, v in m.info.labels.items())
         table.add_row(str(m.tag), m.info.module, _human_size(m.info.size), labels,
                       m.info.creation_time.strftime("%Y-%m-%d %H:%M:%S"))
-    Console().print(table)
+    console.print(table)
 
 
 @models.command("get")
@@ -90,8 +111,8 @@ def delete_model(tag: str, yes: bool) -> None:
     model = store_api.get(tag)
     if not yes:
         if not sys.stdin.isatty():
-            raise click.UsageError(f"refusing to delete {model.tag} without confirmation; "
-                                   "pass -y to delete from a script")
+            raise InvalidArgument(f"refusing to delete {model.tag} without confirmation: stdin "
+                                  "is not a terminal; pass -y to delete from a script")
         click.confirm(f"Delete {model.tag}?", abort=True)
     store_api.delete(model.tag)
     click.echo(f"deleted {model.tag}")
@@ -103,7 +124,8 @@ def delete_model(tag: str, yes: bool) -> None:
 def export_model(tag: str, dest: str) -> None:
     """Export TAG into a .dosirakmodel archive at DEST (a path, a folder or an fsspec URL)."""
     model = store_api.get(tag)
-    with _progress(f"export {model.tag}", model.info.size) as advance:
+    with _user_location("export to", dest), \
+            _progress(f"export {model.tag}", model.info.size) as advance:
         where = store_api.export_model(model.tag, dest, progress=advance)
     click.echo(f"exported {model.tag} to {where}")
 
@@ -120,6 +142,6 @@ def import_model(src: str, force: bool) -> None:
         total = Path(src).stat().st_size if "://" not in src else 0
     except OSError:
         total = 0
-    with _progress(f"import {src}", total or 1) as advance:
+    with _user_location("import from", src), _progress(f"import {src}", total or 1) as advance:
         model = store_api.import_model(src, overwrite=force, progress=advance)
     click.echo(f"imported {model.tag}")

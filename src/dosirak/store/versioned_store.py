@@ -19,7 +19,7 @@ import errno
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,33 @@ class VersionedStore:
         if not created:
             raise self._not_found(Tag(name))
         return max(created, key=lambda version: (created[version], version))
+
+    @contextlib.contextmanager
+    def pin(self, tag: Tag) -> Iterator[Callable[[], bool]]:
+        """Hold a version's directory open while reading it; yields ``replaced()``.
+
+        ``replaced()`` tells whether the path now names another directory (or none): the version
+        was replaced or deleted while it was read. The held directory's inode cannot be reused
+        while it is open, so a replacement is never mistaken for the original.
+        """
+        path = self._version_dir(tag)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            raise self._not_found(tag) from None
+        try:
+            held = os.fstat(fd)
+
+            def replaced() -> bool:
+                try:
+                    now = os.stat(path)
+                except FileNotFoundError:
+                    return True
+                return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
+
+            yield replaced
+        finally:
+            os.close(fd)
 
     def path(self, tag: Tag | str) -> Path:
         return self._version_dir(self.resolve(tag))

@@ -19,12 +19,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from dosirak.__about__ import __version__
-from dosirak.exceptions import (
-    InvalidArgument,
-    MissingDependency,
-    ModelNotFound,
-    StoreCorrupted,
-)
+from dosirak.exceptions import InvalidArgument, MissingDependency
 from dosirak.signature import Signature, parse_signatures
 from dosirak.store import model_store
 from dosirak.store.manifest import build_manifest, check
@@ -154,27 +149,11 @@ def get(tag: Tag | str | Model, *, verify: bool = False) -> Model:
     if isinstance(tag, Model):
         return tag
     store = model_store()
-    for attempt in range(_READ_ATTEMPTS):
-        last = attempt + 1 == _READ_ATTEMPTS
-        full = store.resolve(tag)
-        with store.pin(full) as replaced:
-            path = store.path(full)
-            try:
-                info = ModelInfo.from_dict(store.read_info(full))
-                check(path, info.manifest, full=verify, what=f"model {full}")
-            except (StoreCorrupted, ModelNotFound, FileNotFoundError):
-                # An import with overwrite swaps the directory while we read: the info and the
-                # files we saw may belong to two versions. Read again; only report what holds.
-                if not last and replaced():
-                    continue
-                raise
-            if not last and replaced():
-                continue
-        return Model(full, path, info)
-    raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-_READ_ATTEMPTS = 5
+    full = store.resolve(tag)
+    path = store.path(full)
+    info = ModelInfo.from_dict(store.read_info(full))
+    check(path, info.manifest, full=verify, what=f"model {full}")
+    return Model(full, path, info)
 
 
 def list(name: str | None = None) -> builtins.list[Model]:  # the seeds' name
@@ -197,22 +176,32 @@ def delete(tag: Tag | str) -> Tag:
 
 
 def export_model(tag: Tag | str, dest: str, *, progress: Callable[[int], None] | None = None,
-                 compression: str = "zstd") -> str:
-    """Write a model into a ``.dosirakmodel`` archive at a local path or fsspec URL."""
+                 compression: str = "zstd",
+                 storage_options: dict[str, Any] | None = None) -> str:
+    """Write a model into a ``.dosirakmodel`` archive at a local path or fsspec URL.
+
+    A folder (or a URL ending in ``/``) gets ``name-version.dosirakmodel`` inside it. For URLs,
+    ``storage_options`` go to fsspec, e.g. ``{"key": ..., "secret": ..., "client_kwargs":
+    {"endpoint_url": ...}}`` for s3; without them the environment (``AWS_*``) is used.
+    """
     from dosirak.store.archive import export_entry
 
     model = get(tag)
     return export_entry(model.path, model.tag, model.info.to_dict(), dest, progress=progress,
-                        compression=compression)
+                        compression=compression, storage_options=storage_options)
 
 
 def import_model(src: str, *, overwrite: bool = False,
-                 progress: Callable[[int], None] | None = None) -> Model:
-    """Import a ``.dosirakmodel`` archive; checked in full before the model becomes visible."""
+                 progress: Callable[[int], None] | None = None,
+                 storage_options: dict[str, Any] | None = None) -> Model:
+    """Import a ``.dosirakmodel`` archive; checked in full before the model becomes visible.
+
+    ``storage_options`` go to fsspec when ``src`` is a URL, as in ``export_model``.
+    """
     from dosirak.store.archive import import_entry
 
     tag = import_entry(model_store(), src, overwrite=overwrite, progress=progress,
-                       validate=ModelInfo.from_dict)
+                       validate=ModelInfo.from_dict, storage_options=storage_options)
     return get(tag)
 
 

@@ -10,15 +10,13 @@ all checks pass, so a refused archive leaves the store unchanged.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
 import posixpath
-import re
 import tarfile
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,9 +33,6 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 COMPRESSIONS = ("zstd", "none")
 Progress = Callable[[int], None] | None
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-# What a damaged or cut archive raises while it is read (gzip's CRC error is an OSError).
-_CORRUPT = (tarfile.TarError, zstandard.ZstdError, EOFError, gzip.BadGzipFile)
 
 
 def _is_local(url: str) -> bool:
@@ -48,7 +43,12 @@ def _local_path(url: str) -> Path:
     return Path(url.removeprefix("file://")).expanduser()
 
 
-def destination_for(dest: str, tag: Tag) -> str:
+def _remote(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    """The fsspec filesystem and path of a URL; storage options add to the environment's."""
+    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+
+
+def destination_for(dest: str, tag: Tag, storage_options: dict[str, Any] | None = None) -> str:
     """A directory (or a URL ending in '/') gets ``name-version.dosirakmodel`` inside it."""
     filename = f"{tag.name}-{tag.version}{SUFFIX}"
     if _is_local(dest):
@@ -58,6 +58,9 @@ def destination_for(dest: str, tag: Tag) -> str:
         return str(path if path.suffix else path.with_suffix(SUFFIX))
     if dest.endswith("/"):
         return dest + filename
+    fs, path = _remote(dest, storage_options)
+    if fs.isdir(path):  # an existing prefix, as an existing local directory
+        return f"{dest}/{filename}"
     return dest if posixpath.splitext(dest)[1] else dest + SUFFIX
 
 
@@ -78,11 +81,15 @@ class _Counting(io.RawIOBase):
 
 
 def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
-                 progress: Progress = None, compression: str = "zstd") -> str:
-    """Write the version at ``root`` to ``dest``; returns where it was written."""
+                 progress: Progress = None, compression: str = "zstd",
+                 storage_options: dict[str, Any] | None = None) -> str:
+    """Write the version at ``root`` to ``dest``; returns where it was written.
+
+    ``storage_options`` go to fsspec for a URL (for s3: key, secret, client_kwargs...).
+    """
     if compression not in COMPRESSIONS:
         raise InvalidArgument(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-    target = destination_for(dest, tag)
+    target = destination_for(dest, tag, storage_options)
     info_bytes = dump_yaml(info).encode()
     with ExitStack() as stack:
         if _is_local(target):
@@ -91,7 +98,11 @@ def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
             partial = final.with_name(final.name + f".partial-{os.getpid()}")
             raw: IO[bytes] = stack.enter_context(open(partial, "wb"))
         else:
-            raw = stack.enter_context(fsspec.open(target, "wb"))
+            fs, path = _remote(target, storage_options)
+            # Deferred commit: an object store shows the object only once it is complete, so a
+            # failed export leaves nothing behind (and keeps any older object at that key).
+            raw = fs.open(path, "wb", autocommit=False)
+            stack.push(lambda failed, *_: _finish_remote(fs, raw, succeeded=failed is None))
         try:
             sink: IO[bytes] = raw
             if compression == "zstd":
@@ -114,6 +125,23 @@ def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
     return target
 
 
+def _finish_remote(fs: Any, raw: Any, *, succeeded: bool) -> None:
+    """Close a deferred upload, then publish it, or throw it away if the export failed."""
+    try:
+        raw.close()
+        if succeeded:
+            getattr(raw, "commit", lambda: None)()
+            return
+    except BaseException:
+        getattr(raw, "discard", lambda: None)()
+        raise
+    finally:
+        # fs.open queued the file on the filesystem's shared transaction; it is finished here.
+        with suppress(ValueError):
+            fs.transaction.files.remove(raw)
+    getattr(raw, "discard", lambda: None)()
+
+
 def _member(name: str, size: int) -> tarfile.TarInfo:
     member = tarfile.TarInfo(name)
     member.size, member.mode, member.mtime = size, 0o644, 0
@@ -132,19 +160,30 @@ def _add_file(archive: tarfile.TarFile, name: str, path: Path) -> None:
 # ----- import ------------------------------------------------------------------------------
 
 
-def _open_source(src: str, stack: ExitStack) -> IO[bytes]:
+def _open_source(src: str, stack: ExitStack,
+                 storage_options: dict[str, Any] | None = None) -> IO[bytes]:
     if _is_local(src):
         path = _local_path(src)
         if not path.is_file():
             raise InvalidArgument(f"{src} is not a file; give the path of a {SUFFIX} archive")
-        raw: IO[bytes] = stack.enter_context(open(path, "rb"))  # noqa: SIM115 - in the stack
+        raw: IO[bytes] = stack.enter_context(open(path, "rb"))
     else:
-        raw = stack.enter_context(fsspec.open(src, "rb"))
+        fs, path = _remote(src, storage_options)
+        try:
+            raw = stack.enter_context(fs.open(path, "rb"))
+        except FileNotFoundError as error:
+            raise InvalidArgument(f"{src} does not exist; give the URL of a {SUFFIX} "
+                                  "archive") from error
+        except PermissionError as error:
+            raise InvalidArgument(f"{src} cannot be read: access denied ({error}); check the "
+                                  "credentials (storage options or environment)") from error
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, CHUNK)  # type: ignore[arg-type]
     head = buffered.peek(4)[:4]
     if head.startswith(ZSTD_MAGIC):
         return stack.enter_context(zstandard.ZstdDecompressor().stream_reader(buffered))
     if head.startswith(GZIP_MAGIC):
+        import gzip
+
         return stack.enter_context(gzip.GzipFile(fileobj=buffered))
     return buffered
 
@@ -177,18 +216,19 @@ def _kind(member: tarfile.TarInfo) -> str:
 
 def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
                  progress: Progress = None,
-                 validate: Callable[[dict[str, Any]], Any] | None = None) -> Tag:
+                 validate: Callable[[dict[str, Any]], Any] | None = None,
+                 storage_options: dict[str, Any] | None = None) -> Tag:
     """Check and unpack an archive into the store; returns the imported tag."""
     from dosirak.store.versioned_store import read_yaml
 
     what = f"archive {src}"
     with ExitStack() as stack:
-        stream = _open_source(src, stack)
+        stream = _open_source(src, stack, storage_options)
         try:
             archive = stack.enter_context(tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK))
             members = iter(archive)
             first = next(members, None)
-        except (*_CORRUPT, OSError) as error:
+        except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as error:
             raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error})") from error
         if first is None or first.name != INFO_FILE or not first.isreg():
             raise UnsafeArchive(f"{what} does not start with {INFO_FILE}; it is not a {SUFFIX} "
@@ -201,30 +241,30 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
             try:
                 _copy_member(archive, first, info_path, None, what, progress)
                 info = read_yaml(info_path)
-            except _CORRUPT as error:
+            except (tarfile.TarError, zstandard.ZstdError, EOFError) as error:
                 raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
             except Exception as error:
                 raise UnsafeArchive(f"{what}: {INFO_FILE} cannot be read ({error})") from error
             info_path.unlink()
             tag = _tag_of(info, what)
-            manifest = _manifest_of(info, what)
             if validate is not None:
                 try:
                     validate(info)
                 except Exception as error:
                     raise UnsafeArchive(f"{what}: {INFO_FILE} is not valid ({error!r})") from error
+            manifest = info.get("manifest")
+            if not isinstance(manifest, dict):
+                raise UnsafeArchive(f"{what}: {INFO_FILE} has no manifest; refused")
             if not overwrite and tag.version in store.versions(tag.name):
                 raise_exists(store, tag)
             seen: set[str] = set()
             try:
                 for member in members:
                     _unpack(archive, member, manifest, seen, draft, what, progress)
-            except _CORRUPT as error:
+            except (tarfile.TarError, zstandard.ZstdError, EOFError) as error:
                 raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
             if missing := sorted(set(manifest) - seen):
-                raise UnsafeArchive(
-                    f"{what} lacks files its manifest lists: {', '.join(missing[:5])}"
-                )
+                raise UnsafeArchive(f"{what} lacks files its manifest lists: {', '.join(missing[:5])}")
             store.commit(draft, tag, info, overwrite=overwrite)
         except BaseException:
             store.discard(draft)
@@ -243,41 +283,7 @@ def _tag_of(info: dict[str, Any], what: str) -> Tag:
     try:
         return Tag(str(info["name"]), str(info["version"]))
     except (KeyError, InvalidArgument) as error:
-        raise UnsafeArchive(
-            f"{what}: {INFO_FILE} has no valid name and version ({error})"
-        ) from error
-
-
-def _manifest_of(info: dict[str, Any], what: str) -> dict[str, dict[str, Any]]:
-    """The manifest, checked in shape before any member is trusted by it."""
-    manifest = info.get("manifest")
-    if not isinstance(manifest, dict):
-        raise UnsafeArchive(f"{what}: {INFO_FILE} has no manifest mapping file names to "
-                            "{size, sha256}; refused")
-    for name, entry in manifest.items():
-        try:
-            if not isinstance(name, str) or _safe_name(name) != name or name == INFO_FILE:
-                raise UnsafeArchive(f"{name!r} is not a plain relative file name")
-        except UnsafeArchive as error:
-            raise UnsafeArchive(f"{what}: the manifest lists {name!r}: {error}") from None
-        if not (
-            isinstance(entry, dict)
-            and type(entry.get("size")) is int
-            and entry["size"] >= 0
-            and isinstance(entry.get("sha256"), str)
-            and _SHA256.fullmatch(entry["sha256"])
-        ):
-            raise UnsafeArchive(f"{what}: the manifest entry of {name!r} must be "
-                                f"{{size: bytes, sha256: 64 hex digits}}, not {entry!r}; the "
-                                "archive was altered or damaged")
-        # A name that is also a directory of another name could never be unpacked.
-        parent = posixpath.dirname(name)
-        while parent:
-            if parent in manifest:
-                raise UnsafeArchive(f"{what}: the manifest lists {parent!r} both as a file and "
-                                    f"as the directory of {name!r}; refused")
-            parent = posixpath.dirname(parent)
-    return manifest
+        raise UnsafeArchive(f"{what}: {INFO_FILE} has no valid name and version ({error})") from error
 
 
 def _unpack(archive: tarfile.TarFile, member: tarfile.TarInfo, manifest: dict[str, Any],

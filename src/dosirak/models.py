@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from dosirak.__about__ import __version__
-from dosirak.exceptions import InvalidArgument, MissingDependency
+from dosirak.exceptions import (
+    InvalidArgument,
+    MissingDependency,
+    ModelNotFound,
+    StoreCorrupted,
+)
 from dosirak.signature import Signature, parse_signatures
 from dosirak.store import model_store
 from dosirak.store.manifest import build_manifest, check
@@ -149,11 +154,27 @@ def get(tag: Tag | str | Model, *, verify: bool = False) -> Model:
     if isinstance(tag, Model):
         return tag
     store = model_store()
-    full = store.resolve(tag)
-    path = store.path(full)
-    info = ModelInfo.from_dict(store.read_info(full))
-    check(path, info.manifest, full=verify, what=f"model {full}")
-    return Model(full, path, info)
+    for attempt in range(_READ_ATTEMPTS):
+        last = attempt + 1 == _READ_ATTEMPTS
+        full = store.resolve(tag)
+        with store.pin(full) as replaced:
+            path = store.path(full)
+            try:
+                info = ModelInfo.from_dict(store.read_info(full))
+                check(path, info.manifest, full=verify, what=f"model {full}")
+            except (StoreCorrupted, ModelNotFound, FileNotFoundError):
+                # An import with overwrite swaps the directory while we read: the info and the
+                # files we saw may belong to two versions. Read again; only report what holds.
+                if not last and replaced():
+                    continue
+                raise
+            if not last and replaced():
+                continue
+        return Model(full, path, info)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+_READ_ATTEMPTS = 5
 
 
 def list(name: str | None = None) -> builtins.list[Model]:  # the seeds' name

@@ -10,10 +10,12 @@ all checks pass, so a refused archive leaves the store unchanged.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import posixpath
+import re
 import tarfile
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
@@ -33,6 +35,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 COMPRESSIONS = ("zstd", "none")
 Progress = Callable[[int], None] | None
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# What a damaged or cut archive raises while it is read (gzip's CRC error is an OSError).
+_CORRUPT = (tarfile.TarError, zstandard.ZstdError, EOFError, gzip.BadGzipFile)
 
 
 def _is_local(url: str) -> bool:
@@ -166,7 +171,7 @@ def _open_source(src: str, stack: ExitStack,
         path = _local_path(src)
         if not path.is_file():
             raise InvalidArgument(f"{src} is not a file; give the path of a {SUFFIX} archive")
-        raw: IO[bytes] = stack.enter_context(open(path, "rb"))
+        raw: IO[bytes] = stack.enter_context(open(path, "rb"))  # noqa: SIM115 - in the stack
     else:
         fs, path = _remote(src, storage_options)
         try:
@@ -182,8 +187,6 @@ def _open_source(src: str, stack: ExitStack,
     if head.startswith(ZSTD_MAGIC):
         return stack.enter_context(zstandard.ZstdDecompressor().stream_reader(buffered))
     if head.startswith(GZIP_MAGIC):
-        import gzip
-
         return stack.enter_context(gzip.GzipFile(fileobj=buffered))
     return buffered
 
@@ -228,7 +231,7 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
             archive = stack.enter_context(tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK))
             members = iter(archive)
             first = next(members, None)
-        except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as error:
+        except (*_CORRUPT, OSError) as error:
             raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error})") from error
         if first is None or first.name != INFO_FILE or not first.isreg():
             raise UnsafeArchive(f"{what} does not start with {INFO_FILE}; it is not a {SUFFIX} "
@@ -241,30 +244,30 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
             try:
                 _copy_member(archive, first, info_path, None, what, progress)
                 info = read_yaml(info_path)
-            except (tarfile.TarError, zstandard.ZstdError, EOFError) as error:
+            except _CORRUPT as error:
                 raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
             except Exception as error:
                 raise UnsafeArchive(f"{what}: {INFO_FILE} cannot be read ({error})") from error
             info_path.unlink()
             tag = _tag_of(info, what)
+            manifest = _manifest_of(info, what)
             if validate is not None:
                 try:
                     validate(info)
                 except Exception as error:
                     raise UnsafeArchive(f"{what}: {INFO_FILE} is not valid ({error!r})") from error
-            manifest = info.get("manifest")
-            if not isinstance(manifest, dict):
-                raise UnsafeArchive(f"{what}: {INFO_FILE} has no manifest; refused")
             if not overwrite and tag.version in store.versions(tag.name):
                 raise_exists(store, tag)
             seen: set[str] = set()
             try:
                 for member in members:
                     _unpack(archive, member, manifest, seen, draft, what, progress)
-            except (tarfile.TarError, zstandard.ZstdError, EOFError) as error:
+            except _CORRUPT as error:
                 raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
             if missing := sorted(set(manifest) - seen):
-                raise UnsafeArchive(f"{what} lacks files its manifest lists: {', '.join(missing[:5])}")
+                raise UnsafeArchive(
+                    f"{what} lacks files its manifest lists: {', '.join(missing[:5])}"
+                )
             store.commit(draft, tag, info, overwrite=overwrite)
         except BaseException:
             store.discard(draft)
@@ -283,7 +286,41 @@ def _tag_of(info: dict[str, Any], what: str) -> Tag:
     try:
         return Tag(str(info["name"]), str(info["version"]))
     except (KeyError, InvalidArgument) as error:
-        raise UnsafeArchive(f"{what}: {INFO_FILE} has no valid name and version ({error})") from error
+        raise UnsafeArchive(
+            f"{what}: {INFO_FILE} has no valid name and version ({error})"
+        ) from error
+
+
+def _manifest_of(info: dict[str, Any], what: str) -> dict[str, dict[str, Any]]:
+    """The manifest, checked in shape before any member is trusted by it."""
+    manifest = info.get("manifest")
+    if not isinstance(manifest, dict):
+        raise UnsafeArchive(f"{what}: {INFO_FILE} has no manifest mapping file names to "
+                            "{size, sha256}; refused")
+    for name, entry in manifest.items():
+        try:
+            if not isinstance(name, str) or _safe_name(name) != name or name == INFO_FILE:
+                raise UnsafeArchive(f"{name!r} is not a plain relative file name")
+        except UnsafeArchive as error:
+            raise UnsafeArchive(f"{what}: the manifest lists {name!r}: {error}") from None
+        if not (
+            isinstance(entry, dict)
+            and type(entry.get("size")) is int
+            and entry["size"] >= 0
+            and isinstance(entry.get("sha256"), str)
+            and _SHA256.fullmatch(entry["sha256"])
+        ):
+            raise UnsafeArchive(f"{what}: the manifest entry of {name!r} must be "
+                                f"{{size: bytes, sha256: 64 hex digits}}, not {entry!r}; the "
+                                "archive was altered or damaged")
+        # A name that is also a directory of another name could never be unpacked.
+        parent = posixpath.dirname(name)
+        while parent:
+            if parent in manifest:
+                raise UnsafeArchive(f"{what}: the manifest lists {parent!r} both as a file and "
+                                    f"as the directory of {name!r}; refused")
+            parent = posixpath.dirname(parent)
+    return manifest
 
 
 def _unpack(archive: tarfile.TarFile, member: tarfile.TarInfo, manifest: dict[str, Any],

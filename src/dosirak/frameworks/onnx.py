@@ -1,0 +1,117 @@
+"""ONNX models, run with ONNX Runtime.
+
+    >>> dosirak.onnx.save_model("clf", onnx_model)          # an onnx.ModelProto
+    >>> dosirak.onnx.save_model("clf", "exported/clf.onnx") # or a .onnx file
+    >>> session = dosirak.onnx.load_model("clf:latest")     # an onnxruntime.InferenceSession
+    >>> session.run(None, {"input": x})
+
+The model is checked with ``onnx.checker`` before it is stored, and stored as a single ``.onnx``
+file (protobuf, no pickle); models over protobuf's 2 GiB limit keep their weights in an external
+data file beside it. Loading gives an ``InferenceSession`` on the CPU unless other ONNX Runtime
+``providers`` are asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dosirak.exceptions import InvalidArgument, NotFound
+from dosirak.frameworks import get_model, versions_of
+from dosirak.models import Model, Tag, require, save
+
+MODULE_NAME = "dosirak.onnx"
+MODEL_FILE = "saved_model.onnx"
+EXTERNAL_DATA_FILE = "saved_model.onnx.data"
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+DEFAULT_SIGNATURES = {"run": {"batchable": True, "batch_dim": 0}}
+PROTOBUF_LIMIT = 2**31 - 1
+
+
+def save_model(
+    name: str,
+    model: Any,
+    *,
+    labels: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    custom_objects: dict[str, Any] | None = None,
+    signatures: dict[str, Any] | None = None,
+) -> Model:
+    """Save an ``onnx.ModelProto``, or the ``.onnx`` file at a path, into the model store.
+
+    The options record the graph's ``inputs`` and ``outputs`` names and its ``opset``.
+    """
+    onnx = require("onnx", "onnx")
+    if isinstance(model, (str, os.PathLike)):
+        if not Path(model).is_file():
+            raise NotFound(f"no ONNX file at {os.fspath(model)!r}: pass an onnx.ModelProto or "
+                           "the path of an existing .onnx file")
+        model = onnx.load(os.fspath(model))  # external data beside the file is read in too
+    if not isinstance(model, onnx.ModelProto):
+        raise InvalidArgument(f"dosirak.onnx saves onnx.ModelProto objects or .onnx file paths, "
+                              f"got {type(model).__name__}")
+    large = model.ByteSize() > PROTOBUF_LIMIT
+
+    def write(directory: Path) -> dict[str, Any]:
+        path = str(directory / MODEL_FILE)
+        onnx.save_model(model, path, save_as_external_data=large, location=EXTERNAL_DATA_FILE)
+        try:
+            onnx.checker.check_model(path)  # from the file, so models over 2 GiB are checked too
+        except (onnx.checker.ValidationError, ValueError) as error:
+            raise InvalidArgument(f"the ONNX model is not valid ({error}); fix the export "
+                                  "before saving it") from error
+        return {
+            "inputs": [value.name for value in model.graph.input],
+            "outputs": [value.name for value in model.graph.output],
+            "opset": {entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
+        }
+
+    return save(
+        name, module=MODULE_NAME, write=write, default_signatures=DEFAULT_SIGNATURES,
+        labels=labels, metadata=metadata, custom_objects=custom_objects, signatures=signatures,
+        framework_versions=versions_of("onnx", "onnxruntime"),
+    )
+
+
+def load_model(
+    tag: Tag | str | Model,
+    *,
+    providers: list[Any] | None = None,
+    session_options: Any = None,
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` for the model (``CPUExecutionProvider`` by default)."""
+    model = get_model(MODULE_NAME, tag)
+    ort = require("onnxruntime", "onnx")
+    return ort.InferenceSession(
+        str(model.path / MODEL_FILE), sess_options=session_options,
+        providers=list(providers or DEFAULT_PROVIDERS),
+    )
+
+
+def get(tag: Tag | str | Model) -> Model:
+    """The stored model, checked to be an ONNX one."""
+    return get_model(MODULE_NAME, tag)
+
+
+def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any]:
+    """The runner's ``run``: the graph's inputs as arrays, in order (or by name).
+
+    ``run(x)`` feeds the first input; ``run(a, b)`` feeds inputs in graph order;
+    ``run(input_name=x)`` feeds by name. One output comes back as an array, several as a list.
+    """
+    if method_name != "run":
+        return getattr(loaded, method_name)
+    input_names = [value.name for value in loaded.get_inputs()]
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(input_names):
+            raise InvalidArgument(f"the ONNX model takes {len(input_names)} inputs "
+                                  f"({', '.join(input_names)}), got {len(args)} arrays")
+        feed = dict(zip(input_names, args, strict=False))
+        feed.update(kwargs)
+        results = loaded.run(None, feed)
+        return results[0] if len(results) == 1 else results
+
+    return run

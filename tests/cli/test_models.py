@@ -289,3 +289,15 @@ def test_export_to_an_impossible_path(models: list[dosirak.Model], tmp_path: Pat
 
 def test_import_of_a_folder(tmp_path: Path) -> None:
     assert_user_error(run("models", "import", str(tmp_path)), "not a file")
+
+
+def test_export_without_dest_writes_into_the_current_folder(models: list[dosirak.Model],
+                                                            tmp_path: Path) -> None:
+    # The seeds run `bentoml models export iris_clf:latest` with no destination.
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = subprocess.run([DOSIRAK, "models", "export", "iris_clf:latest"], cwd=workdir,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in workdir.iterdir()] == [f"iris_clf-{models[1].tag.version}.dosirakmodel"]

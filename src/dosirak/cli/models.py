@@ -120,9 +120,12 @@ def delete_model(tag: str, yes: bool) -> None:
 
 @models.command("export")
 @click.argument("tag")
-@click.argument("dest")
+@click.argument("dest", default=".")
 def export_model(tag: str, dest: str) -> None:
-    """Export TAG into a .dosirakmodel archive at DEST (a path, a folder or an fsspec URL)."""
+    """Export TAG into a .dosirakmodel archive at DEST (a path, a folder or an fsspec URL).
+
+    Without DEST the archive lands in the current folder as NAME-VERSION.dosirakmodel.
+    """
     model = store_api.get(tag)
     with _user_location("export to", dest), \
             _progress(f"export {model.tag}", model.info.size) as advance:

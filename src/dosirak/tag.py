@@ -26,9 +26,14 @@ RULE = (
 )
 
 
-def _check_part(kind: str, value: str, tag: str) -> None:
+def is_valid_part(value: str) -> bool:
+    """Whether ``value`` may be a name or a version."""
     # fullmatch, not match with '$': '$' also matches before a trailing newline.
-    if len(value) > MAX_PART_LENGTH or not _PART.fullmatch(value):
+    return len(value) <= MAX_PART_LENGTH and _PART.fullmatch(value) is not None
+
+
+def _check_part(kind: str, value: str, tag: str) -> None:
+    if not is_valid_part(value):
         raise InvalidArgument(f"invalid {kind} {value!r} in tag {tag!r}: {RULE}")
 
 

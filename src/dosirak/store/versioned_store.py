@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from dosirak.exceptions import AlreadyExists, InvalidArgument, ModelNotFound, StoreCorrupted
-from dosirak.tag import Tag
+from dosirak.tag import Tag, is_valid_part
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -35,6 +35,7 @@ except AttributeError:  # PyYAML built without libyaml
     _Loader, _Dumper = yaml.SafeLoader, yaml.SafeDumper
 
 _TMP = ".tmp"
+_COMMIT_ATTEMPTS = 20
 _TRASH = ".trash"
 
 
@@ -136,18 +137,22 @@ class VersionedStore:
 
     def versions(self, name: str) -> list[str]:
         """Every complete version of a name, unordered."""
+        if not is_valid_part(name):
+            return []
         try:
             entries = os.listdir(self.root / name)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return [entry for entry in entries if not entry.startswith(".")]
+        # Entries that are no valid version (hidden files, copies made by hand) are not ours.
+        return [entry for entry in entries if is_valid_part(entry)]
 
     def names(self) -> list[str]:
+        """Every name with a directory in the store, sorted (some may have no version left)."""
         try:
             entries = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(e for e in entries if not e.startswith(".") and (self.root / e).is_dir())
+        return sorted(e for e in entries if is_valid_part(e) and (self.root / e).is_dir())
 
     def read_info(self, tag: Tag) -> dict[str, Any]:
         path = self._version_dir(tag) / self.info_file
@@ -265,17 +270,26 @@ class VersionedStore:
             stream.write(dump_yaml(info))
         fsync_tree(draft)
         parent = self.root / tag.name
-        parent.mkdir(parents=True, exist_ok=True)
         target = parent / tag.version
-        try:
-            os.rename(draft, target)
-        except OSError as error:
-            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            if not overwrite:
-                raise AlreadyExists(f"{self.kind} {tag} exists already; pass overwrite=True "
-                                    "(CLI: --force) to replace it") from None
-            self._replace(draft, target)
+        for attempt in range(_COMMIT_ATTEMPTS):
+            # delete() removes a name's directory once it is empty, possibly between our mkdir
+            # and our rename: then make it again and retry.
+            with contextlib.suppress(FileExistsError):
+                parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(draft, target)
+            except FileNotFoundError:
+                if attempt + 1 == _COMMIT_ATTEMPTS or not draft.exists():
+                    raise
+                continue
+            except OSError as error:
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                if not overwrite:
+                    raise AlreadyExists(f"{self.kind} {tag} exists already; pass overwrite=True "
+                                        "(CLI: --force) to replace it") from None
+                self._replace(draft, target)
+            break
         fsync_dir(parent)
         return target
 

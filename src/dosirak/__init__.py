@@ -28,6 +28,9 @@ _ATTRIBUTES = {
     "Model": "dosirak.models",
     "Runner": "dosirak.runner",
     "Runnable": "dosirak.runner",
+    "Service": "dosirak.services",
+    "service": "dosirak.service_class",
+    "api": "dosirak.service_class",
 }
 
 

@@ -1,0 +1,326 @@
+"""Services: a name, the runners that hold the models, and the inference APIs that call them.
+
+    >>> runner = dosirak.sklearn.get("iris_clf:latest").to_runner()
+    >>> svc = dosirak.Service("iris_classifier", runners=[runner])
+    >>> @svc.api(input=NumpyNdarray(), output=NumpyNdarray())
+    ... def classify(input_series: np.ndarray) -> np.ndarray:
+    ...     return runner.predict.run(input_series)
+
+A ``Service`` is only a description: the server (``dosirak.server.app.create_app``) turns it into
+an HTTP application and calls ``startup()`` / ``shutdown()`` around serving. The class style
+(``@dosirak.service`` and ``@dosirak.api``, see ``dosirak.service_class``) builds the same
+``Service``, so both styles serve and document alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dosirak.exceptions import InvalidArgument
+from dosirak.io.annotations import descriptor_for
+from dosirak.io.base import IODescriptor
+from dosirak.io.multipart import Multipart
+
+_NAME = re.compile(r"^[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?$")
+_API_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ROUTE = re.compile(r"^(/[A-Za-z0-9._~-]+)+/?$")
+#: Paths the server answers itself; an API cannot take them.
+RESERVED_ROUTES = frozenset({"/", "/docs.json", "/livez", "/readyz", "/healthz", "/metrics",
+                             "/metadata"})
+RESERVED_PREFIXES = ("/static/",)
+
+
+@dataclass(eq=False)
+class InferenceAPI:
+    """One API of a service: a route, input and output descriptors, and the function to call.
+
+    ``kwargs_input`` is True when the input is ``Multipart`` (the function gets one keyword per
+    field). Class-style APIs are bound to the service instance at startup; batchable ones are
+    called through an adaptive batching dispatcher.
+    """
+
+    name: str
+    route: str
+    input: IODescriptor
+    output: IODescriptor
+    function: Callable[..., Any]
+    doc: str | None = None
+    batchable: bool = False
+    batch_dim: tuple[int, int] = (0, 0)
+    max_batch_size: int | None = None
+    max_latency_ms: float | None = None
+    #: Set at startup: what the server calls, and whether it must be awaited.
+    callable: Callable[..., Any] | None = field(default=None, repr=False)
+    is_async: bool = False
+
+    def __post_init__(self) -> None:
+        self.kwargs_input = isinstance(self.input, Multipart)
+        self.is_async = inspect.iscoroutinefunction(self.function)
+        self.callable = self.function
+
+    @property
+    def description(self) -> str:
+        """The text the docs show: ``doc``, else the function's docstring."""
+        return self.doc if self.doc is not None else inspect.cleandoc(self.function.__doc__ or "")
+
+    def to_spec(self) -> dict[str, Any]:
+        """A plain description; equivalent APIs (whatever their style) have equal specs."""
+        return {"name": self.name, "route": self.route, "doc": self.description,
+                "input": self.input.to_spec(), "output": self.output.to_spec(),
+                "batchable": self.batchable}
+
+
+class Service:
+    """A prediction service: ``Service(name, runners=[...])`` plus ``@svc.api`` functions."""
+
+    def __init__(self, name: str, runners: list[Any] | None = None,
+                 models: list[Any] | None = None) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise InvalidArgument(f"service name {name!r} must be lowercase letters, digits, "
+                                  "'-', '_' and '.', starting and ending with a letter or digit "
+                                  "(e.g. 'iris_classifier')")
+        self.name = name
+        self.runners: list[Any] = []
+        for runner in runners or []:
+            self.add_runner(runner)
+        self.models: list[Any] = list(models or [])
+        self.apis: dict[str, InferenceAPI] = {}
+        #: The user's class, for class-style services (see ``dosirak.service_class``).
+        self.inner: type | None = None
+        self.instance: Any = None
+        self.config: dict[str, Any] = {}
+        self._startup_hooks: list[Callable[..., Any]] = []
+        self._shutdown_hooks: list[Callable[..., Any]] = []
+        self._dispatchers: list[Any] = []
+        self.started = False
+
+    def __repr__(self) -> str:
+        return f"Service(name={self.name!r}, apis={sorted(self.apis)}, " \
+               f"runners={[r.name for r in self.runners]})"
+
+    def add_runner(self, runner: Any) -> None:
+        """Serve ``runner`` with this service (started and stopped with it)."""
+        if not all(hasattr(runner, attr) for attr in ("name", "start", "stop", "ready")):
+            raise InvalidArgument(f"{runner!r} is not a runner; pass runners built with "
+                                  "model.to_runner() or dosirak.Runner(...)")
+        if any(other.name == runner.name for other in self.runners):
+            raise InvalidArgument(f"service {self.name!r} has two runners named "
+                                  f"{runner.name!r}; give one another name with "
+                                  "to_runner(name=...)")
+        self.runners.append(runner)
+
+    # ----- declaring APIs -----------------------------------------------------------------
+
+    def api(
+        self,
+        input: IODescriptor | None = None,
+        output: IODescriptor | None = None,
+        *,
+        route: str | None = None,
+        name: str | None = None,
+        doc: str | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare an inference API; missing descriptors come from the function's annotations.
+
+        The route defaults to ``/<function name>``; the docstring (or ``doc``) becomes the API's
+        description. Sync functions run in a thread pool, async ones on the event loop.
+        """
+
+        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+            self.add_api(build_api(function, input=input, output=output, route=route,
+                                   name=name, doc=doc))
+            return function
+
+        return decorate
+
+    def add_api(self, api: InferenceAPI) -> None:
+        """Add a built API, refusing a second API with the same name or route."""
+        if api.name in self.apis:
+            raise InvalidArgument(f"service {self.name!r} already has an API named "
+                                  f"{api.name!r}; pass name= to tell them apart")
+        for other in self.apis.values():
+            if other.route == api.route:
+                raise InvalidArgument(f"APIs {other.name!r} and {api.name!r} both use route "
+                                      f"{api.route!r}; pass route= to one of them")
+        self.apis[api.name] = api
+
+    def on_startup(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """Run ``function`` (sync or async) when the server starts, after the runners."""
+        self._startup_hooks.append(function)
+        return function
+
+    def on_shutdown(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """Run ``function`` (sync or async) when the server stops, before the runners."""
+        self._shutdown_hooks.append(function)
+        return function
+
+    # ----- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True when startup has finished and every runner is ready to take calls."""
+        return self.started and all(runner.ready for runner in self.runners)
+
+    async def startup(self, runner_mode: str = "local") -> None:
+        """Start the runners, create the class-style instance, run the startup hooks."""
+        if self.started:
+            return
+        for runner in self.runners:
+            await runner.start(mode=runner_mode)
+        if self.inner is not None:
+            loop = asyncio.get_running_loop()
+            # Loading models can take seconds: keep the loop free for health checks meanwhile.
+            self.instance = await loop.run_in_executor(None, self.inner)
+            self._bind_methods(self.instance)
+        for hook in self._startup_hooks:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        self.started = True
+
+    async def shutdown(self) -> None:
+        """Run the shutdown hooks, stop batching dispatchers and runners."""
+        self.started = False
+        for hook in self._shutdown_hooks:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        for dispatcher in self._dispatchers:
+            await dispatcher.aclose()
+        self._dispatchers.clear()
+        for runner in self.runners:
+            await runner.stop()
+        self.instance = None
+
+    def _bind_methods(self, instance: Any) -> None:
+        for api in self.apis.values():
+            method = getattr(instance, api.function.__name__)
+            api.callable = method
+            api.is_async = inspect.iscoroutinefunction(method)
+            if api.batchable:
+                api.callable = self._dispatcher_for(api, method)
+                api.is_async = True
+
+    def _dispatcher_for(self, api: InferenceAPI, method: Callable[..., Any]) -> Any:
+        from dosirak.runner.dispatcher import Dispatcher
+
+        if inspect.iscoroutinefunction(method):
+            async def execute(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                return await method(*args, **kwargs)
+        else:
+            async def execute(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(None, lambda: method(*args, **kwargs))
+
+        options: dict[str, Any] = {"max_batch_size": api.max_batch_size or 100,
+                                   "batch_dim": api.batch_dim, "max_in_flight": 1,
+                                   "name": f"{self.name}.{api.name}"}
+        if api.max_latency_ms is not None:
+            options["max_latency_ms"] = api.max_latency_ms
+        dispatcher = Dispatcher(execute, **options)
+        self._dispatchers.append(dispatcher)
+        return dispatcher
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """For class-style services: an instance of the class (tests, notebooks)."""
+        if self.inner is None:
+            raise InvalidArgument(f"service {self.name!r} is not class-based; call its API "
+                                  "functions directly, or serve it")
+        return self.inner(*args, **kwargs)
+
+    def to_spec(self) -> dict[str, Any]:
+        """A plain description of the service and its APIs (for comparisons and clients)."""
+        return {"name": self.name, "runners": [r.name for r in self.runners],
+                "apis": [api.to_spec() for api in self.apis.values()]}
+
+
+def build_api(
+    function: Callable[..., Any],
+    *,
+    input: IODescriptor | None = None,
+    output: IODescriptor | None = None,
+    route: str | None = None,
+    name: str | None = None,
+    doc: str | None = None,
+    skip_self: bool = False,
+    **options: Any,
+) -> InferenceAPI:
+    """An ``InferenceAPI`` for ``function``, with descriptors from its annotations if not given."""
+    if not callable(function):
+        raise InvalidArgument(f"@api decorates functions, got {function!r}")
+    api_name = name or function.__name__
+    if not _API_NAME.match(api_name):
+        raise InvalidArgument(f"API name {api_name!r} must be a Python identifier")
+    api_route = route if route is not None else f"/{api_name}"
+    check_route(api_route)
+    signature = inspect.signature(function)
+    parameters = list(signature.parameters.values())
+    if skip_self:
+        parameters = parameters[1:]
+    hints = _type_hints(function)
+    if input is None:
+        input = input_descriptor(parameters, hints)
+    if output is None:
+        output = descriptor_for(hints.get("return", inspect.Signature.empty), output=True)
+    for descriptor, role in ((input, "input"), (output, "output")):
+        if not isinstance(descriptor, IODescriptor):
+            raise InvalidArgument(f"API {api_name!r}: {role}= must be an IO descriptor such as "
+                                  f"NumpyNdarray(), got {descriptor!r}")
+    _check_call_shape(api_name, signature, input, skip_self)
+    return InferenceAPI(name=api_name, route=api_route, input=input, output=output,
+                        function=function, doc=doc, **options)
+
+
+def input_descriptor(parameters: list[inspect.Parameter], hints: dict[str, Any]) -> IODescriptor:
+    """One parameter: its descriptor; several: a Multipart (parameters with defaults optional)."""
+    usable = [p for p in parameters
+              if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if not usable:
+        raise InvalidArgument("an API function needs at least one parameter for its input")
+    if len(usable) == 1:
+        return descriptor_for(hints.get(usable[0].name, usable[0].annotation))
+    fields = {p.name: descriptor_for(hints.get(p.name, p.annotation)) for p in usable}
+    optional = {p.name for p in usable if p.default is not inspect.Parameter.empty}
+    return Multipart(**fields).with_optional(optional)
+
+
+def check_route(route: str) -> None:
+    """Refuse routes the server cannot serve or has taken for itself."""
+    if not isinstance(route, str) or not _ROUTE.match(route):
+        raise InvalidArgument(f"route {route!r} must be a path like '/classify' or "
+                              "'/v2/models/my_model/versions/v0/infer' (letters, digits, "
+                              "'.', '_', '~', '-' between slashes)")
+    if route in RESERVED_ROUTES or route.startswith(RESERVED_PREFIXES):
+        raise InvalidArgument(f"route {route!r} is used by the server itself "
+                              f"({sorted(RESERVED_ROUTES)}, /static/...); choose another")
+
+
+def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function, include_extras=True)
+    except Exception:  # unresolvable string annotations: fall back to the raw ones
+        return dict(getattr(function, "__annotations__", {}))
+
+
+def _check_call_shape(name: str, signature: inspect.Signature, descriptor: IODescriptor,
+                      skip_self: bool) -> None:
+    leading = (None,) if skip_self else ()
+    try:
+        if isinstance(descriptor, Multipart):
+            required = {field: None for field in descriptor.fields
+                        if field not in descriptor.optional}
+            signature.bind(*leading, **required)
+            signature.bind(*leading, **dict.fromkeys(descriptor.fields))
+        else:
+            signature.bind(*leading, None)
+    except TypeError as error:
+        expected = (f"keyword parameters {list(descriptor.fields)}"
+                    if isinstance(descriptor, Multipart) else "one input parameter")
+        raise InvalidArgument(f"API {name!r}: the function's parameters {signature} do not fit "
+                              f"its input, which passes {expected} ({error})") from None

@@ -21,7 +21,7 @@ import pytest
 
 # Keras picks its backend once, at import: the keras tests run on torch. Set before any test
 # imports keras; the child processes inherit it.
-os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ["KERAS_BACKEND"] = "torch"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded: fail fast if tried
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -33,7 +33,7 @@ def _human_size(size: int) -> str:
 
 
 @contextmanager
-def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr when it is a terminal; silent otherwise."""
     console = Console(stderr=True)
     if not console.is_terminal:
@@ -138,13 +138,7 @@ def export_model(tag: str, dest: str) -> None:
 @click.option("-f", "--force", is_flag=True, help="Replace the model if its tag exists.")
 def import_model(src: str, force: bool) -> None:
     """Import a .dosirakmodel archive from SRC (a path or an fsspec URL)."""
-    total = 0
-    try:
-        from pathlib import Path
-
-        total = Path(src).stat().st_size if "://" not in src else 0
-    except OSError:
-        total = 0
-    with _user_location("import from", src), _progress(f"import {src}", total or 1) as advance:
+    # The bar counts unpacked bytes, whose total is known only inside the archive: no total.
+    with _user_location("import from", src), _progress(f"import {src}", None) as advance:
         model = store_api.import_model(src, overwrite=force, progress=advance)
     click.echo(f"imported {model.tag}")

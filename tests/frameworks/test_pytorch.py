@@ -168,3 +168,11 @@ def test_model_load_model_dispatches_to_this_adapter():
     loaded = dosirak.models.get("net:latest").load_model()
 
     np.testing.assert_allclose(predict(loaded, x), predict(net, x))
+
+
+def test_runner_names_a_signature_the_module_lacks():
+    dosirak.pytorch.save_model("net", make_net(), signatures={"predict": {"batchable": True}})
+    runner = dosirak.pytorch.get("net").to_runner()
+
+    with pytest.raises(InvalidArgument, match="has no method 'predict'"):
+        runner.init_local()

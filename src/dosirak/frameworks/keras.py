@@ -79,10 +79,12 @@ def get(tag: Tag | str | Model) -> Model:
     return get_model(MODULE_NAME, tag)
 
 
-def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any]:
+def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
     """The runner's call: ``predict`` without a progress bar; tensor results as numpy arrays."""
     keras = require("keras", "keras")
-    function = loaded if method_name == "__call__" else getattr(loaded, method_name)
+    function = loaded if method_name == "__call__" else getattr(loaded, method_name, None)
+    if not callable(function):
+        return function  # the runner says which method is missing
 
     def run(*args: Any, **kwargs: Any) -> Any:
         if method_name == "predict":

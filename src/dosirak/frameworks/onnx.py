@@ -95,14 +95,14 @@ def get(tag: Tag | str | Model) -> Model:
     return get_model(MODULE_NAME, tag)
 
 
-def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any]:
+def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
     """The runner's ``run``: the graph's inputs as arrays, in order (or by name).
 
     ``run(x)`` feeds the first input; ``run(a, b)`` feeds inputs in graph order;
     ``run(input_name=x)`` feeds by name. One output comes back as an array, several as a list.
     """
     if method_name != "run":
-        return getattr(loaded, method_name)
+        return getattr(loaded, method_name, None)  # the runner says when it is missing
     input_names = [value.name for value in loaded.get_inputs()]
 
     def run(*args: Any, **kwargs: Any) -> Any:

@@ -93,14 +93,16 @@ def get(tag: Tag | str | Model) -> Model:
     return get_model(MODULE_NAME, tag)
 
 
-def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any]:
+def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
     """The runner's call: numpy in, numpy out, without autograd.
 
     Arguments that are numpy arrays become tensors on the module's device; tensor results come
     back as numpy arrays (tuples, lists and dicts of tensors too).
     """
     torch = require("torch", "pytorch")
-    function = loaded if method_name == "__call__" else getattr(loaded, method_name)
+    function = loaded if method_name == "__call__" else getattr(loaded, method_name, None)
+    if not callable(function):
+        return function  # the runner says which method is missing
     device = _device_of(loaded, torch)
 
     def run(*args: Any, **kwargs: Any) -> Any:

@@ -74,10 +74,12 @@ def get(tag: Tag | str | Model) -> Model:
     return get_model(MODULE_NAME, tag)
 
 
-def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any]:
+def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
     """The runner's call: numpy (or tensors) in, numpy arrays out."""
     tf = require("tensorflow", "tensorflow")
-    function = loaded if method_name == "__call__" else getattr(loaded, method_name)
+    function = loaded if method_name == "__call__" else getattr(loaded, method_name, None)
+    if not callable(function):
+        return function  # the runner says which method is missing
 
     def to_numpy(value: Any) -> Any:
         return value.numpy() if isinstance(value, tf.Tensor) else value

@@ -81,10 +81,12 @@ def get(tag: Tag | str | Model) -> Model:
     return get_model(MODULE_NAME, tag)
 
 
-def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any]:
+def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
     """The runner's call: a Booster's ``predict`` takes arrays and data frames, not only DMatrix."""
     xgb = require("xgboost", "xgboost")
-    function = loaded if method_name == "__call__" else getattr(loaded, method_name)
+    function = loaded if method_name == "__call__" else getattr(loaded, method_name, None)
+    if not callable(function):
+        return function  # the runner says which method is missing
     if not isinstance(loaded, xgb.Booster) or method_name != "predict":
         return function
 

@@ -146,6 +146,11 @@ class Runner:
             _check_limits(self.name, method_name, batch_size, latency)
             self.methods[method_name] = RunnerMethod(self, method_name, signature, batch_size,
                                                      latency)
+        # Signature methods win over Runner's own attributes, so an ONNX model's ``run``
+        # signature is ``runner.run.run(...)`` as in BentoML.
+        for method_name, method in self.methods.items():
+            if method_name != "__call__" and method_name.isidentifier():
+                setattr(self, method_name, method)
         self.mode: str | None = None
         self._runnable: Any = None
         self._pool: Any = None

@@ -26,6 +26,10 @@ from dosirak.signature import Signature
 DEFAULT_MAX_BATCH_SIZE = 100
 _NAME = re.compile(r"^[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?$")
 _MODES = ("local", "process")
+# Runner attributes a signature may not shadow; such methods stay reachable via runner.methods.
+_RESERVED = {"name", "methods", "mode", "spec", "workers", "models", "ready", "concurrency",
+             "start", "stop", "init_local", "runnable_class", "runnable_init_params",
+             "from_model", "async_run", "__call__"}
 
 
 class RunnerMethod:
@@ -149,7 +153,7 @@ class Runner:
         # Signature methods win over Runner's own attributes, so an ONNX model's ``run``
         # signature is ``runner.run.run(...)`` as in BentoML.
         for method_name, method in self.methods.items():
-            if method_name != "__call__" and method_name.isidentifier():
+            if method_name.isidentifier() and method_name not in _RESERVED:
                 setattr(self, method_name, method)
         self.mode: str | None = None
         self._runnable: Any = None

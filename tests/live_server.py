@@ -19,12 +19,15 @@ from dosirak.services import Service
 
 
 @contextlib.contextmanager
-def serve(target: Service | Any, *, startup_timeout: float = 30.0, **options: Any
-          ) -> Iterator[str]:
-    """Serve a Service (through ``create_app(target, **options)``) or an ASGI app; yield its URL."""
+def serve(target: Service | Any, *, startup_timeout: float = 30.0, lifespan: str = "on",
+          **options: Any) -> Iterator[str]:
+    """Serve a Service (through ``create_app(target, **options)``) or an ASGI app; yield its URL.
+
+    ``lifespan="off"`` serves without running the app's startup (the service never starts).
+    """
     app = create_app(target, **options) if isinstance(target, Service) else target
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                            access_log=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                            lifespan=lifespan, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

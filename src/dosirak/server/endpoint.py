@@ -91,9 +91,9 @@ class APIEndpoint:
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
         chunk = message.get("body", b"")
+        if len(chunk) > limit:
+            raise PayloadTooLarge(self._too_large(None))
         if not message.get("more_body", False):
-            if len(chunk) > limit:
-                raise PayloadTooLarge(self._too_large(len(chunk)))
             return chunk
         body = bytearray(chunk)
         while True:

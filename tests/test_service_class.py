@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import threading
+import time
 from typing import Annotated, Any
 
 import httpx
@@ -114,6 +115,7 @@ def test_batchable_method_receives_merged_batches() -> None:
         def double(self, x: Annotated[np.ndarray, Shape((-1, 2)), DType("float64")]
                    ) -> np.ndarray:
             batch_sizes.append(len(x))
+            time.sleep(0.05)  # while one batch runs, the other requests queue up and merge
             return x * 2
 
     async def fire(url: str) -> list[Any]:

@@ -165,7 +165,7 @@ class NumpyNdarray(IODescriptor):
                                 f"descriptor: {error}") from None
         if media_type == NPY_MEDIA_TYPE and not array.dtype.hasobject:
             return dump_npy(array), NPY_MEDIA_TYPE
-        return dumps(array.tolist()), JSON_MEDIA_TYPE
+        return dumps(array), JSON_MEDIA_TYPE
 
     # ----- describing ---------------------------------------------------------------------
 

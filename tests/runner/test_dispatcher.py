@@ -278,6 +278,42 @@ def test_a_lone_caller_after_a_burst_is_not_held_back() -> None:
     assert statistics.median(batched) <= statistics.median(direct) * 1.1 + 0.0003
 
 
+def test_a_few_callers_in_a_loop_are_batched_without_waiting_for_more() -> None:
+    """4 callers, room for 64: once the 4 are in, nobody else is coming, so the batch runs."""
+    model = SleepModel()
+
+    async def main() -> tuple[list[float], list[float]]:
+        dispatcher = Dispatcher(model, max_batch_size=64)
+        latencies: list[float] = []
+        running = True
+
+        async def caller() -> None:
+            x = np.ones((1, 4))
+            while running:
+                start = time.perf_counter()
+                await dispatcher(x)
+                latencies.append(time.perf_counter() - start)
+
+        tasks = [asyncio.create_task(caller()) for _ in range(4)]
+        await asyncio.sleep(0.2)
+        latencies.clear()
+        batches = len(model.batch_rows)
+        await asyncio.sleep(0.4)
+        running = False
+        await asyncio.gather(*tasks)
+        direct = []
+        for _ in range(10):
+            start = time.perf_counter()
+            await model((np.ones((4, 4)),), {})
+            direct.append(time.perf_counter() - start)
+        return latencies, model.batch_rows[batches:-10], direct
+
+    latencies, sizes, direct = asyncio.run(main())
+    assert sizes.count(4) >= 0.9 * len(sizes)
+    # Waiting for a fifth row would cost fixed / 4 = 1.25 ms per batch.
+    assert statistics.median(latencies) <= statistics.median(direct) + 0.0006
+
+
 def test_closed_loop_throughput_reaches_the_ideal_within_the_budget() -> None:
     """64 callers in a loop, one row each; ideal = 64 / (5 ms + 64 x 0.05 ms) = 7,805 rows/s."""
     model = SleepModel()

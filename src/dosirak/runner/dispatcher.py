@@ -237,6 +237,7 @@ class Dispatcher:
         self._overhead = 0.0  # from a batch's end to the next one's start, when calls wait
         self._gap = math.inf  # typical time between arrivals while calls are queued or running
         self._burstiness = 0.0  # how often a call arriving alone is followed while it runs
+        self._followers = 0.0  # how many calls usually follow it (callers in a loop: all others)
         self._leader: _Call | None = None  # the last call that arrived alone
 
         self._batches = 0
@@ -339,6 +340,7 @@ class Dispatcher:
             if leader is not None:  # how did the last call that arrived alone fare?
                 followed = 1.0 if leader.followers else 0.0
                 self._burstiness += BURST_WEIGHT * (followed - self._burstiness)
+                self._followers += BURST_WEIGHT * (leader.followers - self._followers)
             self._leader = call
         else:
             # Callers in a loop submit again right after their answer: count the gap from the
@@ -383,11 +385,15 @@ class Dispatcher:
         # One more row saves running it later in a batch of its own, whose fixed part is shared
         # by the rows queued now: it is worth waiting for only that long.
         worth = cost.fixed / max(queued, 1)
-        if head is self._leader and self._queued_calls == 1 and not self._running:
-            if self._burstiness <= 0.5:
+        alone = False
+        if head is self._leader and not self._running:  # a burst that began on an idle worker
+            alone = self._queued_calls == 1
+            if alone and self._burstiness <= 0.5:
                 return None  # calls arriving alone usually stay alone: no concurrency to wait for
-        elif self._gap >= worth:
-            return None
+            if not alone and self._queued_calls > self._followers + 0.5:
+                return None  # as many calls as a burst usually brings: no more to wait for
+        if not alone and self._gap >= worth:
+            return None  # the next row is not expected soon enough
         until = min(max(self._last_arrival, self._last_answer) + worth, latest)
         return until if until > now else None
 

@@ -1,0 +1,557 @@
+"""Runner worker processes: child processes that each hold a built runnable and run its methods.
+
+    >>> pool = WorkerPool(RunnableSpec("model", tag="iris_clf:abc"), workers=2, name="iris_clf")
+    >>> await pool.start()                  # spawn, build the runnable in each child, wait
+    >>> await pool.call("predict", (x,), {})
+    >>> await pool.stop()                   # let in-flight calls finish, then end the children
+
+Each child is ``sys.executable`` started with one end of a ``socket.socketpair()`` (passed with
+``pass_fds``): the channel has no name, so nothing outside the service can reach it. The spec
+travels once, parent to child, cloudpickled (the parent's own data to its own child); everything
+a child sends back is a ``transport`` frame, never pickle.
+
+Calls go to the live worker with the fewest calls in flight; a worker runs its calls in order,
+so several may be queued on it and the next one starts without waiting for a round trip. When a
+worker dies (seen at once through EOF on its socket and its pidfd), the call it was running fails
+with ``RunnerError``, the calls queued behind it (never started) go to another worker, and it is
+restarted with backoff. Children die with the parent (``PR_SET_PDEATHSIG``, and EOF).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import cloudpickle
+
+from dosirak.exceptions import RunnerError
+from dosirak.runner.runnable import RunnableSpec, bound_method
+from dosirak.runner.transport import (
+    _IOV_MAX,
+    Packer,
+    Receiver,
+    advance,
+    decode_call,
+    decode_reply,
+    encode_call,
+    encode_error,
+    encode_result,
+    frame,
+    frame_size,
+    remote_error,
+    send_all,
+    tune,
+)
+
+logger = logging.getLogger("dosirak.runner")
+
+_BOOT = "import sys; from dosirak.runner.worker import child_main; child_main(*sys.argv[1:])"
+_STABLE_AFTER = 30.0  # a worker that lived this long resets the restart backoff
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class _Call:
+    __slots__ = ("future", "method", "parts")
+
+    def __init__(self, method: str, parts: list[Any], future: asyncio.Future[Any]) -> None:
+        self.method = method
+        self.parts = parts
+        self.future = future
+
+
+class _Worker:
+    """One child process, its socket, and the calls sent to it (answered in order)."""
+
+    def __init__(self, pool: WorkerPool, index: int, process: subprocess.Popen[bytes],
+                 sock: socket.socket) -> None:
+        self.pool = pool
+        self.index = index
+        self.process = process
+        self.pid = process.pid
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.receiver = Receiver(sock)
+        self.pending: deque[_Call] = deque()
+        self.outbox: list[memoryview] = []
+        self.loop = pool._loop
+        self.ready: asyncio.Future[None] = self.loop.create_future()
+        self.exited: asyncio.Future[int] = self.loop.create_future()
+        self.live = False
+        self.reading = True
+        self.born = time.monotonic()
+        self.pidfd = -1
+        self.loop.add_reader(self.fd, self._on_readable)
+        with contextlib.suppress(AttributeError, OSError):  # pidfds: Linux 5.3+
+            self.pidfd = os.pidfd_open(self.pid)
+            self.loop.add_reader(self.pidfd, self._on_exit)
+
+    def __repr__(self) -> str:
+        return f"worker {self.index} (pid {self.pid}) of runner {self.pool.name!r}"
+
+    # ----- writing ------------------------------------------------------------------------
+
+    def send(self, call: _Call) -> None:
+        self.pending.append(call)
+        self.write(call.parts)
+
+    def write(self, parts: list[Any]) -> None:
+        if self.outbox:
+            self.outbox += [memoryview(part).cast("B") for part in parts]
+            return
+        sent = 0
+        try:
+            if len(parts) <= _IOV_MAX:
+                sent = self.sock.sendmsg(parts)
+                if sent == frame_size(parts):
+                    return
+        except BlockingIOError:
+            pass
+        except OSError:
+            return  # the child is gone; its exit is handled by _on_exit / EOF
+        self.outbox = advance([memoryview(part).cast("B") for part in parts], sent)
+        self.loop.add_writer(self.fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        try:
+            sent = self.sock.sendmsg(self.outbox[:_IOV_MAX])
+        except BlockingIOError:
+            return
+        except OSError:
+            sent = -1
+        if sent < 0:
+            self.outbox = []
+        else:
+            self.outbox = advance(self.outbox, sent)
+        if not self.outbox:
+            self.loop.remove_writer(self.fd)
+
+    # ----- reading ------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            frames = self.receiver.receive()
+        except BlockingIOError:
+            return
+        except (EOFError, OSError):
+            self._stop_reading()
+            self.pool._lost(self)
+            return
+        except Exception as error:  # a frame we cannot parse: this channel cannot be trusted
+            logger.error("%s sent a malformed frame (%s); killing it", self, error)
+            self.kill()
+            return
+        for header, payload in frames:
+            self._answer(header, payload)
+
+    def _answer(self, header: dict[str, Any], payload: bytearray) -> None:
+        if not self.live:
+            if not self.ready.done():
+                if "e" in header:
+                    self.ready.set_exception(remote_error(header["e"]))
+                else:
+                    self.live = True
+                    self.ready.set_result(None)
+            return
+        if not self.pending:
+            logger.error("%s answered a call it was never sent; killing it", self)
+            self.kill()
+            return
+        future = self.pending.popleft().future
+        if future.done():  # the caller gave up (cancelled); the answer has nobody to go to
+            return
+        try:
+            future.set_result(decode_reply(header, payload))
+        except RunnerError as error:  # the method raised, or the frame was malformed
+            future.set_exception(error)
+
+    def _stop_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+
+    def _drain(self) -> None:
+        """Collect the answers a dead child wrote before it died."""
+        if not self.reading:
+            return
+        with contextlib.suppress(Exception):
+            while True:
+                for header, payload in self.receiver.receive():
+                    self._answer(header, payload)
+        self._stop_reading()
+
+    # ----- exit ---------------------------------------------------------------------------
+
+    def _on_exit(self) -> None:
+        self.loop.remove_reader(self.pidfd)
+        os.close(self.pidfd)
+        self.pidfd = -1
+        self._exited()
+
+    def _poll_exit(self) -> None:
+        """Where pidfds are missing: poll for the exit the EOF announced."""
+        if self.process.poll() is None:
+            self.loop.call_later(0.002, self._poll_exit)
+        else:
+            self._exited()
+
+    def _exited(self) -> None:
+        if self.exited.done():
+            return
+        code = self.process.wait()
+        self._drain()
+        self.live = False
+        if self.outbox:
+            self.loop.remove_writer(self.fd)
+            self.outbox = []
+        self.sock.close()
+        self.exited.set_result(code)
+        self.pool._died(self, code)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGKILL)
+
+
+class WorkerPool:
+    """Worker processes that build a runnable from ``spec`` and run its methods on request.
+
+    ``workers`` processes are started; ``call`` sends to the one with the fewest calls in
+    flight. Use it from one event loop (the one ``start`` ran on).
+    """
+
+    def __init__(self, spec: RunnableSpec, *, workers: int = 1, name: str = "runner",
+                 start_timeout: float = 300.0, grace_period: float = 30.0) -> None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise RunnerError(f"runner {name!r}: workers must be an int >= 1, got {workers!r}")
+        self.spec = spec
+        self.workers = workers
+        self.name = name
+        self.start_timeout = start_timeout
+        self.grace_period = grace_period
+        self._pickled_spec = cloudpickle.dumps(spec)
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._slots: list[_Worker | None] = [None] * workers
+        self._live: list[_Worker] = []
+        self._waiting: deque[_Call] = deque()
+        self._crashes = [0] * workers
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"WorkerPool({self.name!r}, workers={self.workers}, pids={self.pids})"
+
+    @property
+    def ready(self) -> bool:
+        """True once started and while at least one worker can take calls."""
+        return self._started and not self._stopping and bool(self._live)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return [worker.pid for worker in self._live]
+
+    async def start(self) -> None:
+        """Spawn the workers and wait until each has built its runnable."""
+        if self._started:
+            return
+        self._loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*(self._launch(index) for index in range(self.workers)),
+                                       return_exceptions=True)
+        failure = next((result for result in results if isinstance(result, BaseException)), None)
+        if failure is not None:
+            await asyncio.gather(*(self._retire(result) for result in results
+                                   if isinstance(result, _Worker)))
+            raise failure
+        for worker in results:
+            self._adopt(worker)  # type: ignore[arg-type]
+        self._started = True
+        logger.info("runner %r started %d worker process(es): pids %s", self.name,
+                    self.workers, self.pids)
+
+    async def call(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None) -> Any:
+        """Run ``method(*args, **kwargs)`` in a worker; return its result.
+
+        Raises ``InvalidArgument`` for arguments without a wire form and ``RunnerError`` when
+        the method raised (``error_type`` is the exception's type name) or its worker died.
+        """
+        if not self._started or self._stopping:
+            raise RunnerError(f"runner {self.name!r} is not running: start its worker pool first")
+        call = _Call(method, encode_call(method, args, kwargs or {}), self._loop.create_future())
+        self._dispatch(call)
+        return await call.future
+
+    async def stop(self, grace_period: float | None = None) -> None:
+        """Let in-flight calls finish, end the children, and SIGKILL those that linger."""
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = self.grace_period if grace_period is None else grace_period
+        deadline = time.monotonic() + grace
+        for task in self._restarts:
+            task.cancel()
+        await asyncio.gather(*self._restarts, return_exceptions=True)
+        self._fail_waiting(RunnerError(f"runner {self.name!r} is stopping", "RunnerStopped"))
+        in_flight = [call.future for worker in self._live for call in worker.pending]
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=grace)
+        workers = [worker for worker in self._slots if worker is not None]
+        for worker in workers:
+            with contextlib.suppress(OSError):
+                worker.sock.shutdown(socket.SHUT_WR)  # EOF: the child's loop ends and it exits
+        await asyncio.gather(*(self._retire(worker, deadline) for worker in workers))
+        self._live.clear()
+        self._slots = [None] * self.workers
+        logger.info("runner %r stopped its worker processes", self.name)
+
+    # ----- dispatching --------------------------------------------------------------------
+
+    def _dispatch(self, call: _Call) -> None:
+        best = None
+        fewest = 1 << 62
+        for worker in self._live:
+            load = len(worker.pending)
+            if load < fewest:
+                best, fewest = worker, load
+        if best is not None:
+            best.send(call)
+        elif self._stopping:
+            call.future.set_exception(RunnerError(f"runner {self.name!r} is stopping",
+                                                  "RunnerStopped"))
+        else:
+            self._waiting.append(call)  # every worker is restarting; the next live one takes it
+
+    def _adopt(self, worker: _Worker) -> None:
+        self._slots[worker.index] = worker
+        self._live.append(worker)
+        while self._waiting:
+            call = self._waiting.popleft()
+            if not call.future.done():
+                self._dispatch(call)
+
+    def _fail_waiting(self, error: RunnerError) -> None:
+        while self._waiting:
+            future = self._waiting.popleft().future
+            if not future.done():
+                future.set_exception(error)
+
+    # ----- processes ----------------------------------------------------------------------
+
+    async def _launch(self, index: int) -> _Worker:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        tune(parent)
+        tune(child)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(child.fileno()), str(os.getpid())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=self._child_env(),
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        parent.setblocking(False)
+        worker = _Worker(self, index, process, parent)
+        spec = Packer()
+        spec.buffer(self._pickled_spec, len(self._pickled_spec))
+        worker.write(frame({"hello": {"index": index, "sys_path": sys.path}}, spec))
+        worker.exited.add_done_callback(lambda _: worker.ready.done() or worker.ready.set_exception(
+            RunnerError(f"{worker} exited ({_describe(worker.process.returncode)}) before it was "
+                        "ready; see its output above", "WorkerDied")))
+        try:
+            await asyncio.wait_for(asyncio.shield(worker.ready), self.start_timeout)
+        except RunnerError as error:
+            await self._retire(worker)
+            message = (f"runner {self.name!r} could not start worker {index}: {error}. Make sure "
+                       "the runnable builds in a fresh process (an importable class, a stored "
+                       "model that exists in DOSIRAK_HOME)")
+            if getattr(error, "remote_traceback", None):
+                logger.error("runner %r worker %d failed to build its runnable:\n%s",
+                             self.name, index, error.remote_traceback)  # type: ignore[attr-defined]
+            raise RunnerError(message, error.error_type) from None
+        except TimeoutError:
+            await self._retire(worker)
+            raise RunnerError(f"runner {self.name!r} worker {index} was not ready after "
+                              f"{self.start_timeout:g} s; loading the model takes too long, or "
+                              "it hangs (raise start_timeout if it is just slow)",
+                              "Timeout") from None
+        except BaseException:
+            await self._retire(worker)
+            raise
+        return worker
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.workers > 1:
+            # Several workers each using every core would fight over them: share the cores out.
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+            for variable in _THREAD_VARIABLES:
+                env.setdefault(variable, str(max(1, cores // self.workers)))
+        return env
+
+    async def _retire(self, worker: _Worker, deadline: float | None = None) -> None:
+        """Wait for a worker to exit (SIGKILL it at the deadline) and release its resources."""
+        if deadline is None:
+            worker.kill()
+            deadline = time.monotonic() + 5.0
+        if worker.pidfd < 0 and not worker.exited.done():
+            worker._poll_exit()
+        try:
+            await asyncio.wait_for(asyncio.shield(worker.exited),
+                                   max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            logger.warning("%s did not exit in time; killing it", worker)
+            worker.kill()
+            await worker.exited
+        with contextlib.suppress(asyncio.CancelledError, RunnerError):
+            if worker.ready.done():
+                worker.ready.exception()  # read it, so asyncio does not log it as lost
+
+    def _lost(self, worker: _Worker) -> None:
+        """EOF on a worker's socket: it exited or is exiting."""
+        if worker.pidfd < 0:
+            worker._poll_exit()
+        # A child that closed its socket but lingers is of no use: make sure it goes.
+        self._loop.call_later(2.0, lambda: worker.exited.done() or worker.kill())
+
+    def _died(self, worker: _Worker, code: int) -> None:
+        """A worker exited: fail its running call, move queued calls, restart it."""
+        was_live = worker in self._live
+        if was_live:
+            self._live.remove(worker)
+        running = worker.pending.popleft() if worker.pending else None
+        queued = list(worker.pending)
+        worker.pending.clear()
+        if not was_live or (self._stopping and running is None):
+            return
+        reason = _describe(code)
+        if self._stopping:
+            what = f"{worker} exited ({reason}) while the runner was stopping"
+            logger.warning("%s", what)
+        else:
+            lived = time.monotonic() - worker.born
+            self._crashes[worker.index] = 1 if lived > _STABLE_AFTER else \
+                self._crashes[worker.index] + 1
+            delay = min(0.1 * 2 ** (self._crashes[worker.index] - 1), 10.0)
+            doing = f"while running {running.method!r}" if running else "while idle"
+            logger.error("%s died (%s) %s; restarting it in %.1f s", worker, reason, doing, delay)
+            what = f"{worker} died ({reason}) while running {running.method if running else ''}"
+            self._schedule_restart(worker.index, delay)
+        if running is not None and not running.future.done():
+            running.future.set_exception(RunnerError(
+                f"{what}; the call was lost and the worker is being restarted. A native crash, "
+                "running out of memory or a kill stops a worker: check the service's log",
+                "WorkerDied"))
+        for call in queued:  # never started, so another worker can run them safely
+            if not call.future.done():
+                self._dispatch(call)
+
+    def _schedule_restart(self, index: int, delay: float) -> None:
+        task = self._loop.create_task(self._restart(index, delay))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    async def _restart(self, index: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._slots[index] = None
+        try:
+            worker = await self._launch(index)
+        except RunnerError as error:
+            self._crashes[index] += 1
+            delay = min(0.1 * 2 ** (self._crashes[index] - 1), 10.0)
+            logger.error("runner %r could not restart worker %d: %s; retrying in %.1f s",
+                         self.name, index, error, delay)
+            if not self._live:
+                self._fail_waiting(error)
+            if not self._stopping:
+                self._schedule_restart(index, delay)
+            return
+        if self._stopping:
+            await self._retire(worker)
+            return
+        self._adopt(worker)
+        logger.info("runner %r restarted worker %d: pid %d", self.name, index, worker.pid)
+
+
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"signal {-code}: {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+# ----- the child side ---------------------------------------------------------------------
+
+
+def child_main(fd: str, parent_pid: str) -> None:
+    """Entry point of a worker process: build the runnable, then answer calls until EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    _die_with_parent()
+    if os.getppid() != int(parent_pid):
+        return  # the parent died before we could ask to die with it
+    sock = socket.socket(fileno=int(fd))
+    sock.set_inheritable(False)
+    receiver = Receiver(sock)
+    frames: list[Any] = []
+    while not frames:
+        try:
+            frames = receiver.receive()
+        except EOFError:
+            return
+    header, payload = frames[0]
+    sys.path[:] = header["hello"]["sys_path"] + [p for p in sys.path
+                                                 if p not in header["hello"]["sys_path"]]
+    try:
+        spec = cloudpickle.loads(payload)  # from our own parent, over a private socketpair
+        runnable = spec.build()
+    except Exception as error:
+        send_all(sock, encode_error(error))
+        sys.exit(1)
+    send_all(sock, frame({"ready": os.getpid()}))
+    _serve(sock, receiver, runnable)
+
+
+def _serve(sock: socket.socket, receiver: Receiver, runnable: Any) -> None:
+    """The hot loop: read a call, run it, write the answer."""
+    methods: dict[str, Any] = {}
+    receive = receiver.receive
+    while True:
+        try:
+            frames = receive()
+        except EOFError:
+            return
+        for header, payload in frames:
+            try:
+                name, args, kwargs = decode_call(header, payload)
+                function = methods.get(name)
+                if function is None:
+                    function = methods[name] = bound_method(runnable, name)
+                parts = encode_result(function(*args, **kwargs))
+            except Exception as error:
+                parts = encode_error(error)
+            send_all(sock, parts)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG

@@ -449,7 +449,28 @@ def test_an_exception_from_the_model_reaches_every_caller_of_the_batch() -> None
     assert isinstance(results[0], np.ndarray)
     for error in results[1:6]:
         assert type(error) is BadRow and str(error) == "negative feature in the batch"
+    assert len({id(error) for error in results[1:6]}) == 5  # each caller its own traceback
     assert results[6].shape == (2, 2)
+
+
+def test_an_exception_that_cannot_be_copied_is_shared() -> None:
+    class Picky(Exception):
+        def __init__(self, code: int, detail: str) -> None:
+            super().__init__(f"{code}: {detail}")
+
+    async def execute(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        await asyncio.sleep(0.002)
+        raise Picky(7, "no")
+
+    async def main() -> list[Any]:
+        dispatcher = Dispatcher(execute, max_batch_size=8)
+        first = asyncio.ensure_future(dispatcher(np.ones(1)))
+        await asyncio.sleep(0)
+        rest = [dispatcher(np.ones(1)) for _ in range(3)]
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    for error in asyncio.run(main()):
+        assert type(error) is Picky and str(error) == "7: no"
 
 
 def test_an_output_with_the_wrong_row_count_fails_clearly() -> None:

@@ -3,28 +3,38 @@
     >>> dispatcher = Dispatcher(run_batch, max_batch_size=64, max_latency_ms=100)
     >>> await dispatcher(features)        # from many tasks at once; each gets its own rows back
 
-``run_batch(args, kwargs)`` runs one merged batch (inputs stacked along ``batch_dim[0]``) and
-returns the merged output (cut back along ``batch_dim[1]``). The dispatcher decides when to run:
+``run_batch(args, kwargs)`` runs one merged batch (inputs stacked along ``batch_dim[0]`` by
+``containers``) and returns the merged output, which is cut back along ``batch_dim[1]``. The
+dispatcher decides when a batch runs, in this order of priority:
 
-* **The user's limits first.** A batch never holds more than ``max_batch_size`` rows (rows, not
-  calls: a call larger than the room left is split and its parts are put back together in order).
-  Each call has a budget of ``max_latency_ms`` from submit to answer. A call that the queue ahead
-  of it would make late is refused at once with ``ServiceOverloaded`` (the estimate comes from the
-  cost model below); a call that would still finish late when its batch forms fails instead of
-  running; the queue never holds more than ``max_queue_rows``.
-* **Then throughput.** The cost of a batch is learned online as ``fixed + per_row * rows``
-  (exponentially weighted least squares over the batches run). A batch is held open (corked)
-  only while the next row is expected within ``fixed / rows_queued``: waiting that long for one
-  more row costs less than running it in a batch of its own later would. A lone call is corked
-  only when calls that arrive alone are usually followed, while they run, by others (bursts of
-  concurrent callers), so without concurrency a call runs at once.
-* **Then mean latency.** A batch is released as soon as waiting stops paying off, and up to
-  ``max_in_flight`` batches run at once (one per worker).
+1. **The user's limits.** A batch never holds more than ``max_batch_size`` rows (rows, not calls:
+   a call larger than the room left is split, and its parts are put back together in order).
+   Each call has ``max_latency_ms`` from submit to answer. At submit, the call's answer time is
+   estimated from the queue ahead of it, the batches running and the cost model below; past 90%
+   of the budget the call is refused at once with ``ServiceOverloaded`` (with ``retry_after``).
+   When its batch forms, a call that waiting has made late fails instead of running, and a
+   watchdog fails queued calls whose budget ran out while every worker was busy: never a silent
+   hang. The queue never holds more than ``max_queue_rows``. A call that finds the queue empty is
+   always taken: refusing it would make nobody faster.
+2. **Throughput.** The cost of a batch is learned online as ``fixed + per_row * rows``
+   (exponentially weighted least squares over the batches run; the first batch of each worker
+   only stands in until the next). When a worker is free, a batch is held open for more rows
+   only while the next row is expected within ``fixed / rows_queued`` of the last arrival or
+   answer: one more row is worth waiting for no longer than the share of a batch's fixed cost it
+   saves. The expected gap between rows is measured while calls are queued or running, counting
+   from the last answer too (callers in a loop send their next call right after an answer), and
+   the decision after a batch ends waits until the callers just answered had a chance to do so.
+3. **Mean latency.** A lone call on an idle dispatcher runs at once, unless calls arriving alone
+   have lately been followed, while they ran, by others (a burst of concurrent callers); then it
+   waits for them, at most ``fixed``, and the batch goes as soon as as many calls arrived as such
+   bursts usually bring. A batch goes as soon as waiting stops paying off, and up to
+   ``max_in_flight`` batches run at once (one per worker).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -143,6 +153,7 @@ class DispatcherStats:
     overhead_ms: float
     arrival_gap_ms: float | None
     burstiness: float
+    burst_calls: float
 
 
 class _Call:
@@ -165,6 +176,20 @@ class _Call:
         self.parts: dict[int, Any] = {}
         self.dropped = False  # cancelled, failed or expired: its queued rows no longer count
         self.followers = 0  # calls that arrived while it ran, when it arrived alone
+
+
+def _copy_error(error: BaseException) -> BaseException:
+    """The same error for another caller, as its own object so that each caller's traceback
+    stays its own (raising one object in many tasks would pile up all their frames on it)."""
+    try:
+        clone = copy.copy(error)
+    except Exception:
+        return error  # an exception class that cannot be rebuilt from its args: share it
+    if type(clone) is not type(error) or clone.args != error.args:
+        return error
+    clone.__cause__, clone.__context__ = error.__cause__, error.__context__
+    clone.__suppress_context__ = error.__suppress_context__
+    return clone.with_traceback(error.__traceback__)
 
 
 class _Batch:
@@ -197,6 +222,8 @@ class Dispatcher:
     ) -> None:
         if isinstance(batch_dim, int) and not isinstance(batch_dim, bool):
             batch_dim = (batch_dim, batch_dim)
+        elif isinstance(batch_dim, list):
+            batch_dim = tuple(batch_dim)
         if not (isinstance(batch_dim, tuple) and len(batch_dim) == 2
                 and all(isinstance(d, int) and not isinstance(d, bool) for d in batch_dim)):
             raise InvalidArgument(f"batch_dim must be an int or an (input, output) pair of ints, "
@@ -575,9 +602,9 @@ class Dispatcher:
         call.future.set_result(output)
 
     def _fail_batch(self, batch: _Batch, error: BaseException) -> None:
-        for call, *_ in batch.items:
+        for index, (call, *_) in enumerate(batch.items):
             call.pending -= 1
-            self._fail(call, error)
+            self._fail(call, error if index == 0 else _copy_error(error))
 
     def _fail(self, call: _Call, error: BaseException) -> None:
         self._drop(call)
@@ -615,6 +642,7 @@ class Dispatcher:
             overhead_ms=self._overhead * 1000,
             arrival_gap_ms=None if self._gap == math.inf else self._gap * 1000,
             burstiness=self._burstiness,
+            burst_calls=1 + self._followers,
         )
 
     async def aclose(self) -> None:

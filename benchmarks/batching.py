@@ -99,8 +99,9 @@ async def main() -> None:
                 lone = await single_caller(runner, SyntheticModel(), 50)
         finally:
             await runner.stop()
+        share = 100 * result["rows_per_s"] / ideal
         print(f"{label:10s} {result['rows_per_s']:8,.0f} rows/s = "
-              f"{100 * result['rows_per_s'] / ideal:5.1f}% of ideal, p50 {result['p50_ms']:.1f} ms, "
+              f"{share:5.1f}% of ideal, p50 {result['p50_ms']:.1f} ms, "
               f"p99 {result['p99_ms']:.1f} ms (budget {options.max_latency_ms:.0f} ms), "
               f"refused {result['refused']}")
     print(f"single caller: direct {lone['direct_ms']:.3f} ms, through the runner "

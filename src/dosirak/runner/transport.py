@@ -159,7 +159,10 @@ class Packer:
             raise _unsupported(array, f" of dtype {dtype}")
         if not array.flags.c_contiguous:
             array = np.ascontiguousarray(array)  # the one copy a strided array needs
-        raw = array.reshape(-1).view(np.uint8)  # a byte view works for every dtype, even datetime
+        try:
+            raw: Any = memoryview(array).cast("B")
+        except (ValueError, TypeError):  # datetimes and empty arrays export no buffer
+            raw = array.reshape(-1).view(np.uint8)
         return {"~": tag, "d": dtype.str, "s": list(array.shape),
                 "o": self.buffer(raw, raw.nbytes), "n": raw.nbytes}
 

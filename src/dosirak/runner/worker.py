@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -286,6 +287,9 @@ class WorkerPool:
         """
         if not self._started or self._stopping:
             raise RunnerError(f"runner {self.name!r} is not running: start its worker pool first")
+        if asyncio.get_running_loop() is not self._loop:
+            raise RunnerError(f"runner {self.name!r} was called from another event loop than the "
+                              "one that started it; call it from the service's loop")
         call = _Call(method, encode_call(method, args, kwargs or {}), self._loop.create_future())
         self._dispatch(call)
         return await call.future
@@ -364,7 +368,9 @@ class WorkerPool:
         worker = _Worker(self, index, process, parent)
         spec = Packer()
         spec.buffer(self._pickled_spec, len(self._pickled_spec))
-        worker.write(frame({"hello": {"index": index, "sys_path": sys.path}}, spec))
+        # The child imports the runnable's module the way this process did: same sys.path.
+        path = [entry for entry in sys.path if isinstance(entry, str)]
+        worker.write(frame({"hello": {"index": index, "sys_path": path}}, spec))
         worker.exited.add_done_callback(lambda _: worker.ready.done() or worker.ready.set_exception(
             RunnerError(f"{worker} exited ({_describe(worker.process.returncode)}) before it was "
                         "ready; see its output above", "WorkerDied")))
@@ -466,13 +472,14 @@ class WorkerPool:
         self._slots[index] = None
         try:
             worker = await self._launch(index)
-        except RunnerError as error:
+        except Exception as error:  # a build failure, or no process could be spawned (EMFILE...)
             self._crashes[index] += 1
             delay = min(0.1 * 2 ** (self._crashes[index] - 1), 10.0)
             logger.error("runner %r could not restart worker %d: %s; retrying in %.1f s",
                          self.name, index, error, delay)
             if not self._live:
-                self._fail_waiting(error)
+                self._fail_waiting(error if isinstance(error, RunnerError) else RunnerError(
+                    f"runner {self.name!r} has no live worker: {error}", "WorkerDied"))
             if not self._stopping:
                 self._schedule_restart(index, delay)
             return
@@ -521,6 +528,9 @@ def child_main(fd: str, parent_pid: str) -> None:
     except Exception as error:
         send_all(sock, encode_error(error))
         sys.exit(1)
+    # The model's objects live as long as the process: keep the collector from rescanning them.
+    gc.collect()
+    gc.freeze()
     send_all(sock, frame({"ready": os.getpid()}))
     _serve(sock, receiver, runnable)
 

@@ -135,6 +135,11 @@ def test_lenient_dtype_converts_when_it_can(client: httpx.Client) -> None:
     assert client.post("/lenient", json=["x", "y"]).json() == ["<U1"]
 
 
+def test_empty_batch_is_accepted(client: httpx.Client) -> None:
+    response = client.post("/strict", json=[])
+    assert response.status_code == 200 and response.json() == []
+
+
 def test_ragged_and_mixed_arrays_are_400(client: httpx.Client) -> None:
     ragged = client.post("/echo", json=[[1, 2], [3]])
     assert ragged.status_code == 400
@@ -208,10 +213,15 @@ def test_bad_options_are_refused_at_declaration() -> None:
 
 
 def test_from_sample_sets_dtype_shape_and_example() -> None:
-    descriptor = NumpyNdarray.from_sample(np.array([[5.9, 3.0, 5.1, 1.8]], dtype=np.float32))
-    assert descriptor.to_spec()["dtype"] == "<f4" and descriptor.shape == (1, 4)
+    sample = np.array([[5.9, 3.0, 5.1, 1.8]], dtype=np.float32)
+    loose = NumpyNdarray.from_sample(sample)
+    assert loose.to_spec()["dtype"] == "<f4" and loose.shape == (1, 4)
+    # Nothing enforced, nothing promised: any nested lists, or one value.
+    assert loose.schema() == {"anyOf": [{"type": "array", "items": {}}, {"type": "number"},
+                                        {"type": "string"}, {"type": "boolean"}]}
+    descriptor = NumpyNdarray.from_sample(sample, enforce_dtype=True, enforce_shape=True)
     assert descriptor.example() == [[5.900000095367432, 3.0, 5.099999904632568,
                                      1.7999999523162842]]
     schema = descriptor.schema()
     assert schema["minItems"] == 1 and schema["items"]["maxItems"] == 4
-    assert schema["items"]["items"] == {"type": "number", "format": "float"}
+    assert schema["items"]["items"] == {"type": "number", "format": "float", "nullable": True}

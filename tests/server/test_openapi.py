@@ -30,7 +30,7 @@ from live_server import serve
 class Features(pydantic.BaseModel):
     """Measurements of one flower."""
 
-    sepal_length: float
+    sepal_length: float = pydantic.Field(gt=0)
     species: str | None = None
     tags: tuple[int, str] = (1, "a")
 
@@ -39,7 +39,8 @@ class Features(pydantic.BaseModel):
 def served() -> Iterator[tuple[str, dict[str, Any]]]:
     svc = dosirak.Service("documented")
 
-    @svc.api(input=NumpyNdarray.from_sample(np.array([[5.9, 3.0, 5.1, 1.8]])),
+    @svc.api(input=NumpyNdarray.from_sample(np.array([[5.9, 3.0, 5.1, 1.8]]),
+                                            enforce_shape=True),
              output=NumpyNdarray(dtype="int64"))
     def classify(x: np.ndarray) -> np.ndarray:
         """Classify irises.
@@ -93,8 +94,10 @@ def test_descriptions_and_examples(served: tuple[str, dict[str, Any]]) -> None:
     assert set(request) == {"application/json", "application/x-npy"}
     assert request["application/json"]["example"] == [[5.9, 3.0, 5.1, 1.8]]
     assert request["application/json"]["schema"]["items"]["maxItems"] == 4
+    # The output's dtype is not enforced, so its schema promises nothing about it.
     assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
-        "type": "array", "items": {}}
+        "anyOf": [{"type": "array", "items": {}}, {"type": "number"}, {"type": "string"},
+                  {"type": "boolean"}]}
     table = document["paths"]["/table"]["post"]["requestBody"]["content"]
     assert table["application/json"]["example"] == [{"a": 1.0, "b": "x"}]
     assert {"text/csv", "application/vnd.apache.parquet"} <= set(table)
@@ -108,6 +111,9 @@ def test_pydantic_models_are_components_in_openapi_30_form(
     assert features["properties"]["species"] == {"type": "string", "nullable": True,
                                                  "default": None, "title": "Species"}
     assert features["properties"]["tags"]["maxItems"] == 2
+    assert features["properties"]["sepal_length"] == {"type": "number", "minimum": 0,
+                                                      "exclusiveMinimum": True,
+                                                      "title": "Sepal Length"}
     body = document["paths"]["/v1/features"]["post"]["requestBody"]["content"]
     assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/Features"}
 

@@ -75,7 +75,9 @@ class NumpyNdarray(IODescriptor):
                      "NumpyNdarray: enforce_shape=True needs shape= to enforce")
         self.enforce_dtype = bool(enforce_dtype)
         self.enforce_shape = bool(enforce_shape)
-        self._schema = _array_schema(self.dtype, self.shape)
+        # The schema promises only what is checked: clients and fuzzers take it at its word.
+        self._schema = _array_schema(self.dtype if self.enforce_dtype else None,
+                                     self.shape if self.enforce_shape else None)
 
     @classmethod
     def from_sample(cls, sample: Any, *, enforce_dtype: bool = False,
@@ -137,6 +139,8 @@ class NumpyNdarray(IODescriptor):
             return array
         expected = self.shape
         assert expected is not None
+        if array.size == 0 and array.ndim == 1 and len(expected) > 1 and -1 not in expected[1:]:
+            array = array.reshape((0, *expected[1:]))  # "[]" is an empty batch of rows
         if array.ndim != len(expected):
             raise BadInput(f"expected a {len(expected)}-dimensional array of shape "
                            f"{_shape_text(expected)}, got {array.ndim} dimension(s) "
@@ -295,7 +299,9 @@ def _item_schema(dtype: np.dtype | None) -> dict[str, Any]:
     if kind in "iu":
         return {"type": "integer", "format": f"{dtype.name}"}
     if kind == "f":
-        return {"type": "number", "format": "float" if dtype.itemsize <= 4 else "double"}
+        # NaN and infinities are written as null (strict JSON has no NaN).
+        return {"type": "number", "format": "float" if dtype.itemsize <= 4 else "double",
+                "nullable": True}
     if kind in "US":
         return {"type": "string"}
     return {}
@@ -304,8 +310,10 @@ def _item_schema(dtype: np.dtype | None) -> dict[str, Any]:
 def _array_schema(dtype: np.dtype | None, shape: tuple[int, ...] | None) -> dict[str, Any]:
     item = _item_schema(dtype)
     if shape is None:
-        # Any number of dimensions: nested arrays of whatever depth.
-        return {"type": "array", "items": {}}
+        # Any number of dimensions: nested arrays of any depth, or one value (a 0-d array).
+        scalar = [item] if item else [{"type": "number"}, {"type": "string"},
+                                      {"type": "boolean"}]
+        return {"anyOf": [{"type": "array", "items": {}}, *scalar]}
     schema = item
     for size in reversed(shape):
         schema = {"type": "array", "items": schema}

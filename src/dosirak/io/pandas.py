@@ -398,7 +398,7 @@ def _dtype_schema(dtype: Any) -> dict[str, Any]:
     if text.startswith(("int", "uint", "Int", "UInt")):
         return {"type": "integer"}
     if text.startswith(("float", "Float")):
-        return {"type": "number"}
+        return {"type": "number", "nullable": True}  # missing values are NaN, written as null
     if text in ("bool", "boolean"):
         return {"type": "boolean"}
     if text in ("object", "string", "str") or text.startswith("string"):

@@ -140,6 +140,11 @@ def schema_30(schema: Any) -> Any:
         else:
             result.pop("type")
             result["anyOf"] = [{"type": k} for k in kinds]
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        value = result.get(exclusive)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            result[bound] = value  # 3.0 spells "> 0" as minimum 0 with a boolean flag
+            result[exclusive] = True
     if "const" in result:
         result["enum"] = [result.pop("const")]
     if isinstance(result.get("examples"), list):

@@ -1,0 +1,87 @@
+"""Where the access and prediction logs go, and in which form (text or JSON lines).
+
+    >>> configure_logging(config.logging)              # each process, at start
+
+Each enabled log gets a handler on stderr (or ``stream``) that writes one line per record: a UTC
+timestamp and the record's ``key=value`` text, or one JSON object with ``time`` and the record's
+fields. A disabled log is switched off at the logger, so recording costs one cached level check.
+Loggers that already have handlers (an operator's ``logging.config``) are left as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import IO, Any
+
+from dosirak.observability.access_log import ACCESS_LOGGER
+from dosirak.observability.prediction_log import PREDICTION_LOGGER
+
+# One encoder for every line: json.dumps(..., default=str) would build a new one each time.
+_ENCODER = json.JSONEncoder(default=str)
+# Marks the handlers this module installed, so configuring again replaces them instead of adding.
+_OURS = "_dosirak_handler"
+
+
+class TextLineFormatter(logging.Formatter):
+    """``2024-05-01T12:00:00.123Z <message>``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line: the timestamp and the record's message."""
+        return f"{_timestamp(record)} {record.getMessage()}"
+
+
+class JsonLineFormatter(logging.Formatter):
+    """``{"time": "...", "logger": "dosirak.access", ...the record's fields}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One JSON object: time and logger, then ``record.msg.fields()`` or the message."""
+        line: dict[str, Any] = {"time": _timestamp(record), "logger": record.name}
+        fields = getattr(record.msg, "fields", None)
+        if callable(fields):
+            line.update(fields())
+        else:
+            line["message"] = record.getMessage()
+        return _ENCODER.encode(line)
+
+
+def configure_logging(config: Any, stream: IO[str] | None = None) -> None:
+    """Set up the access and prediction loggers from ``config`` (a ``LoggingConfig``)."""
+    for name, section in ((ACCESS_LOGGER, config.access), (PREDICTION_LOGGER, config.prediction)):
+        configure_logger(name, enabled=section.enabled, format=section.format, stream=stream)
+
+
+def configure_logger(name: str, *, enabled: bool, format: str = "text",
+                     stream: IO[str] | None = None) -> logging.Logger:
+    """Switch logger ``name`` on (INFO, one handler in ``format``) or off."""
+    logger = logging.getLogger(name)
+    for handler in [h for h in logger.handlers if getattr(h, _OURS, False)]:
+        logger.removeHandler(handler)
+    if not enabled:
+        logger.disabled = True
+        return logger
+    logger.disabled = False
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+        handler.setFormatter(JsonLineFormatter() if format == "json" else TextLineFormatter())
+        setattr(handler, _OURS, True)
+        logger.addHandler(handler)
+        # Our handler writes the line; the root logger's would write it a second time.
+        logger.propagate = False
+    return logger
+
+
+_second = [-1, ""]  # the last whole second formatted, and its text
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    # Formatting a date costs microseconds; a busy server logs many lines per second, so the
+    # text of the current second is kept and only the milliseconds are formatted per line.
+    created = record.created
+    second = int(created)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"

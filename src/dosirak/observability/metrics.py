@@ -1,0 +1,316 @@
+"""Prometheus metrics of a server: requests, durations, in-flight requests, and runner batching.
+
+    >>> metrics = Metrics(namespace="dosirak", endpoints=["/classify"])
+    >>> series = metrics.request_started("/classify", "POST")
+    >>> metrics.request_finished(series, 200, 0.0012)
+    >>> runner = metrics.runner_method("iris_clf", "predict")
+    >>> runner.batch(size=32, seconds=0.004)
+    >>> body = metrics.render()                   # the /metrics text, for every process
+
+Series, with ``dosirak`` standing for the namespace:
+
+* ``dosirak_requests_total{endpoint, http_method, http_status}`` (counter)
+* ``dosirak_request_duration_seconds{endpoint, http_method, http_status}`` (histogram)
+* ``dosirak_requests_in_progress{endpoint, http_method}`` (gauge)
+* ``dosirak_runner_batch_size{runner, method}`` (histogram of rows per batch)
+* ``dosirak_runner_batch_duration_seconds{runner, method}`` (histogram)
+* ``dosirak_runner_queue_depth{runner, method}`` (gauge)
+* ``dosirak_runner_overload_refusals_total{runner, method}`` (counter)
+
+**Bounded labels.** A path the server did not declare is recorded as ``endpoint="__unknown__"``,
+an unusual HTTP method as ``OTHER`` and a status outside 100-599 as ``other``: a client probing
+random URLs cannot create series (or grow our caches).
+
+**Several processes.** With ``PROMETHEUS_MULTIPROC_DIR`` set (see :mod:`.multiprocess`), every
+process writes to its own memory-mapped files and :meth:`Metrics.render` adds up all of them.
+Without it, the values live in this process only and ``render`` also includes
+prometheus_client's default registry (process statistics, and any metrics the user defined). Use
+one ``Metrics`` per process.
+
+**Cost.** The request path looks up a pre-bound label child in a dict and touches two values
+(gauge up and down, one histogram bucket and its sum). ``requests_total`` costs nothing per
+request: it is the histogram's count, exposed as a counter when rendering.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from dosirak.config import DEFAULT_DURATION_BUCKETS
+from dosirak.observability import multiprocess
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+UNKNOWN_ENDPOINT = "__unknown__"
+OTHER_METHOD = "OTHER"
+OTHER_STATUS = "other"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+                          "CONNECT", "TRACE"})
+# Rows per batch: powers of two cover any max_batch_size with a dozen buckets.
+BATCH_SIZE_BUCKETS = tuple(float(2 ** power) for power in range(13))
+
+
+class RequestSeries:
+    """The pre-bound children of one (endpoint, HTTP method); from ``request_started``."""
+
+    __slots__ = ("by_status", "endpoint", "http_method", "in_progress")
+
+    def __init__(self, endpoint: str, http_method: str, in_progress: Any) -> None:
+        self.endpoint = endpoint
+        self.http_method = http_method
+        self.in_progress = in_progress
+        self.by_status: dict[int, Any] = {}
+
+
+class RunnerMethodMetrics:
+    """The series of one runner method: batches, queue depth and refusals."""
+
+    __slots__ = ("_batch_duration", "_batch_size", "_queue_depth", "_refusals")
+
+    def __init__(self, batch_size: Any, batch_duration: Any, queue_depth: Any,
+                 refusals: Any) -> None:
+        self._batch_size = batch_size
+        self._batch_duration = batch_duration
+        self._queue_depth = queue_depth
+        self._refusals = refusals
+
+    def batch(self, size: int, seconds: float) -> None:
+        """A batch of ``size`` rows ran in ``seconds``."""
+        self._batch_size.observe(size)
+        self._batch_duration.observe(seconds)
+
+    def queue_depth(self, depth: int) -> None:
+        """``depth`` rows (or calls) wait in this method's queue now."""
+        self._queue_depth.set(depth)
+
+    def refused(self, count: int = 1) -> None:
+        """``count`` calls were refused because the method was overloaded."""
+        self._refusals.inc(count)
+
+
+class Metrics:
+    """All the series of one server process; see the module docstring."""
+
+    enabled = True
+
+    def __init__(self, *, namespace: str = "dosirak",
+                 duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS,
+                 endpoints: Iterable[str] = ()) -> None:
+        self.namespace = namespace
+        self.endpoints = set(endpoints)
+        self._directory = multiprocess.current_directory()
+        _select_value_class(self._directory is not None)
+        # Our own registry: a second Metrics (a test, a reload) must not collide in the global one.
+        self._registry = CollectorRegistry(auto_describe=True)
+        registry = None if self._directory is not None else self._registry
+        http = ("endpoint", "http_method")
+        self._duration = Histogram(
+            f"{namespace}_request_duration_seconds", "Time from request to response, seconds.",
+            [*http, "http_status"], buckets=list(duration_buckets), registry=registry)
+        self._in_progress = Gauge(
+            f"{namespace}_requests_in_progress", "Requests being handled now.", http,
+            multiprocess_mode="livesum", registry=registry)
+        runner = ("runner", "method")
+        self._batch_size = Histogram(
+            f"{namespace}_runner_batch_size", "Rows per batch run by a runner method.", runner,
+            buckets=BATCH_SIZE_BUCKETS, registry=registry)
+        self._batch_duration = Histogram(
+            f"{namespace}_runner_batch_duration_seconds", "Time to run one batch, seconds.",
+            runner, buckets=list(duration_buckets), registry=registry)
+        self._queue_depth = Gauge(
+            f"{namespace}_runner_queue_depth", "Rows waiting in a runner method's batching queue.",
+            runner, multiprocess_mode="livesum", registry=registry)
+        self._refusals = Counter(
+            f"{namespace}_runner_overload_refusals", "Calls refused because a runner method "
+            "could not answer within its latency budget.", runner, registry=registry)
+        self._series: dict[tuple[str, str], RequestSeries] = {}
+        self._runner_methods: dict[tuple[str, str], RunnerMethodMetrics] = {}
+        self._render_registry = _render_registry(self._registry, namespace)
+
+    # --- requests (the hot path) ------------------------------------------------------------
+
+    def endpoint(self, path: str) -> str:
+        """The ``endpoint`` label of ``path``: itself when declared, else ``__unknown__``."""
+        return path if path in self.endpoints else UNKNOWN_ENDPOINT
+
+    def add_endpoint(self, path: str) -> None:
+        """Declare one more path whose requests get their own series."""
+        self.endpoints.add(path)
+
+    def request_started(self, path: str, method: str) -> RequestSeries:
+        """Count a request in progress; pass the result to :meth:`request_finished`."""
+        series = self._series.get((path, method))
+        if series is None:
+            series = self._new_series(path, method)
+        series.in_progress.inc()
+        return series
+
+    def request_finished(self, series: RequestSeries, status: int, seconds: float) -> None:
+        """The request of ``series`` was answered ``status`` after ``seconds``."""
+        series.in_progress.dec()
+        child = series.by_status.get(status)
+        if child is None:
+            label = str(status) if isinstance(status, int) and 100 <= status <= 599 else (
+                OTHER_STATUS)
+            child = self._duration.labels(series.endpoint, series.http_method, label)
+            if label != OTHER_STATUS:
+                series.by_status[status] = child
+        child.observe(seconds)
+
+    def _new_series(self, path: str, method: str) -> RequestSeries:
+        endpoint = self.endpoint(path)
+        http_method = method if method in HTTP_METHODS else OTHER_METHOD
+        key = (endpoint, http_method)
+        series = self._series.get(key)
+        if series is None:
+            series = RequestSeries(endpoint, http_method, self._in_progress.labels(*key))
+            # Cached under its labels only: a known path and method are their own labels, while
+            # unknown ones take this slower road every time rather than grow the cache.
+            self._series[key] = series
+        return series
+
+    # --- runners ------------------------------------------------------------------------------
+
+    def runner_method(self, runner: str, method: str) -> RunnerMethodMetrics:
+        """The series of ``runner.method`` (names come from the service, so they are bounded)."""
+        key = (runner, method)
+        found = self._runner_methods.get(key)
+        if found is None:
+            found = RunnerMethodMetrics(self._batch_size.labels(*key),
+                                        self._batch_duration.labels(*key),
+                                        self._queue_depth.labels(*key),
+                                        self._refusals.labels(*key))
+            self._runner_methods[key] = found
+        return found
+
+    # --- exposition ---------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The ``/metrics`` body (Prometheus text format, ``CONTENT_TYPE``): every process's
+        values in multiprocess mode, else this process's plus the default registry's."""
+        if self._directory is not None:
+            return render_multiprocess(self._directory, self.namespace)
+        return generate_latest(self._render_registry) + generate_latest(REGISTRY)
+
+
+class NullMetrics:
+    """What the server uses when metrics are disabled: the same calls, doing nothing."""
+
+    enabled = False
+    _null_series = RequestSeries(UNKNOWN_ENDPOINT, OTHER_METHOD, None)
+
+    def endpoint(self, path: str) -> str:
+        """Always ``__unknown__``."""
+        return UNKNOWN_ENDPOINT
+
+    def add_endpoint(self, path: str) -> None:
+        """Nothing to declare."""
+
+    def request_started(self, path: str, method: str) -> RequestSeries:
+        """Nothing recorded."""
+        return self._null_series
+
+    def request_finished(self, series: RequestSeries, status: int, seconds: float) -> None:
+        """Nothing recorded."""
+
+    def runner_method(self, runner: str, method: str) -> RunnerMethodMetrics:
+        """A runner-method recorder that records nothing."""
+        return _NULL_RUNNER_METHOD
+
+    def render(self) -> bytes:
+        """Empty: there is nothing to expose."""
+        return b""
+
+
+class _NullValue:
+    def observe(self, value: float) -> None:
+        pass
+
+    def set(self, value: float) -> None:
+        pass
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+
+_NULL_RUNNER_METHOD = RunnerMethodMetrics(_NullValue(), _NullValue(), _NullValue(), _NullValue())
+
+
+def metrics_from_config(config: Any, endpoints: Iterable[str] = ()) -> Metrics | NullMetrics:
+    """``Metrics`` as ``config`` (a ``MetricsConfig``) says, or ``NullMetrics`` when disabled."""
+    if not config.enabled:
+        return NullMetrics()
+    return Metrics(namespace=config.namespace, duration_buckets=config.duration_buckets,
+                   endpoints=endpoints)
+
+
+def render_multiprocess(directory: str | os.PathLike[str], namespace: str = "dosirak") -> bytes:
+    """The ``/metrics`` body summed over every process that wrote to ``directory``.
+
+    Needs no ``Metrics`` in the calling process (a supervisor or a test can render).
+    """
+    path = Path(directory)
+    if not path.is_dir():
+        raise FileNotFoundError(f"metrics directory {path} is gone; it must live as long as the "
+                                "server (MetricsDirectory.close() only at shutdown)")
+    registry = _render_registry(MultiProcessCollector(None, str(path)), namespace)
+    with multiprocess.reading(path):
+        return generate_latest(registry)
+
+
+def _render_registry(source: Any, namespace: str) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_WithRequestTotals(source, f"{namespace}_request_duration_seconds",
+                                         f"{namespace}_requests"))
+    return registry
+
+
+class _WithRequestTotals:
+    """Passes a source's metric families through, adding a counter made of a histogram's count.
+    """
+
+    def __init__(self, source: Any, histogram: str, counter: str) -> None:
+        self.source = source
+        self.histogram = histogram
+        self.counter = counter
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            yield family
+            if family.name == self.histogram:
+                totals = Metric(self.counter, "Requests answered, by endpoint, HTTP method and "
+                                "status.", "counter")
+                count_name = self.histogram + "_count"
+                for sample in family.samples:
+                    if sample.name == count_name:
+                        totals.add_sample(self.counter + "_total", sample.labels, sample.value)
+                yield totals
+
+
+def _select_value_class(multiprocess_mode: bool) -> None:
+    """Make the metrics created next keep their values where this process's mode says.
+
+    prometheus_client picks its value class once, when first imported. A process that imported
+    it before the supervisor exported the directory (or was forked from one) would keep its
+    values private, and they would never show in ``/metrics``; a process whose directory was
+    withdrawn would write to a path that is gone.
+    """
+    if multiprocess_mode and values.ValueClass is values.MutexValue:
+        values.ValueClass = values.get_value_class()
+    elif not multiprocess_mode and values.ValueClass is not values.MutexValue:
+        values.ValueClass = values.MutexValue

@@ -74,14 +74,17 @@ def configure_logger(name: str, *, enabled: bool, format: str = "text",
     return logger
 
 
-_second = [-1, ""]  # the last whole second formatted, and its text
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
 
 
 def _timestamp(record: logging.LogRecord) -> str:
     # Formatting a date costs microseconds; a busy server logs many lines per second, so the
     # text of the current second is kept and only the milliseconds are formatted per line.
+    # One tuple, read once: threads formatting at a second's boundary cannot mix two seconds.
+    global _second
     created = record.created
     second = int(created)
-    if second != _second[0]:
-        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((created - second) * 1000):03d}Z"

@@ -220,15 +220,14 @@ class RunnersConfig(_Section):
         ``max_batch_size`` and ``max_latency_ms`` are what the runner's code asked for (``None``
         when it did not); see the class docstring for the order of precedence.
         """
+        code = types.SimpleNamespace(enabled=None, max_batch_size=max_batch_size,
+                                     max_latency_ms=max_latency_ms)
+        levels: list[Any] = [self.batching, code]  # least specific first; later ones win
         section = self.by_name.get(runner.lower())
-        levels: list[Any] = [self.batching]
         if section is not None:
             levels.append(section.batching)
             if method in section.methods:
                 levels.append(section.methods[method])
-        code = types.SimpleNamespace(enabled=None, max_batch_size=max_batch_size,
-                                     max_latency_ms=max_latency_ms)
-        levels.insert(1, code)  # after the config-wide default, before the runner's own section
         options = {"enabled": True, "max_batch_size": DEFAULT_MAX_BATCH_SIZE,
                    "max_latency_ms": DEFAULT_MAX_LATENCY_MS}
         for level in levels:

@@ -12,6 +12,7 @@ import datetime
 import importlib
 import platform
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from dosirak.exceptions import (
 from dosirak.signature import Signature, parse_signatures
 from dosirak.store import model_store
 from dosirak.store.manifest import build_manifest, check
+from dosirak.store.versioned_store import fsync_tree
 from dosirak.tag import Tag, new_version
 
 if TYPE_CHECKING:
@@ -293,7 +295,11 @@ def save(
         if custom_objects:
             with open(draft / CUSTOM_OBJECTS_FILE, "wb") as stream:
                 cloudpickle.dump(dict(custom_objects), stream)
-        manifest = build_manifest(draft)
+        # The disk writes the files while they are hashed; commit's fsync then finds them flushed.
+        with ThreadPoolExecutor(1, thread_name_prefix="dosirak-fsync") as flusher:
+            flushed = flusher.submit(fsync_tree, draft)
+            manifest = build_manifest(draft)
+            flushed.result()
         info = ModelInfo(
             name=tag.name,
             version=tag.version or "",

@@ -11,7 +11,6 @@ all checks pass, so a refused archive leaves the store unchanged.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import posixpath
@@ -27,13 +26,15 @@ import zstandard
 
 from dosirak.exceptions import InvalidArgument, UnsafeArchive
 from dosirak.store.manifest import CHUNK, INFO_FILE
+from dosirak.store.tar_stream import BackgroundWriter, ForwardReader, TarWriter, copy_hashed
 from dosirak.store.versioned_store import VersionedStore, dump_yaml
 from dosirak.tag import Tag
 
 SUFFIX = ".dosirakmodel"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
-COMPRESSIONS = ("zstd", "none")
+COMPRESSIONS = ("zstd", "gzip", "none")
+DEFAULT_LEVELS = {"zstd": 1, "gzip": 1}
 Progress = Callable[[int], None] | None
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # What a damaged or cut archive raises while it is read (gzip's CRC error is an OSError).
@@ -69,20 +70,23 @@ def destination_for(dest: str, tag: Tag, storage_options: dict[str, Any] | None 
     return dest if posixpath.splitext(dest)[1] else dest + SUFFIX
 
 
-class _Counting(io.RawIOBase):
-    """A write-only stream that reports bytes written to a progress callback."""
-
-    def __init__(self, raw: IO[bytes], progress: Progress) -> None:
-        self._raw, self._progress = raw, progress
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        written = self._raw.write(data)
-        if self._progress is not None:
-            self._progress(len(data))
-        return len(data) if written is None else written
+def parse_compression(spec: str) -> tuple[str, int]:
+    """``"zstd"``, ``"zstd:LEVEL"``, ``"gzip"``, ``"gzip:LEVEL"`` or ``"none"``: (codec, level)."""
+    codec, _, level_text = str(spec).partition(":")
+    if codec not in COMPRESSIONS or (codec == "none" and level_text):
+        raise InvalidArgument(f"compression {spec!r} is not known: use one of {COMPRESSIONS}, "
+                              "optionally with a level, such as 'zstd:3' or 'gzip:6'")
+    if not level_text:
+        return codec, DEFAULT_LEVELS.get(codec, 0)
+    low, high = (-7, 19) if codec == "zstd" else (0, 9)
+    try:
+        level = int(level_text)
+    except ValueError:
+        level = high + 1
+    if not low <= level <= high:
+        raise InvalidArgument(f"compression {spec!r}: the {codec} level must be an integer "
+                              f"from {low} to {high}")
+    return codec, level
 
 
 def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
@@ -92,8 +96,7 @@ def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
 
     ``storage_options`` go to fsspec for a URL (for s3: key, secret, client_kwargs...).
     """
-    if compression not in COMPRESSIONS:
-        raise InvalidArgument(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    codec, level = parse_compression(compression)
     target = destination_for(dest, tag, storage_options)
     info_bytes = dump_yaml(info).encode()
     with ExitStack() as stack:
@@ -101,7 +104,8 @@ def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
             final = _local_path(target)
             final.parent.mkdir(parents=True, exist_ok=True)
             partial = final.with_name(final.name + f".partial-{os.getpid()}")
-            raw: IO[bytes] = stack.enter_context(open(partial, "wb"))
+            # Unbuffered: with no compression the tar writer writes to the descriptor itself.
+            raw: IO[bytes] = stack.enter_context(open(partial, "wb", buffering=0))
         else:
             fs, path = _remote(target, storage_options)
             # Deferred commit: an object store shows the object only once it is complete, so a
@@ -109,18 +113,22 @@ def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
             raw = fs.open(path, "wb", autocommit=False)
             stack.push(lambda failed, *_: _finish_remote(fs, raw, succeeded=failed is None))
         try:
-            sink: IO[bytes] = raw
-            if compression == "zstd":
-                # Level 1 with two threads keeps pace with the disk; model weights compress little.
-                compressor = zstandard.ZstdCompressor(level=1, threads=-1)
-                sink = stack.enter_context(compressor.stream_writer(raw, closefd=False))
-            counted = io.BufferedWriter(_Counting(sink, progress), buffer_size=CHUNK)
-            with tarfile.open(fileobj=counted, mode="w|", format=tarfile.PAX_FORMAT,
-                              bufsize=CHUNK) as archive:
-                _add_bytes(archive, INFO_FILE, info_bytes)
-                for relative in info["manifest"]:
-                    _add_file(archive, relative, root / relative)
-            counted.flush()
+            # Uncompressed and local: file data is copied from file to file in the kernel.
+            # Otherwise a second thread writes (or uploads) while this one reads and compresses.
+            direct = codec == "none" and _is_local(target)
+            out: IO[bytes] = raw if direct else stack.enter_context(BackgroundWriter(raw))
+            sink: IO[bytes] = out
+            if codec == "zstd":
+                compressor = zstandard.ZstdCompressor(level=level, threads=_zstd_threads(level))
+                sink = stack.enter_context(compressor.stream_writer(out, closefd=False))
+            elif codec == "gzip":
+                sink = stack.enter_context(
+                    gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0))
+            writer = TarWriter(sink, fd=raw.fileno() if direct else None, progress=progress)
+            writer.add_bytes(INFO_FILE, info_bytes)
+            for relative, entry in info["manifest"].items():
+                writer.add_file(relative, root / relative, entry["size"])
+            writer.close()
         except BaseException:
             if _is_local(target):
                 partial.unlink(missing_ok=True)
@@ -128,6 +136,11 @@ def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
     if _is_local(target):
         os.replace(partial, final)
     return target
+
+
+def _zstd_threads(level: int) -> int:
+    """zstd's own worker threads pay off at positive levels; fast levels outrun the handoff."""
+    return -1 if level > 0 else 0
 
 
 def _finish_remote(fs: Any, raw: Any, *, succeeded: bool) -> None:
@@ -145,21 +158,6 @@ def _finish_remote(fs: Any, raw: Any, *, succeeded: bool) -> None:
         with suppress(ValueError):
             fs.transaction.files.remove(raw)
     getattr(raw, "discard", lambda: None)()
-
-
-def _member(name: str, size: int) -> tarfile.TarInfo:
-    member = tarfile.TarInfo(name)
-    member.size, member.mode, member.mtime = size, 0o644, 0
-    return member
-
-
-def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
-    archive.addfile(_member(name, len(data)), io.BytesIO(data))
-
-
-def _add_file(archive: tarfile.TarFile, name: str, path: Path) -> None:
-    with open(path, "rb") as stream:
-        archive.addfile(_member(name, os.fstat(stream.fileno()).st_size), stream)
 
 
 # ----- import ------------------------------------------------------------------------------
@@ -228,7 +226,10 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
     with ExitStack() as stack:
         stream = _open_source(src, stack, storage_options)
         try:
-            archive = stack.enter_context(tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK))
+            # tarfile parses the headers; member data is read from the ForwardReader directly
+            # (tar_stream.py says why), which also keeps tarfile from ever seeking backwards.
+            reader = ForwardReader(stream)
+            archive = stack.enter_context(tarfile.open(fileobj=reader, mode="r:"))
             members = iter(archive)
             first = next(members, None)
         except (*_CORRUPT, OSError) as error:
@@ -242,7 +243,7 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
         try:
             info_path = draft / INFO_FILE
             try:
-                _copy_member(archive, first, info_path, None, what, progress)
+                _copy_member(archive, first, info_path, what, progress)
                 info = read_yaml(info_path)
             except _CORRUPT as error:
                 raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
@@ -262,6 +263,8 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
             try:
                 for member in members:
                     _unpack(archive, member, manifest, seen, draft, what, progress)
+                # Read to the end so the decompressor checks its trailer (gzip's CRC).
+                reader.drain()
             except _CORRUPT as error:
                 raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
             if missing := sorted(set(manifest) - seen):
@@ -342,26 +345,21 @@ def _unpack(archive: tarfile.TarFile, member: tarfile.TarInfo, manifest: dict[st
     seen.add(name)
     target = draft / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    digest = _copy_member(archive, member, target, hashlib.sha256(), what, progress)
+    digest = _copy_member(archive, member, target, what, progress)
     if digest != expected.get("sha256"):
         raise UnsafeArchive(f"{what}: {name!r} does not match its sha256 checksum; the archive "
                             "was altered or damaged")
 
 
 def _copy_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: Path,
-                 digest: Any, what: str, progress: Progress) -> str | None:
-    source = archive.extractfile(member)
-    if source is None:
-        raise UnsafeArchive(f"{what}: member {member.name!r} has no data")
-    copied = 0
-    with open(target, "xb") as out:
-        while chunk := source.read(CHUNK):
-            if digest is not None:
-                digest.update(chunk)
-            out.write(chunk)
-            copied += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
-    if copied != member.size:
-        raise UnsafeArchive(f"{what} is truncated inside {member.name!r}; refused")
-    return digest.hexdigest() if digest is not None else None
+                 what: str, progress: Progress) -> str:
+    """Write a member's data to ``target``, which must not exist; returns its sha256."""
+    if member.issparse():  # its data is not stored as is; dosirak never writes sparse members
+        raise UnsafeArchive(f"{what}: member {member.name!r} is a sparse file; refused")
+    reader = archive.fileobj
+    assert isinstance(reader, ForwardReader)
+    reader.seek(member.offset_data)  # already there: tarfile has read just the header
+    try:
+        return copy_hashed(reader, member.size, target, progress)
+    except EOFError:
+        raise UnsafeArchive(f"{what} is truncated inside {member.name!r}; refused") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -111,3 +112,17 @@ def test_public_names() -> None:
     assert dosirak.Service is Service
     assert callable(dosirak.service) and callable(dosirak.api)
     assert dosirak.io.NumpyNdarray is NumpyNdarray
+
+
+def test_async_callables_of_every_kind_are_awaited() -> None:
+    class Model:
+        async def __call__(self, text: str) -> str:
+            return text
+
+    async def echo(text: str, suffix: str) -> str:
+        return text + suffix
+
+    svc = Service("svc")
+    svc.api(input=Text(), output=Text(), name="model")(Model())
+    svc.api(input=Text(), output=Text(), name="partial")(functools.partial(echo, suffix="!"))
+    assert svc.apis["model"].is_async and svc.apis["partial"].is_async

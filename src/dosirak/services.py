@@ -15,6 +15,7 @@ an HTTP application and calls ``startup()`` / ``shutdown()`` around serving. The
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import re
 import typing
@@ -61,7 +62,7 @@ class InferenceAPI:
 
     def __post_init__(self) -> None:
         self.kwargs_input = isinstance(self.input, Multipart)
-        self.is_async = inspect.iscoroutinefunction(self.function)
+        self.is_async = is_async_callable(self.function)
         self.callable = self.function
 
     @property
@@ -202,7 +203,7 @@ class Service:
         for api in self.apis.values():
             method = getattr(instance, api.function.__name__)
             api.callable = method
-            api.is_async = inspect.iscoroutinefunction(method)
+            api.is_async = is_async_callable(method)
             if api.batchable:
                 api.callable = self._dispatcher_for(api, method)
                 api.is_async = True
@@ -288,6 +289,14 @@ def input_descriptor(parameters: list[inspect.Parameter], hints: dict[str, Any])
     fields = {p.name: descriptor_for(hints.get(p.name, p.annotation)) for p in usable}
     optional = {p.name for p in usable if p.default is not inspect.Parameter.empty}
     return Multipart(**fields).with_optional(optional)
+
+
+def is_async_callable(function: Any) -> bool:
+    """True for ``async def`` functions, partials of them and objects with ``async __call__``."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function) or (
+        callable(function) and inspect.iscoroutinefunction(type(function).__call__))
 
 
 def check_route(route: str) -> None:

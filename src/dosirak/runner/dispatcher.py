@@ -258,6 +258,7 @@ class Dispatcher:
         self._timer: asyncio.Handle | None = None
         self._timer_at = math.inf
         self._closed = False
+        self._answering = False  # a batch just ended: its callers may be about to submit again
 
         self._last_arrival = -math.inf
         self._last_answer = -math.inf  # when the last batch ended
@@ -297,7 +298,8 @@ class Dispatcher:
         self._queue.append(call)
         self._queued_rows += rows
         self._queued_calls += 1
-        self._pump(now)
+        if not self._answering:  # else the decision comes once all the answered callers ran
+            self._pump(now)
         try:
             return await call.future
         except asyncio.CancelledError:
@@ -362,6 +364,11 @@ class Dispatcher:
 
     def _note_arrival(self, now: float, call: _Call) -> None:
         """Update what the dispatcher knows of how calls arrive."""
+        # Gaps longer than a batch's fixed cost all mean "not worth waiting for": clipping them
+        # keeps one lull (a batch running while callers wait for it) from hiding the pace around.
+        gap = min(now - self._last_arrival, self.cost.fixed)
+        self._gap = gap if self._gap == math.inf else self._gap + GAP_WEIGHT * (gap - self._gap)
+        self._last_arrival = now
         if not self._queued_calls and not self._running:
             leader = self._leader
             if leader is not None:  # how did the last call that arrived alone fare?
@@ -370,16 +377,10 @@ class Dispatcher:
                 self._followers += BURST_WEIGHT * (leader.followers - self._followers)
             self._leader = call
         else:
-            # Callers in a loop submit again right after their answer: count the gap from the
-            # last answer too, or the lull while a batch runs would hide their pace. Gaps longer
-            # than a batch's fixed cost all mean "not worth waiting for": clip them.
-            gap = min(now - max(self._last_arrival, self._last_answer), self.cost.fixed)
-            self._gap = gap if self._gap == math.inf else self._gap + GAP_WEIGHT * (gap - self._gap)
             leader = self._leader
             if (leader is not None and not leader.future.done()
-                    and now - leader.arrival <= self.cost.fixed):
+                    and now - leader.arrival <= self.cost.fixed / 2):
                 leader.followers += 1
-        self._last_arrival = now
 
     # -- deciding when to run --------------------------------------------------------------------
 
@@ -419,8 +420,10 @@ class Dispatcher:
                 return None  # calls arriving alone usually stay alone: no concurrency to wait for
             if not alone and self._queued_calls > self._followers + 0.5:
                 return None  # as many calls as a burst usually brings: no more to wait for
-        if not alone and self._gap >= worth:
-            return None  # the next row is not expected soon enough
+        if not alone and self._gap >= worth / 2:
+            # The next row is not expected soon enough. (Holding n rows for a gap g to add one
+            # saves the mean latency only while g < fixed / 2n.)
+            return None
         until = min(max(self._last_arrival, self._last_answer) + worth, latest)
         return until if until > now else None
 
@@ -559,12 +562,15 @@ class Dispatcher:
         finally:
             self._running.discard(batch)
             self._last_answer = loop.time()
-            # Decide on the next batch only after the callers just answered have run: a caller
-            # in a loop submits again at once, and its call belongs in that batch.
+            # Decide on the next batch only after the callers just answered have run (their
+            # wake-ups are queued on the loop before this): a caller in a loop submits again at
+            # once, and its call belongs in that batch.
+            self._answering = True
             loop.call_soon(self._pump_now)
 
     def _pump_now(self) -> None:
         assert self._loop is not None
+        self._answering = False
         self._pump(self._loop.time())
 
     def _deliver(self, batch: _Batch, output: Any) -> None:

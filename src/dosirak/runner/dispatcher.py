@@ -18,17 +18,17 @@ dispatcher decides when a batch runs, in this order of priority:
    always taken: refusing it would make nobody faster.
 2. **Throughput.** The cost of a batch is learned online as ``fixed + per_row * rows``
    (exponentially weighted least squares over the batches run; the first batch of each worker
-   only stands in until the next). When a worker is free, a batch is held open for more rows
-   only while the next row is expected within ``fixed / rows_queued`` of the last arrival or
-   answer: one more row is worth waiting for no longer than the share of a batch's fixed cost it
-   saves. The expected gap between rows is measured while calls are queued or running, counting
-   from the last answer too (callers in a loop send their next call right after an answer), and
-   the decision after a batch ends waits until the callers just answered had a chance to do so.
+   only stands in until the next). When a worker is free and ``n`` rows wait, the batch is held
+   open for one more row only if rows have lately been arriving less than ``fixed / 2n`` apart
+   (the point where holding n rows to add one still lowers the mean latency), and never longer
+   than ``fixed / n`` after the last arrival or answer (the share of a batch's fixed cost one more
+   row saves). When a batch ends, the decision waits until the callers it answered have run:
+   a caller in a loop submits again at once, and its call belongs in the next batch.
 3. **Mean latency.** A lone call on an idle dispatcher runs at once, unless calls arriving alone
-   have lately been followed, while they ran, by others (a burst of concurrent callers); then it
-   waits for them, at most ``fixed``, and the batch goes as soon as as many calls arrived as such
-   bursts usually bring. A batch goes as soon as waiting stops paying off, and up to
-   ``max_in_flight`` batches run at once (one per worker).
+   have lately been followed within ``fixed / 2``, while they ran, by others (a burst of
+   concurrent callers); then it waits for them, at most ``fixed``, and the batch goes as soon as
+   as many calls arrived as such bursts usually bring. Up to ``max_in_flight`` batches run at once
+   (one per worker).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ pointed inside it, and is removed at the end.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
-import pickle
 import platform
 import shutil
 import statistics
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import joblib
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -51,7 +52,7 @@ from dosirak.store.versioned_store import fsync_tree
 MIB = 1 << 20
 LAYERS = 8
 KINDS = ("random", "bf16")
-DEFAULT_COMPRESSIONS = ("none", "zstd", "zstd:1", "zstd:3", "gzip:1")
+DEFAULT_COMPRESSIONS = ("none", "zstd:-1", "zstd", "zstd:3", "gzip:1")
 
 
 class WeightBag(BaseEstimator):
@@ -161,15 +162,15 @@ def bench_save_load(work: Path, model: WeightBag, adapter: str, repeats: int) ->
             return joblib.load(own_file)
     else:
         dosirak_module = dosirak.picklable_model
-        own_name, own_file = "pickle", work / "own.pkl"
+        own_name, own_file = "cloudpickle", work / "own.pkl"
 
         def own_dump() -> None:
             with open(own_file, "wb") as stream:
-                pickle.dump(model, stream, protocol=5)
+                cloudpickle.dump(model, stream, protocol=5)
 
         def own_load() -> Any:
             with open(own_file, "rb") as stream:
-                return pickle.load(stream)
+                return cloudpickle.load(stream)
 
     saved: list[Any] = []
 
@@ -226,9 +227,11 @@ def bench_archives(work: Path, tag: str, compressions: list[str], repeats: int) 
                            size=lambda: plain_tar.stat().st_size),
         Contender("python tarfile (w)", tarfile_create, size=lambda: py_tar.stat().st_size),
     ]
+    default = inspect.signature(dosirak.models.export_model).parameters["compression"].default
     for compression in compressions:
+        note = " (default)" if compression == default else ""
         export.append(Contender(
-            f"dosirak export_model, {compression}", exporter(compression),
+            f"dosirak export_model, {compression}{note}", exporter(compression),
             size=lambda c=compression: archive_of(c).stat().st_size,
         ))
     run_step(export, repeats)
@@ -263,8 +266,9 @@ def bench_archives(work: Path, tag: str, compressions: list[str], repeats: int) 
         Contender("python tarfile extractall", tarfile_extract, remove(target)),
     ]
     for compression in compressions:
-        imports.append(Contender(f"dosirak import_model, {compression}", importer(compression),
-                                 remove(import_home / compression)))
+        note = " (default)" if compression == default else ""
+        imports.append(Contender(f"dosirak import_model, {compression}{note}",
+                                 importer(compression), remove(import_home / compression)))
     run_step(imports, repeats)
     for contender in imports:
         contender.reset()

@@ -199,9 +199,13 @@ def delete(tag: Tag | str) -> Tag:
 
 
 def export_model(tag: Tag | str, dest: str, *, progress: Callable[[int], None] | None = None,
-                 compression: str = "zstd",
+                 compression: str = "none",
                  storage_options: dict[str, Any] | None = None) -> str:
     """Write a model into a ``.dosirakmodel`` archive at a local path or fsspec URL.
+
+    ``compression`` is ``"none"`` (a plain tar, written at copy speed: model weights barely
+    compress), ``"zstd"`` (level 1), ``"zstd:LEVEL"`` (-7 to 19) or ``"gzip[:LEVEL]"``; import
+    reads them all. docs/benchmarks.md has the measured trade-off.
 
     A folder (or a URL ending in ``/``) gets ``name-version.dosirakmodel`` inside it. For URLs,
     ``storage_options`` go to fsspec, e.g. ``{"key": ..., "secret": ..., "client_kwargs":

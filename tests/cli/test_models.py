@@ -8,6 +8,7 @@ import pty
 import select
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -265,7 +266,10 @@ def test_import_of_a_truncated_archive(models: list[dosirak.Model], tmp_path: Pa
     archive = tmp_path / "full.dosirakmodel"
     assert run("models", "export", str(models[0].tag), str(archive)).returncode == 0
     cut = tmp_path / "cut.dosirakmodel"
-    cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    # Cut inside the data: a plain tar cut in its trailing padding would still be complete.
+    with tarfile.open(archive) as unpacked:
+        largest = max(unpacked.getmembers(), key=lambda member: member.size)
+    cut.write_bytes(archive.read_bytes()[: largest.offset_data + largest.size // 2])
     other = tmp_path / "other-home"
     assert_user_error(run("models", "import", str(cut), home=other), "cut.dosirakmodel")
     assert json.loads(run("models", "list", "-o", "json", home=other).stdout) == []

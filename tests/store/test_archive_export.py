@@ -11,7 +11,7 @@ import pytest
 
 from dosirak import models, picklable_model
 from dosirak.exceptions import InvalidArgument, StoreCorrupted
-from dosirak.store.archive import DEFAULT_LEVELS, GZIP_MAGIC, ZSTD_MAGIC, parse_compression
+from dosirak.store.archive import GZIP_MAGIC, ZSTD_MAGIC, parse_compression
 
 WEIGHTS = np.random.default_rng(0).standard_normal(600_000).astype(np.float32)  # 2.4 MB
 
@@ -50,15 +50,16 @@ def test_every_compression_round_trips(model: models.Model, tmp_path: Path,
     assert back.custom_objects == {"k": [1, 2]}
 
 
-def test_the_default_is_zstd(model: models.Model, tmp_path: Path) -> None:
+def test_the_default_is_a_plain_tar_and_zstd_means_level_1(model: models.Model,
+                                                           tmp_path: Path) -> None:
     out = Path(models.export_model(model.tag, str(tmp_path)))
-    assert _codec_of(out) == "zstd"
-    assert parse_compression("zstd") == ("zstd", DEFAULT_LEVELS["zstd"])
+    assert _codec_of(out) == "none"
+    assert parse_compression("zstd") == ("zstd", 1)
 
 
 def test_compressible_weights_shrink(tmp_path: Path) -> None:
     zeros = picklable_model.save_model("zeros", np.zeros(1_000_000, dtype=np.float32))
-    out = Path(models.export_model(zeros.tag, str(tmp_path)))
+    out = Path(models.export_model(zeros.tag, str(tmp_path), compression="zstd"))
     assert out.stat().st_size < zeros.info.size / 20
 
 

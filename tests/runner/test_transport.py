@@ -41,6 +41,7 @@ def samples() -> dict[str, Any]:
             "time": pd.date_range("2024-01-01", periods=5, freq="h"),
             "text": ["a", "bb", "ccc", "é", ""],
             "mixed": ["x", None, 1, 2.5, True],
+            "with_nan": ["x", math.nan, "y", None, "z"],
             "category": pd.Categorical(["u", "v", "u", "w", "v"]),
             "nullable": pd.array([1, None, 3, 4, None], dtype="Int64"),
             "string": pd.array(["p", None, "q", "r", "s"], dtype="string"),
@@ -51,6 +52,7 @@ def samples() -> dict[str, Any]:
         "none": None,
         "bool": True,
         "int": 12345678901234567890,
+        "huge_ints": [2**100, -(2**70), 2**64 - 1, -(2**63)],
         "negative": -3,
         "float": 1.5,
         "nan": math.nan,
@@ -80,6 +82,7 @@ def samples() -> dict[str, Any]:
         "np_bool": np.bool_(True),
         "np_datetime": np.datetime64("2024-01-01T12:00"),
         "object_scalars": np.array(["a", None, 1, 2.5], dtype=object),
+        "object_specials": np.array([math.nan, np.float64(1.5), 2**80, "z"], dtype=object),
         "frame": table,
         "series": table["float"],
         "text_series": table["text"],
@@ -105,7 +108,9 @@ def assert_same(got: Any, want: Any) -> None:
     elif isinstance(want, (np.ndarray, np.generic)):
         assert got.dtype == want.dtype and got.shape == want.shape
         if want.dtype == object:
-            assert got.tolist() == want.tolist()
+            assert len(got.ravel()) == len(want.ravel())
+            for got_item, want_item in zip(got.ravel(), want.ravel(), strict=True):
+                assert_same(got_item, want_item)
         else:
             assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes()
     elif isinstance(want, (list, tuple)):

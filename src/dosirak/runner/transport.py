@@ -20,8 +20,6 @@ every buffer must lie inside the payload.
 from __future__ import annotations
 
 import contextlib
-import json
-import json.encoder
 import math
 import socket
 import struct
@@ -31,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from dosirak.exceptions import InvalidArgument, RunnerError
 
@@ -42,27 +41,15 @@ _IOV_MAX = 512  # below every platform's IOV_MAX (1024 on Linux)
 _ARRAY_KINDS = frozenset("biufcmMSU")  # bool, ints, floats, complex, times, fixed bytes/str
 _MAX_HEADER = 1 << 30
 
-# One reusable C encoder and scanner: building them per call would double the cost of a frame.
-_c_encoder = getattr(json.encoder, "c_make_encoder", None)
-_scan = json.JSONDecoder().scan_once
-if _c_encoder is not None:
-    _encoder = _c_encoder(None, None, json.encoder.encode_basestring_ascii, None, ":", ",",
-                          False, False, True)
-
-    def _dumps(header: Any) -> str:
-        return "".join(_encoder(header, 0))
-else:  # Python builds without the C accelerator
-    _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what orjson writes as a JSON number
+_dumps = orjson.dumps
 
 
-def _loads(text: str) -> Any:
+def _loads(text: Any) -> Any:
     try:
-        value, end = _scan(text, 0)
-    except (StopIteration, ValueError):
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
         raise RunnerError("malformed runner frame: the header is not JSON") from None
-    if end != len(text):
-        raise RunnerError("malformed runner frame: text after the header's JSON")
-    return value
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -107,9 +94,13 @@ class Packer:
 
     def pack(self, value: Any) -> Any:
         kind = type(value)
-        # JSON has no NaN or infinity, but Python's json writes them as bare tokens it reads back.
-        if kind is str or kind is int or kind is float or kind is bool or value is None:
+        if kind is str or kind is bool or value is None:
             return value
+        if kind is float:
+            # JSON has no NaN or infinity (x - x is NaN exactly for those).
+            return value if value - value == 0.0 else {"~": "f", "v": repr(value)}
+        if kind is int:
+            return value if _INT_MIN <= value <= _INT_MAX else {"~": "i", "v": str(value)}
         if kind is np.ndarray:
             return self.array(value, "a")
         if kind is list:
@@ -172,10 +163,17 @@ class Packer:
 
     def objects(self, array: np.ndarray) -> list[Any]:
         items = array.ravel().tolist()
+        plain = True
         for item in items:
+            kind = type(item)
+            if kind is str or item is None or kind is bool:
+                continue
             if not isinstance(item, _JSON_SCALARS):
                 raise _unsupported(item, " inside an object array")
-        return items
+            if not ((kind is float and item - item == 0.0) or
+                    (kind is int and _INT_MIN <= item <= _INT_MAX)):
+                plain = False  # NaN (pandas' missing value), a huge int, a numpy scalar...
+        return items if plain else {"~": "l", "v": [self.pack(item) for item in items]}
 
     def column(self, values: Any) -> Any:
         """A Series' or Index's values, keeping pandas' own dtypes where they matter."""
@@ -243,7 +241,7 @@ _TORCH_DTYPES = frozenset({
 
 def frame(header: dict[str, Any], packer: Packer | None = None) -> Parts:
     """The pieces of one frame, ready for ``sendmsg``."""
-    head = _dumps(header).encode()
+    head = _dumps(header)
     payload = packer.size if packer is not None else 0
     parts = [PREFIX.pack(len(head), payload) + head]
     if packer is not None:
@@ -338,8 +336,14 @@ class Unpacker:
             return bytes(memoryview(self.payload)[start:start + size])
         if tag == "g":
             return self.array(node)[()]
+        if tag == "f":
+            return float(node["v"])
+        if tag == "i":
+            return int(node["v"])
         if tag == "o":
             items = node["v"]
+            if type(items) is dict:  # items that needed tagging, one by one
+                items = [self.unpack(item) for item in items["v"]]
             array = np.empty(len(items), dtype=object)
             array[:] = items
             return array.reshape(node["s"])
@@ -553,7 +557,7 @@ class Receiver:
             if body > end:
                 self._make_room(PREFIX.size + head_size + min(payload_size, SMALL_PAYLOAD))
                 break
-            header = _loads(str(view[start + PREFIX.size:body], "utf-8"))
+            header = _loads(view[start + PREFIX.size:body])
             if body + payload_size <= end:
                 frames.append((header, bytearray(view[body:body + payload_size])))
                 self._start = body + payload_size

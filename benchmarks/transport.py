@@ -136,7 +136,8 @@ async def bench(calls: int, big_calls: int, callers: int, repeats: int) -> list[
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"dosirak {dosirak.__version__}, Python {platform.python_version()}, numpy "
-        f"{np.__version__}, {os.cpu_count()} CPUs, {platform.machine()}; median of "
+        f"{np.__version__}, {args.loop} loop, {os.cpu_count()} CPUs, {platform.machine()}; "
+        "median of "
         f"{args.repeats} repeats, {args.calls} small calls and {args.big_calls} 4 MB calls each",
         "",
         "| payload | contender | µs per call | calls/s | MB/s (both ways) | caller CPU µs/call "
@@ -176,7 +177,13 @@ def main() -> None:
     parser.add_argument("--big-calls", type=int, default=200, help="4 MB calls per repeat")
     parser.add_argument("--callers", type=int, default=16, help="concurrent callers")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="event loop of the calling process (dosirak serve uses uvloop)")
     args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     rows = asyncio.run(bench(args.calls, args.big_calls, args.callers, args.repeats))
     print(report(rows, args))
 

@@ -379,3 +379,24 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_the_pool_runs_on_uvloop_too() -> None:
+    """``dosirak serve`` runs on uvloop: calls, crash detection and restart work there as well."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> tuple[Any, RunnerError, Any, int, int]:
+        async with started(TOOLBOX) as pool:
+            first = pool.pids[0]
+            value = await pool.call("add", (np.ones(3),), {"y": 1.0})
+            crash = asyncio.ensure_future(pool.call("exit", (4,), {}))
+            await asyncio.sleep(0)
+            after = asyncio.ensure_future(pool.call("identity", ("still here",), {}))
+            outcome = (await asyncio.gather(crash, return_exceptions=True))[0]
+            return value, outcome, await after, first, pool.pids[0]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        value, crashed, after, first, second = runner.run(scenario())
+    np.testing.assert_array_equal(value, np.full(3, 2.5))
+    assert isinstance(crashed, RunnerError) and "died (exit code 4)" in str(crashed)
+    assert after == "still here" and second != first

@@ -166,6 +166,11 @@ def buffer_owner(array: np.ndarray) -> Any:
     return owner.obj if isinstance(owner, memoryview) else owner
 
 
+def test_a_frame_of_more_pieces_than_one_sendmsg_takes_crosses_intact() -> None:
+    arrays = [np.arange(k, dtype=np.int32) for k in range(1, 700)]  # 1,400 buffers and pads
+    assert_same(roundtrip(arrays), arrays)
+
+
 def test_four_megabytes_of_float32_cross_intact() -> None:
     big = np.random.default_rng(0).random(1 << 20, dtype=np.float32)
     got = roundtrip(big)

@@ -127,13 +127,19 @@ def test_four_megabytes_of_float32_round_trip_and_concurrent_calls_keep_their_an
     rng = np.random.default_rng(1)
     arrays = [rng.random(1 << 20, dtype=np.float32) for _ in range(4)]
 
-    async def scenario() -> list[np.ndarray]:
-        async with started(TOOLBOX, workers=2) as pool:
-            return await asyncio.gather(*(pool.call("identity", (array,), {})
-                                          for array in arrays * 2))
+    many = [np.arange(k, dtype=np.int32) for k in range(1, 700)]  # more pieces than one sendmsg
 
-    for got, want in zip(asyncio.run(scenario()), arrays * 2, strict=True):
+    async def scenario() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        async with started(TOOLBOX, workers=2) as pool:
+            return (await asyncio.gather(*(pool.call("identity", (array,), {})
+                                           for array in arrays * 2)),
+                    await pool.call("identity", (many,), {}))
+
+    big, small = asyncio.run(scenario())
+    for got, want in zip(big, arrays * 2, strict=True):
         assert got.dtype == np.float32 and np.array_equal(got, want)
+    for got, want in zip(small, many, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_a_runnable_defined_in_a_function_travels_pickled_to_its_own_child() -> None:

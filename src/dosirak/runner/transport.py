@@ -37,7 +37,7 @@ PREFIX = struct.Struct("<IQ")
 ALIGN = 64  # payload offsets are multiples of this, so every dtype (and SIMD code) is aligned
 SMALL_PAYLOAD = 64 * 1024  # larger payloads are read straight into their own buffer
 _ZEROS = bytes(ALIGN)
-_IOV_MAX = 512  # below every platform's IOV_MAX (1024 on Linux)
+IOV_MAX = 512  # below every platform's IOV_MAX (1024 on Linux)
 _ARRAY_KINDS = frozenset("biufcmMSU")  # bool, ints, floats, complex, times, fixed bytes/str
 _MAX_HEADER = 1 << 30
 
@@ -462,13 +462,13 @@ def _import(name: str) -> Any:
 def send_all(sock: socket.socket, parts: Parts) -> None:
     """Write a whole frame to a blocking socket, gathering its pieces with ``sendmsg``."""
     sent = 0
-    if len(parts) <= _IOV_MAX:
+    if len(parts) <= IOV_MAX:
         sent = sock.sendmsg(parts)
         if sent == frame_size(parts):
             return
     views = advance([memoryview(part).cast("B") for part in parts], sent)
     while views:
-        sent = sock.sendmsg(views[:_IOV_MAX])
+        sent = sock.sendmsg(views[:IOV_MAX])
         views = advance(views, sent)
 
 

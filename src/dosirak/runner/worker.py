@@ -14,7 +14,9 @@ Calls go to the live worker with the fewest calls in flight; a worker runs its c
 so several may be queued on it and the next one starts without waiting for a round trip. When a
 worker dies (seen at once through EOF on its socket and its pidfd), the call it was running fails
 with ``RunnerError``, the calls queued behind it (never started) go to another worker, and it is
-restarted with backoff. Children die with the parent (``PR_SET_PDEATHSIG``, and EOF).
+restarted with backoff. Children die with the parent (``PR_SET_PDEATHSIG``, and EOF). Linux
+sends that signal when the *thread* that spawned the child ends, so start the pool on the thread
+that runs the event loop for the service's lifetime (which ``await pool.start()`` does).
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from typing import Any
 
 import cloudpickle
 
-from dosirak.exceptions import RunnerError
+from dosirak.exceptions import InvalidArgument, RunnerError
 from dosirak.runner.runnable import RunnableSpec, bound_method
 from dosirak.runner.transport import (
-    _IOV_MAX,
+    IOV_MAX,
     Packer,
     Receiver,
     advance,
@@ -110,7 +112,7 @@ class _Worker:
             return
         sent = 0
         try:
-            if len(parts) <= _IOV_MAX:
+            if len(parts) <= IOV_MAX:
                 sent = self.sock.sendmsg(parts)
                 if sent == frame_size(parts):
                     return
@@ -123,7 +125,7 @@ class _Worker:
 
     def _on_writable(self) -> None:
         try:
-            sent = self.sock.sendmsg(self.outbox[:_IOV_MAX])
+            sent = self.sock.sendmsg(self.outbox[:IOV_MAX])
         except BlockingIOError:
             return
         except OSError:
@@ -232,7 +234,8 @@ class WorkerPool:
     def __init__(self, spec: RunnableSpec, *, workers: int = 1, name: str = "runner",
                  start_timeout: float = 300.0, grace_period: float = 30.0) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise RunnerError(f"runner {name!r}: workers must be an int >= 1, got {workers!r}")
+            raise InvalidArgument(
+                f"runner {name!r}: workers must be an int >= 1, got {workers!r}")
         self.spec = spec
         self.workers = workers
         self.name = name

@@ -83,6 +83,15 @@ class IODescriptor:
         """The response body for ``value`` and its exact Content-Type header value."""
         raise NotImplementedError
 
+    def error_body(self, status: int, body: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body of a failed call of an API with this output; the server's by default.
+
+        ``body`` is what the server would send (``{"error": ..., "detail": ...}``). An output
+        with its own answer shape reshapes it (the generic service's envelope does); the status
+        stays the server's.
+        """
+        return body
+
     # ----- describing itself --------------------------------------------------------------
 
     def schema(self) -> dict[str, Any]:

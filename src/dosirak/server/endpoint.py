@@ -79,7 +79,8 @@ class APIEndpoint:
             return
         except Exception as error:
             status, data, headers = error_response(error, route=self.route,
-                                                   headers=scope["headers"])
+                                                   headers=scope["headers"],
+                                                   shape=self.output.error_body)
             headers.append(JSON_HEADER)
         headers.append((b"content-length", str(len(data)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -19,6 +19,7 @@ import logging
 import math
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from dosirak.exceptions import (
@@ -70,23 +71,35 @@ def request_id_of(headers: list[tuple[bytes, bytes]] | None) -> str:
 
 def error_response(error: BaseException, *, route: str,
                    headers: list[tuple[bytes, bytes]] | None = None,
+                   shape: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None,
                    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """The status, JSON body and extra headers that answer ``error``."""
+    """The status, JSON body and extra headers that answer ``error``.
+
+    ``shape(status, body)`` may reshape the body (an API's output descriptor does, through
+    ``IODescriptor.error_body``); the status and headers stay as they are.
+    """
+    status, body, extra = _error_parts(error, route=route, headers=headers)
+    return status, dumps(shape(status, body) if shape is not None else body), extra
+
+
+def _error_parts(error: BaseException, *, route: str,
+                 headers: list[tuple[bytes, bytes]] | None,
+                 ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
     extra: list[tuple[bytes, bytes]] = []
     if isinstance(error, BadInput):
-        return 400, dumps({"error": str(error), "detail": error.detail}), extra
+        return 400, {"error": str(error), "detail": error.detail}, extra
     if isinstance(error, UnsupportedMediaType):
         accepted = list(getattr(error, "accepted", []))
-        return 415, dumps({"error": str(error), "accepted": accepted}), extra
+        return 415, {"error": str(error), "accepted": accepted}, extra
     if isinstance(error, PayloadTooLarge):
         # The rest of the body is not read: the connection cannot be reused.
-        return 413, dumps({"error": str(error)}), [(b"connection", b"close")]
+        return 413, {"error": str(error)}, [(b"connection", b"close")]
     if isinstance(error, ServiceOverloaded):
         seconds = max(1, math.ceil(error.retry_after))
         extra.append((b"retry-after", str(seconds).encode()))
-        return 503, dumps({"error": str(error)}), extra
+        return 503, {"error": str(error)}, extra
     if isinstance(error, DosirakError) and 400 <= error.status < 500:
-        return error.status, dumps({"error": str(error)}), extra
+        return error.status, {"error": str(error)}, extra
     request_id = request_id_of(headers)
     extra.append((b"x-request-id", request_id.encode()))
     logger.error("request %s to %s failed", request_id, route, exc_info=error)
@@ -95,7 +108,7 @@ def error_response(error: BaseException, *, route: str,
     else:
         message = "the API raised an exception; the server log has the details under this " \
                   "request id"
-    return 500, dumps({"error": message, "request_id": request_id}), extra
+    return 500, {"error": message, "request_id": request_id}, extra
 
 
 def status_body(status: int, message: str | None = None) -> bytes:

@@ -125,6 +125,7 @@ class Row:
     step: str
     label: str
     seconds: float
+    spread: tuple[float, float]
     ratio: float
     reference: str
     archive_bytes: int | None
@@ -135,7 +136,8 @@ def rows_of(step: str, contenders: list[Contender], reference: Contender) -> lis
     rows = []
     for contender in contenders:
         median = statistics.median(contender.times)
-        rows.append(Row(step, contender.label, median, median / base, reference.label,
+        spread = (min(contender.times), max(contender.times))
+        rows.append(Row(step, contender.label, median, spread, median / base, reference.label,
                         contender.size()))
     return rows
 
@@ -281,7 +283,7 @@ def bench_archives(work: Path, tag: str, compressions: list[str], repeats: int) 
 
 def table(rows: list[Row], model_bytes: int) -> str:
     lines = [
-        "| step | implementation | median s | MiB/s | ratio | archive MiB (% of model) |",
+        "| step | implementation | median s (min-max) | MiB/s | ratio | archive MiB (% of model) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -291,7 +293,8 @@ def table(rows: list[Row], model_bytes: int) -> str:
             archive = f"{row.archive_bytes / MIB:.0f} ({share:.1f}%)"
         ratio = "1.00 (ref)" if row.ratio == 1.0 and row.label == row.reference else (
             f"{row.ratio:.2f}x {row.reference}")
-        lines.append(f"| {row.step} | {row.label} | {row.seconds:.3f} | "
+        low, high = row.spread
+        lines.append(f"| {row.step} | {row.label} | {row.seconds:.2f} ({low:.2f}-{high:.2f}) | "
                      f"{model_bytes / MIB / row.seconds:.0f} | {ratio} | {archive} |")
     return "\n".join(lines)
 

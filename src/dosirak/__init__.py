@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 _SUBMODULES = {
     "exceptions", "models", "sklearn", "pytorch", "keras", "tensorflow", "xgboost", "lightgbm",
-    "onnx", "transformers", "picklable_model", "runner", "io",
+    "onnx", "transformers", "picklable_model", "runner", "io", "client",
 }
 _ATTRIBUTES = {
     "Model": "dosirak.models",
@@ -31,6 +31,8 @@ _ATTRIBUTES = {
     "Service": "dosirak.services",
     "service": "dosirak.service_class",
     "api": "dosirak.service_class",
+    "SyncHTTPClient": "dosirak.client",
+    "AsyncHTTPClient": "dosirak.client",
 }
 
 

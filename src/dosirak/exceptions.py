@@ -95,3 +95,27 @@ class RunnerError(DosirakError):
     def __init__(self, message: str, error_type: str | None = None) -> None:
         super().__init__(message)
         self.error_type = error_type
+
+
+class RemoteError(DosirakError):
+    """A service answered a client's call with an error no narrower class describes (5xx).
+
+    ``status`` is the HTTP status of the answer, ``detail`` the server's detail list (if any)
+    and ``request_id`` the id the server logged the failure under: quote it when you report it.
+    """
+
+    def __init__(self, message: str, status: int = 500,
+                 detail: list[dict[str, Any]] | None = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = list(detail or [])
+        self.request_id = request_id
+
+
+class ServiceUnreachable(RemoteError):
+    """A client got no answer from the service: connection refused or reset, a timeout, or the
+    service was not ready within the time the client was told to wait."""
+
+    def __init__(self, message: str, status: int = 503) -> None:
+        super().__init__(message, status=status)

@@ -20,7 +20,7 @@ class SyncHTTPClient(ClientBase):
         >>> with dosirak.SyncHTTPClient("http://127.0.0.1:3000", wait_ready=True) as client:
         ...     client.classify(np.array([[5.1, 3.5, 1.4, 0.2]]))     # -> array([0])
         ...     client.call("classify", np.array([[6.7, 3.0, 5.2, 2.3]]))
-        ...     client.scaled(rows=np.ones((2, 2)), flower={"sepal_length": 2.0, ...})
+        ...     client.scaled(rows=np.ones((2, 2)), flower=Flower(sepal_length=2, sepal_width=1))
 
     Each API is a method named after it; ``call(name, ...)`` reaches any API (also one whose
     name is taken by a method of the client, such as ``close``). An API with one input takes

@@ -8,7 +8,9 @@ from typing import Any
 import click
 
 from dosirak.__about__ import __version__
+from dosirak.cli.batch import batch
 from dosirak.cli.models import models
+from dosirak.cli.run import run
 from dosirak.exceptions import DosirakError
 
 
@@ -30,6 +32,8 @@ def cli() -> None:
 
 
 cli.add_command(models)
+cli.add_command(run)
+cli.add_command(batch)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ The model costs 5 ms + 0.05 ms per row as pure sleep (like an accelerator, and r
 64 closed-loop callers send one row each; the ideal is 64 / (5 ms + 64 x 0.05 ms) = 7,805 rows/s.
 Also measures a single caller: the runner's latency against calling the model directly.
 
-    .venv/bin/python benchmarks/batching.py --seconds 5
+    .venv/bin/python benchmarks/batching.py --seconds 5 [--loop asyncio|uvloop]
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--callers", type=int, default=64)
     parser.add_argument("--max-latency-ms", type=float, default=100.0)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop",
+                        help="event loop (dosirak serve uses uvloop when installed)")
     options = parser.parse_args()
     ideal = options.callers / (FIXED_S + options.callers * PER_ROW_S)
     print(f"ideal: {ideal:,.0f} rows/s at {options.callers} callers")
@@ -109,4 +111,11 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    if "--loop" in sys.argv and sys.argv[sys.argv.index("--loop") + 1] == "asyncio":
+        asyncio.run(main())
+    else:
+        import uvloop
+
+        uvloop.run(main())

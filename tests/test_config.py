@@ -200,7 +200,7 @@ def test_unknown_key_names_it_suggests_and_lists_valid_keys(tmp_path):
     message = error_of(environ={"DOSIRAK_CONFIG_OPTIONS": "api_server.wrokers=2"})
     assert "api_server.wrokers" in message
     assert "did you mean 'workers'?" in message
-    assert ("valid keys under api_server: backlog, cors, host, max_concurrency, "
+    assert ("valid keys under api_server: backlog, cors, graceful_timeout, host, max_concurrency, "
             "max_request_size, port, timeout, workers") in message
     assert "DOSIRAK_CONFIG_OPTIONS" in message
 
@@ -315,7 +315,7 @@ def test_setting_inside_a_value_that_is_not_a_section(tmp_path):
 
 def test_bad_runner_names(tmp_path):
     message = error_of(environ={"DOSIRAK_CONFIG_OPTIONS": "runners.-bad.workers=1"})
-    assert "'-bad' is neither a runner setting (batching, workers)" in message
+    assert "'-bad' is neither a runner setting (batching, placement, workers)" in message
     # Two spellings of one runner in a file: which one would win is unclear, so refuse.
     config_file = write(tmp_path / "c.yaml", "runners:\n  Iris: {workers: 1}\n"
                                               "  iris: {workers: 2}\n")

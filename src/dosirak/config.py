@@ -52,6 +52,9 @@ CONFIG_OPTIONS_ENV = "DOSIRAK_CONFIG_OPTIONS"
 # reading a configuration does not import the runner layer and numpy with it.
 DEFAULT_MAX_BATCH_SIZE = 100
 DEFAULT_MAX_LATENCY_MS = 100.0
+# Measured on the iris service (docs/benchmarks.md): loading the model in each API worker beats a
+# process hop per batch whenever a batch costs less than the hop, which is most CPU models.
+DEFAULT_PLACEMENT = "local"
 # From half a millisecond (a cached or trivial prediction) to a minute (the default timeout): a
 # fast service's requests spread over the low buckets instead of all landing in the first one.
 DEFAULT_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -130,6 +133,9 @@ class ApiServerConfig(_Section):
                                        "are answered 413.")
     backlog: int = Field(2048, ge=1, description="Connections the kernel queues before the "
                          "server accepts them.")
+    graceful_timeout: float = Field(30.0, ge=0, description="Seconds a stopping server (SIGTERM, "
+                                    "SIGINT) gives requests in flight to finish before it ends "
+                                    "them.")
     cors: CorsConfig = CorsConfig()
 
     @field_validator("host")
@@ -164,10 +170,17 @@ class MethodConfig(BatchingConfig):
     """Batching limits of one runner method (``runners.NAME.methods.METHOD``)."""
 
 
+#: Where a runner's model runs: in each API worker process, or in worker processes of its own.
+Placement = Literal["local", "process"]
+
+
 class RunnerConfig(_Section):
     """Settings of one runner (``runners.NAME``); they win over the runner's own code."""
 
     batching: BatchingConfig = BatchingConfig()
+    placement: Placement | None = Field(None, description="Where this runner's model runs: "
+                                        "`local` (inside each API worker) or `process` (worker "
+                                        "processes of its own). `null`: inherit.")
     workers: int | None = Field(None, ge=1, description="Worker processes of this runner. "
                                 "`null`: the runner's own choice (one per core, or one for "
                                 "models that use every core themselves).")
@@ -186,6 +199,13 @@ class RunnersConfig(_Section):
     __pydantic_extra__: dict[str, RunnerConfig] = Field(init=False)
 
     batching: BatchingConfig = BatchingConfig()
+    placement: Placement | None = Field(None, description="Where runners' models run unless "
+                                        "their section says otherwise: `local` loads the model in "
+                                        "each API worker and batches there, with no process hop "
+                                        "(fastest for models that take milliseconds or less); "
+                                        "`process` runs it in runner worker processes (one copy "
+                                        "per worker, crash isolation, parallel Python code). "
+                                        "`null`: `local`.")
     workers: int | None = Field(None, ge=1, description="Worker processes per runner, unless the "
                                 "runner's code or section says otherwise. `null`: the runner's "
                                 "own choice.")
@@ -237,6 +257,13 @@ class RunnersConfig(_Section):
                     options[key] = value
         return BatchingOptions(options["enabled"], options["max_batch_size"],
                                float(options["max_latency_ms"]))
+
+    def placement_for(self, runner: str, default: str = DEFAULT_PLACEMENT) -> str:
+        """Where ``runner`` runs: its section, else ``runners.placement``, else ``default``."""
+        section = self.by_name.get(runner.lower())
+        if section is not None and section.placement is not None:
+            return section.placement
+        return self.placement if self.placement is not None else default
 
     def workers_for(self, runner: str, default: int | None = None) -> int | None:
         """Worker processes for ``runner``: its section, else ``default`` (the runner's code),

@@ -5,18 +5,25 @@
 
 Routes: one ``POST`` route per API, ``/docs.json`` (OpenAPI), ``/`` (Swagger UI, served from the
 installed ``swagger-ui-bundle`` package, so it works offline), ``/livez`` and ``/healthz``
-(liveness), ``/readyz`` (200 only once every runner is ready). The app's lifespan starts the
-service (runners, class-style instance, startup hooks) and stops it. Errors of every kind are JSON
-bodies (``dosirak.server.errors``).
+(liveness), ``/readyz`` (200 only once every runner is ready), ``/metrics`` (Prometheus) and
+``/metadata`` (the service, its APIs, runners and models). The app's lifespan starts the service
+(each runner where its placement says, the class-style instance, startup hooks) and stops it.
+Errors of every kind are JSON bodies (``dosirak.server.errors``).
+
+A serving configuration (``dosirak.config.ServingConfig``) sets the limits (body size, timeout,
+concurrency), CORS, metrics, and each runner's placement, workers and batching; without one the
+built-in defaults apply. Every request passes through ``dosirak.server.traffic.Traffic`` (request
+id, limits, metrics, access log) before its route.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gc
 import os
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,11 +34,18 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from dosirak.config import DEFAULT_PLACEMENT, ServingConfig
 from dosirak.exceptions import InvalidArgument, MissingDependency
 from dosirak.io.encoding import dumps
+from dosirak.observability.access_log import AccessLog
+from dosirak.observability.metrics import CONTENT_TYPE, metrics_from_config
+from dosirak.observability.prediction_log import PredictionLog
 from dosirak.server.endpoint import APIEndpoint
 from dosirak.server.errors import status_body
+from dosirak.server.metadata import build_metadata
 from dosirak.server.openapi import build_openapi
+from dosirak.server.runner_metrics import RunnerMetrics
+from dosirak.server.traffic import Traffic, current_request_id
 from dosirak.services import Service
 
 DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
@@ -62,28 +76,48 @@ class _State:
         return self.executor
 
 
+class _ContextExecutor(ThreadPoolExecutor):
+    """A pool whose tasks see the submitter's context variables (the request id), which a
+    plain pool drops; used only when the prediction log needs them, as it costs a copy."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
 def create_app(
     svc: Service,
     *,
-    max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
-    runner_mode: str = "local",
+    max_request_size: int | None = None,
+    runner_mode: str | None = None,
     sync_threads: int = DEFAULT_SYNC_THREADS,
+    config: ServingConfig | None = None,
+    placement: str | None = None,
 ) -> ServiceApp:
     """The ASGI application serving ``svc`` (Starlette, with a direct path to the APIs).
 
-    ``max_request_size`` caps request bodies in bytes (413 past it, before the rest is read);
-    ``runner_mode`` is how the lifespan starts runners (``"local"`` in this process,
-    ``"process"`` in worker processes); ``sync_threads`` sizes the pool that runs sync API
-    functions.
+    ``config`` is the serving configuration (the built-in defaults when ``None``).
+    ``max_request_size`` caps request bodies in bytes (413 past it, before the rest is read;
+    default ``api_server.max_request_size``); ``runner_mode`` is where runners run unless the
+    configuration places them (``"local"`` in this process, ``"process"`` in worker processes);
+    ``sync_threads`` sizes the pool that runs sync API functions. ``placement`` puts every
+    runner there whatever the configuration says (``dosirak serve --development``: ``"local"``).
     """
     if not isinstance(svc, Service):
         raise InvalidArgument(f"create_app needs a dosirak.Service, got {svc!r}")
+    config = config if config is not None else ServingConfig()
+    if max_request_size is None:
+        max_request_size = int(config.api_server.max_request_size)
     if not isinstance(max_request_size, int) or max_request_size < 1:
         raise InvalidArgument(f"max_request_size must be a positive number of bytes, got "
                               f"{max_request_size!r}")
     if not svc.apis:
         raise InvalidArgument(f"service {svc.name!r} has no APIs; declare one with @svc.api")
+    placements = configure_runners(svc, config, runner_mode or DEFAULT_PLACEMENT)
+    if placement is not None:
+        placements = dict.fromkeys(placements, placement)
     state = _State(sync_threads)
+    prediction_log = PredictionLog()
+    metadata = dumps(build_metadata(svc, placements))
     openapi = dumps(build_openapi(svc))
     docs_page = _docs_page(svc.name)
     swagger_dir = _swagger_ui_dir()
@@ -123,6 +157,15 @@ def create_app(
             else "not ready: the service is starting"
         return PlainTextResponse(message, status_code=503)
 
+    async def metrics_page(request: Request) -> Response:
+        if not metrics.enabled:
+            raise HTTPException(404, "metrics are disabled (metrics.enabled: false)")
+        runner_metrics.sample_now()
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def metadata_page(request: Request) -> Response:
+        return Response(metadata, media_type="application/json")
+
     routes += [
         Route("/docs.json", docs_json),
         Route("/", index),
@@ -131,14 +174,31 @@ def create_app(
         Route("/livez", livez),
         Route("/healthz", livez),
         Route("/readyz", readyz),
+        Route("/metrics", metrics_page),
+        Route("/metadata", metadata_page),
     ]
+    # Every path this app answers gets its own metric series; any other is "__unknown__".
+    known_paths = [route.path for route in routes if "{" not in route.path]
+    known_paths += [f"/static/swagger-ui/{name}" for name in _SWAGGER_FILES]
+    metrics = metrics_from_config(config.metrics, endpoints=known_paths)
+    runner_metrics = RunnerMetrics(metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.executor = ThreadPoolExecutor(max_workers=state.threads,
-                                            thread_name_prefix=f"{svc.name}-api")
+        executor_class = _ContextExecutor if prediction_log.enabled else ThreadPoolExecutor
+        state.executor = executor_class(max_workers=state.threads,
+                                        thread_name_prefix=f"{svc.name}-api")
         try:
-            await svc.startup(runner_mode=runner_mode)
+            # Each runner starts where its placement says. The service's own startup then finds
+            # them started (starting a started runner does nothing) and does the rest.
+            for runner in svc.runners:
+                await runner.start(mode=placements[runner.name])
+            await svc.startup(runner_mode="local")
+            if metrics.enabled:
+                _observe_batching(svc, runner_metrics)
+                runner_metrics.start()
+            if prediction_log.enabled:
+                _log_predictions(svc, prediction_log)
             # Everything loaded so far (modules, models) lives as long as the server: move it
             # out of the garbage collector's generations so full collections stop rescanning
             # it, which is where long request-latency tails come from with big models in memory.
@@ -147,6 +207,7 @@ def create_app(
             yield
         finally:
             gc.unfreeze()  # let cycles made before startup be collected again once we stop
+            runner_metrics.stop()
             await svc.shutdown()
             state.executor.shutdown(wait=False, cancel_futures=True)
             state.executor = None
@@ -155,8 +216,100 @@ def create_app(
                           exception_handlers={HTTPException: _http_error})
     starlette.state.service = svc
     starlette.state.openapi = openapi
+    starlette.state.config = config
+    starlette.state.metrics = metrics
+    starlette.state.placements = placements
     endpoints = {route.path: route.endpoint for route in routes[:len(svc.apis)]}
-    return ServiceApp(starlette, endpoints)
+    app = ServiceApp(starlette, endpoints)
+    inner: Any = app.route
+    cors = config.api_server.cors
+    if cors.enabled:
+        from starlette.middleware.cors import CORSMiddleware
+
+        inner = CORSMiddleware(inner, allow_origins=cors.allow_origins,
+                               allow_methods=cors.allow_methods,
+                               allow_headers=cors.allow_headers,
+                               allow_credentials=cors.allow_credentials,
+                               expose_headers=cors.expose_headers, max_age=cors.max_age)
+    app.handler = Traffic(inner, metrics=metrics, access_log=AccessLog(),
+                          api_routes=endpoints, timeout=config.api_server.timeout,
+                          max_concurrency=config.api_server.max_concurrency,
+                          track_request_id=prediction_log.enabled)
+    return app
+
+
+def configure_runners(svc: Service, config: ServingConfig, default_placement: str
+                      ) -> dict[str, str]:
+    """Apply the configuration's batching limits and workers to ``svc``'s runners; return
+    where each runner runs (``"local"`` or ``"process"``), by name.
+
+    Settings the runner's code made explicitly keep their rank in the configuration's order of
+    precedence (see ``dosirak.config.RunnersConfig``).
+    """
+    from dosirak.config import DEFAULT_MAX_BATCH_SIZE
+    from dosirak.runner.runner import default_workers
+
+    config.check_runners({runner.name: list(runner.methods) for runner in svc.runners})
+    placements = {}
+    for runner in svc.runners:
+        runners = config.runners
+        placements[runner.name] = runners.placement_for(runner.name, default_placement)
+        coded_workers = runner.workers if runner.workers != default_workers(
+            runner.runnable_class) else None
+        workers = runners.workers_for(runner.name, coded_workers)
+        if workers is not None:
+            runner.workers = workers
+        for name, method in runner.methods.items():
+            # A runner method holds the built-in batch size when its code set none.
+            coded_size = method.max_batch_size if method.max_batch_size != \
+                DEFAULT_MAX_BATCH_SIZE else None
+            options = runners.batching_for(runner.name, name, max_batch_size=coded_size,
+                                           max_latency_ms=method.max_latency_ms)
+            method.max_batch_size = options.max_batch_size if options.enabled else 1
+            method.max_latency_ms = options.max_latency_ms
+    return placements
+
+
+def _observe_batching(svc: Service, runner_metrics: RunnerMetrics) -> None:
+    for runner in svc.runners:
+        for name, method in runner.methods.items():
+            if method.dispatcher is not None:
+                runner_metrics.observe(method.dispatcher, runner=runner.name, method=name)
+    # Batchable APIs of class-style services batch in the service itself.
+    apis = [api for api in svc.apis.values() if api.batchable]
+    for api, dispatcher in zip(apis, getattr(svc, "_dispatchers", []), strict=False):
+        runner_metrics.observe(dispatcher, runner=svc.name, method=api.name)
+
+
+def _log_predictions(svc: Service, log: PredictionLog) -> None:
+    """Wrap each API's callable so that its input and output summaries are logged."""
+    import inspect
+    import time
+
+    for api in svc.apis.values():
+        function = api.callable
+        name = api.name
+
+        if api.is_async:
+            async def logged_async(*args: Any, _f: Any = function, _n: str = name,
+                                   **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                result = await _f(*args, **kwargs)
+                log.record(current_request_id.get(), _n, args[0] if args else kwargs, result,
+                           (time.perf_counter() - start) * 1000)
+                return result
+
+            api.callable = logged_async
+        else:
+            def logged(*args: Any, _f: Any = function, _n: str = name, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                result = _f(*args, **kwargs)
+                log.record(current_request_id.get(), _n, args[0] if args else kwargs, result,
+                           (time.perf_counter() - start) * 1000)
+                return result
+
+            api.callable = logged
+        assert inspect.iscoroutinefunction(api.callable) == api.is_async
 
 
 class ServiceApp:
@@ -165,15 +318,27 @@ class ServiceApp:
     Starlette's middleware stack and route scan cost about 10 microseconds of CPU per request,
     a third of the whole request path here, so a ``POST`` to an API route skips them with one
     dict lookup. Everything else (docs, health, 404, 405, redirects, lifespan) is Starlette's.
-    Middleware (metrics, access logs) must wrap this object, not ``starlette``, to see API calls.
+    Requests first pass ``handler`` (``Traffic``: request ids, limits, metrics, access log;
+    CORS when configured), which then calls ``route``.
     """
 
     def __init__(self, starlette: Starlette, endpoints: dict[str, APIEndpoint]) -> None:
         self.starlette = starlette
         self.endpoints = endpoints
         self.state = starlette.state
+        self.handler: Any = self.route
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.handler(scope, receive, send)
+
+    def lifespan(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The service's startup and shutdown as a context manager, for servers that run them
+        themselves (``dosirak serve`` does, to report a failed startup in a clear line) rather
+        than through the ASGI lifespan protocol."""
+        return self.starlette.router.lifespan_context(self.starlette)
+
+    async def route(self, scope: Any, receive: Any, send: Any) -> None:
+        """Send the request to its API endpoint, or to Starlette."""
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             endpoint = self.endpoints.get(scope["path"])
             if endpoint is not None:

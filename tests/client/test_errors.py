@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Iterator
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 import dosirak
-from dosirak.client import Body, SyncHTTPClient
+from dosirak.client import AsyncHTTPClient, Body, SyncHTTPClient
 from dosirak.client.errors import error_from_answer
+from dosirak.config import ServingConfig
 from dosirak.exceptions import (
     BadInput,
     NotFound,
@@ -132,8 +134,47 @@ def test_nobody_listening() -> None:
         SyncHTTPClient(f"127.0.0.1:{port}")
 
 
-def test_429_and_other_statuses() -> None:
-    # Answers the server here does not give yet (a concurrency limit, a proxy): the mapping.
+@pytest.fixture(scope="module")
+def limited_url() -> Iterator[str]:
+    """A server that runs one API call at a time and stops calls after 0.5 s."""
+    svc = dosirak.Service("limited")
+
+    @svc.api(input=JSON(), output=JSON())
+    async def wait(seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+    config = ServingConfig(api_server={"max_concurrency": 1, "timeout": 0.5})
+    with serve(svc, config=config) as base:
+        yield base
+
+
+def test_429_is_overloaded(limited_url: str) -> None:
+    async def main() -> list[Any]:
+        async with AsyncHTTPClient(limited_url) as client:
+            # Two calls at once: whichever arrives second finds the server at its limit.
+            return await asyncio.gather(client.wait(0.3), client.wait(0.3),
+                                        return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert 0.3 in results
+    [refused] = [result for result in results if result != 0.3]
+    assert isinstance(refused, ServiceOverloaded)
+    assert refused.status == 429
+    assert refused.retry_after == 1.0
+    assert "at most 1 API calls at once" in str(refused)
+
+
+def test_504_is_remote_error(limited_url: str) -> None:
+    with SyncHTTPClient(limited_url) as client, pytest.raises(RemoteError) as caught:
+        client.wait(3.0)
+    assert type(caught.value) is RemoteError
+    assert caught.value.status == 504
+    assert "longer than this server's timeout of 0.5 s" in str(caught.value)
+
+
+def test_statuses_from_elsewhere() -> None:
+    # Answers a proxy in front of the service may give, and headers it may write.
     too_many = error_from_answer(429, b'{"error": "more than 64 requests at once"}',
                                  httpx.Headers({"retry-after": "5"}), "POST /x")
     assert isinstance(too_many, ServiceOverloaded)

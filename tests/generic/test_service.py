@@ -195,9 +195,9 @@ def test_module_svc_is_built_from_config_path(tmp_path, iris_clf, monkeypatch):
 def test_serve_target_imports_in_a_fresh_process(tmp_path, iris_clf):
     path = write(tmp_path, config(output="JSON"))
     code = textwrap.dedent("""
-        import importlib, json
-        module = importlib.import_module("dosirak.generic")
-        svc = getattr(module, "svc")
+        import json
+        from dosirak.serve.target import load_service
+        svc = load_service("dosirak.generic:svc")  # what `dosirak serve dosirak.generic:svc` does
         print(json.dumps(svc.to_spec()["apis"][0]["route"]))
     """)
     import os

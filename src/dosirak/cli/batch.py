@@ -100,9 +100,9 @@ def batch(target: str, api: str, input_path: Path, output_path: Path, on_error: 
         if bar is not None:
             bar.stop()
     summary = (f"{report.rows_written:,} rows written to {report.output} in "
-               f"{report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s, "
-               f"{report.workers} worker(s), peak memory of this process "
-               f"{report.peak_rss_bytes / 2**20:,.0f} MiB)")
+               f"{report.seconds:.1f} s ({report.startup_seconds:.1f} s to start, then "
+               f"{report.rows_per_second:,.0f} rows/s; {report.workers} worker(s); peak memory "
+               f"of this process {report.peak_rss_bytes / 2**20:,.0f} MiB)")
     if report.bad_rows:
         summary += f"; {report.bad_rows:,} bad rows in {report.errors_path}"
     console.print(summary, highlight=False, soft_wrap=True)

@@ -85,11 +85,14 @@ class BatchReport:
     output: Path
     errors_path: Path | None
     workers: int
+    startup_seconds: float = 0.0  # starting the service: runner processes, models loaded
     peak_rss_bytes: int = 0
 
     @property
     def rows_per_second(self) -> float:
-        return self.rows_read / self.seconds if self.seconds > 0 else float("inf")
+        """Rows read per second once the service had started."""
+        busy = self.seconds - self.startup_seconds
+        return self.rows_read / busy if busy > 0 else float("inf")
 
 
 def run_batch(
@@ -151,7 +154,7 @@ def run_batch(
     return BatchReport(rows_read=job.rows_read, rows_written=writer.rows, bad_rows=errors.count,
                        seconds=time.perf_counter() - started, output=output,
                        errors_path=errors.path if errors.count else None, workers=workers,
-                       peak_rss_bytes=_peak_rss())
+                       startup_seconds=job.startup_seconds, peak_rss_bytes=_peak_rss())
 
 
 @dataclass
@@ -183,6 +186,7 @@ class _Job:
         self.progress = progress
         self.in_flight = max(2, 2 * workers)
         self.rows_read = 0
+        self.startup_seconds = 0.0
         self.failed_rows = 0  # rows found bad so far, to stop splitting when past max_errors
 
     async def run(self) -> None:
@@ -193,12 +197,15 @@ class _Job:
         restore = _tune(self.svc, self.api, table_mode=self.table_mode, workers=self.workers,
                         chunk_rows=self.reader.chunk_rows)
         pending: deque[asyncio.Future[_Done]] = deque()
+        chunks = iter(self.reader)
+        # The first chunk is read while the runners start.
+        upcoming = loop.run_in_executor(read, next, chunks, None)
         try:
+            started = time.perf_counter()
             await self.svc.startup(runner_mode="process" if self.workers else "local")
+            self.startup_seconds = time.perf_counter() - started
             if self.progress is not None:
                 self.progress.start(self.reader.total, self.reader.unit)
-            chunks = iter(self.reader)
-            upcoming = loop.run_in_executor(read, next, chunks, None)
             while True:
                 chunk = await upcoming
                 if chunk is None:
@@ -213,7 +220,7 @@ class _Job:
         except BaseException as error:
             for future in pending:
                 future.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(upcoming, *pending, return_exceptions=True)
             self.writer.abort()
             if isinstance(error, _Fatal):
                 raise error.args[0] from None
@@ -224,7 +231,7 @@ class _Job:
             finally:
                 restore()
                 self.calls.shutdown(wait=False, cancel_futures=True)
-                read.shutdown(wait=False, cancel_futures=True)
+                read.shutdown(wait=True, cancel_futures=True)  # before the file closes
                 write.shutdown(wait=True)
 
     # ----- one chunk ----------------------------------------------------------------------

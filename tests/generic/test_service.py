@@ -171,6 +171,12 @@ def test_openapi_documents_the_envelope(tmp_path, iris_clf):
     schema = document["paths"]["/classify"]["post"]["responses"]["200"]["content"][
         "application/json"]["schema"]
     assert schema["required"] == ["success", "message", "result"]
+    failure = document["paths"]["/classify"]["post"]["responses"]["400"]["content"][
+        "application/json"]["schema"]
+    assert failure["required"] == ["success", "message"]
+    from openapi_spec_validator import validate
+
+    validate(document)
     assert "Calls `predict` of model `iris_clf:" in \
         document["paths"]["/classify"]["post"]["description"]
 

@@ -53,6 +53,14 @@ class Envelope(IODescriptor):
         rest = {key: value for key, value in body.items() if key != "error"}
         return {"success": False, "message": f"{FAILURE_PREFIX}{body.get('error', '')}", **rest}
 
+    def error_schema(self) -> dict[str, Any]:
+        return {"type": "object", "required": ["success", "message"],
+                "properties": {"success": {"type": "boolean", "enum": [False]},
+                               "message": {"type": "string"},
+                               "request_id": {"type": "string"},
+                               "accepted": {"type": "array", "items": {"type": "string"}},
+                               "detail": {"type": "array", "items": {"type": "object"}}}}
+
     def schema(self) -> dict[str, Any]:
         if self._json:
             result = self.inner.schema()

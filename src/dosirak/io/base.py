@@ -92,6 +92,10 @@ class IODescriptor:
         """
         return body
 
+    def error_schema(self) -> dict[str, Any] | None:
+        """The JSON schema of the bodies ``error_body`` makes; None when it keeps the server's."""
+        return None
+
     # ----- describing itself --------------------------------------------------------------
 
     def schema(self) -> dict[str, Any]:

@@ -34,6 +34,16 @@ _API_ERRORS = {
 }
 
 
+def _api_errors(output: Any) -> dict[str, Any]:
+    """The error responses of an API: the server's bodies, or the ones its output reshapes."""
+    schema = output.error_schema()
+    if schema is None:
+        return _API_ERRORS
+    return {status: {"description": entry["description"],
+                     "content": {"application/json": {"schema": schema_30(schema)}}}
+            for status, entry in _API_ERRORS.items()}
+
+
 def build_openapi(svc: Service) -> dict[str, Any]:
     """The OpenAPI document of ``svc`` as plain data."""
     components: dict[str, Any] = {"Error": ERROR_SCHEMA,
@@ -47,7 +57,7 @@ def build_openapi(svc: Service) -> dict[str, Any]:
             "operationId": api.name,
             "summary": _summary(api.description) or f"Call {api.name}",
             "requestBody": api.input.openapi_request_body(),
-            "responses": {"200": api.output.openapi_response(), **_API_ERRORS},
+            "responses": {"200": api.output.openapi_response(), **_api_errors(api.output)},
         }
         _convert_content(operation["requestBody"]["content"])
         _convert_content(operation["responses"]["200"].get("content", {}))

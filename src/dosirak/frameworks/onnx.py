@@ -112,6 +112,6 @@ def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
         feed = dict(zip(input_names, args, strict=False))
         feed.update(kwargs)
         results = loaded.run(None, feed)
-        return results[0] if len(results) == 1 else results
+        return results[0] if len(results) == 1 else tuple(results)  # a tuple: split per output
 
     return run

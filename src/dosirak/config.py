@@ -136,6 +136,12 @@ class ApiServerConfig(_Section):
     graceful_timeout: float = Field(30.0, ge=0, description="Seconds a stopping server (SIGTERM, "
                                     "SIGINT) gives requests in flight to finish before it ends "
                                     "them.")
+    sync_apis: Literal["auto", "threads"] = Field("auto", description="Where sync API "
+                                                  "functions run: `auto` on the event loop (a "
+                                                  "runner call inside waits without a thread) "
+                                                  "until one blocks the loop for long, then in "
+                                                  "the thread pool; `threads` always in the "
+                                                  "thread pool.")
     cors: CorsConfig = CorsConfig()
 
     @field_validator("host")

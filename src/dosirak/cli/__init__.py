@@ -1,21 +1,42 @@
-"""The ``dosirak`` command line."""
+"""The ``dosirak`` command line.
+
+Each command's module is imported only when that command runs (or ``--help`` lists them): a
+command's imports (rich, the offline runners...) must not slow down another's start, and
+``dosirak serve`` counts its cold start from the moment the command is typed.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 import click
 
 from dosirak.__about__ import __version__
-from dosirak.cli.batch import batch
-from dosirak.cli.models import models
-from dosirak.cli.run import run
 from dosirak.exceptions import DosirakError
+
+# name -> "module:attribute" of the click command
+_COMMANDS = {
+    "models": "dosirak.cli.models:models",
+    "run": "dosirak.cli.run:run",
+    "batch": "dosirak.cli.batch:batch",
+    "serve": "dosirak.cli.serve:serve",
+}
 
 
 class _Group(click.Group):
-    """Turns dosirak's own errors into one line on stderr and exit status 1, no traceback."""
+    """Loads commands on first use; turns dosirak's own errors into one line on stderr and exit
+    status 1, no traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in _COMMANDS and name not in self.commands:
+            module, _, attribute = _COMMANDS[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -29,11 +50,6 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="dosirak")
 def cli() -> None:
     """dosirak: serve trained machine-learning models, fast."""
-
-
-cli.add_command(models)
-cli.add_command(run)
-cli.add_command(batch)
 
 
 def main() -> None:

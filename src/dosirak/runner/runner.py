@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument, RunnerError
+from dosirak.runner import loop_bridge
 from dosirak.runner.runnable import Runnable, RunnableSpec, bound_method, model_runnable
 from dosirak.signature import Signature
 
@@ -93,6 +94,8 @@ class RunnerMethod:
                                   "it from the service (sync APIs may use .run())")
             return bound_method(runner._runnable, self.name)(*args, **kwargs)
         if threading.get_ident() == runner._loop_thread:
+            if loop_bridge.can_wait():  # a sync API the server runs on the loop: no thread hop
+                return loop_bridge.wait(self.async_run(*args, **kwargs))
             raise InvalidArgument(f"{runner.name}.{self.name}.run() was called on the event loop, "
                                   "where it would block every request; in an async function "
                                   f"write `await {runner.name}.{self.name}.async_run(...)`")

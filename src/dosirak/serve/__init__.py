@@ -1,0 +1,121 @@
+"""The serving runtime behind ``dosirak serve``: a supervisor, API workers, reload.
+
+    >>> from dosirak.serve import serve
+    >>> serve("service.py:svc", port=3000, workers=2)      # blocks; returns the exit status
+
+Processes (see ARCHITECTURE.md): the supervisor (``supervisor``) binds the socket (``listen``)
+and starts API workers (``worker``), each serving HTTP with uvicorn (``http``) and running the
+service's runners in itself or in runner worker processes of its own, as each runner's placement
+says. ``--development`` serves from the command's own process; ``--reload`` restarts the workers
+when the sources change. ``target`` finds the service a target names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["serve"]
+
+# prometheus_client's variable naming the directory where processes write their metrics.
+_MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def serve(
+    target: str,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    reload: bool = False,
+    development: bool = False,
+    config_file: str | None = None,
+) -> int:
+    """Serve ``target`` until SIGTERM or SIGINT; return the exit status (0: stopped cleanly).
+
+    ``host``, ``port`` and ``workers`` override the configuration (``config_file``, else
+    ``$DOSIRAK_CONFIG``, plus ``$DOSIRAK_CONFIG_OPTIONS``). Raises ``ServeTargetError``,
+    ``InvalidArgument`` (configuration) or ``ServeError`` (address) before anything starts.
+    """
+    from dosirak.serve.process_log import setup_process_logging
+    from dosirak.serve.target import parse_target
+    from dosirak.serve.worker import WorkerSpec
+
+    in_process = development and not reload
+    setup_process_logging("dosirak" if in_process else "supervisor")
+    overrides: dict[str, Any] = {key: value for key, value in (
+        ("api_server.host", host), ("api_server.port", port), ("api_server.workers", workers))
+        if value is not None}
+    if development:
+        overrides["api_server.workers"] = 1
+    # (The configuration is read only once the first worker runs: its import costs time.)
+    config_file = config_file or os.environ.get("DOSIRAK_CONFIG") or None
+    if config_file is not None:
+        config_file = str(Path(config_file).absolute())
+    parsed = parse_target(target)  # a missing file is reported before anything starts
+    template = WorkerSpec(target=target, config_file=config_file, overrides=overrides,
+                          development=development)
+    if in_process:
+        return _serve_here(template)
+    return _supervise(template, parsed, reload)
+
+
+def _serve_here(template: Any) -> int:
+    from dosirak.config import load_config
+    from dosirak.serve.listen import base_url, bind_listener
+    from dosirak.serve.worker import run_worker
+
+    server = load_config(template.config_file, overrides=template.overrides).api_server
+    sock = bind_listener(server.host, server.port, server.backlog)
+    template.url = base_url(sock, server.host)
+    return run_worker(template, sock=sock)
+
+
+def _supervise(template: Any, parsed: Any, reload: bool) -> int:
+    import tempfile
+
+    from dosirak.serve.worker import spawn
+
+    # The metrics directory exists before any worker starts, so that each inherits it and
+    # /metrics, whichever worker answers, adds up all of them (removed below if the
+    # configuration turns metrics off). The first worker starts at once: it imports the
+    # service and loads the models while this process reads the configuration and binds.
+    metrics_path = tempfile.mkdtemp(prefix="dosirak-metrics-")
+    os.environ[_MULTIPROCESS_ENV] = metrics_path
+    first = spawn(template, 0)
+
+    from dosirak.observability.multiprocess import MetricsDirectory
+    from dosirak.serve.supervisor import Supervisor
+
+    directory: Any = MetricsDirectory(Path(metrics_path))
+    supervisor = Supervisor(template)
+    supervisor.adopt(0, *first)
+    try:
+        from dosirak.config import load_config
+        from dosirak.serve.listen import base_url, bind_listener
+
+        config = load_config(template.config_file, overrides=template.overrides)
+        server = config.api_server
+        sock = bind_listener(server.host, server.port, server.backlog)
+    except BaseException:
+        supervisor.abort()
+        directory.close()
+        raise
+    if not config.metrics.enabled:
+        directory.close()
+        directory = None
+    reload_paths = None
+    if reload:
+        reload_paths = [parsed.watch_root]
+        config_file = template.config_file
+        if config_file is not None and not Path(config_file).is_relative_to(parsed.watch_root):
+            reload_paths.append(Path(config_file))
+    try:
+        return supervisor.run(sock, workers=server.workers, url=base_url(sock, server.host),
+                              grace=server.graceful_timeout, reload_paths=reload_paths,
+                              metrics_directory=directory)
+    finally:
+        sock.close()
+        if directory is not None:
+            directory.close()

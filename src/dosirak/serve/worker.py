@@ -1,0 +1,233 @@
+"""An API worker: one process that imports the service, starts its runners and serves HTTP.
+
+The supervisor starts each worker as ``python -c BOOT SPEC`` with one end of a private
+socketpair inherited (``pass_fds``); ``SPEC`` is JSON: the target, the config file and overrides,
+the channel's fd, the worker's index. The worker imports the service and loads its models while
+the supervisor reads the configuration and binds the listening socket, which then arrives on the
+channel (``SCM_RIGHTS``): the two slow starts overlap. The worker reports on the channel, one
+JSON line each: ``{"ready": pid, "service": name, "placements": {...}}`` once it serves, or
+``{"error": message}`` when it cannot start (a bad target, config or model), before exiting with
+``STARTUP_FAILURE``. ``--development`` runs the same code in the command's own process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dosirak.serve.process_log import setup_process_logging
+
+logger = logging.getLogger("dosirak.serve")
+
+BOOT = "import sys; from dosirak.serve.worker import main; main(sys.argv[1])"
+#: Exit status of a worker that could not start (the supervisor does not restart it in a loop).
+STARTUP_FAILURE = 3
+
+
+@dataclass
+class WorkerSpec:
+    """What a worker needs to know; travels as JSON on its command line."""
+
+    target: str
+    index: int = 0
+    channel_fd: int = -1
+    config_file: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    development: bool = False
+    url: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerSpec:
+        return cls(**json.loads(text))
+
+
+def spawn(template: WorkerSpec, index: int) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Start API worker ``index``; return its process and the supervisor's end of its channel.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    spec = dataclasses.replace(template, index=index, channel_fd=theirs.fileno())
+    try:
+        process = subprocess.Popen([sys.executable, "-c", BOOT, spec.to_json()],
+                                   pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, ours
+
+
+def main(spec_json: str) -> None:
+    """Entry point of a worker process."""
+    # Importing frameworks makes millions of objects and no garbage worth collecting; the
+    # collector's passes over them cost a tenth of the start. It is back on once serving.
+    gc.disable()
+    spec = WorkerSpec.from_json(spec_json)
+    _die_with_parent()
+    # Ctrl-C reaches every process of the terminal's group: the supervisor decides what it
+    # means, so a worker that is still loading its model is not torn down with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_process_logging(f"worker {spec.index}")
+    channel = Channel(socket.socket(fileno=spec.channel_fd))
+    try:
+        code = run_worker(spec, channel)
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)
+
+
+class Channel:
+    """The worker's end of its private channel to the supervisor."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def report(self, message: dict[str, Any]) -> None:
+        """Send one JSON line (ready, error)."""
+        with contextlib.suppress(OSError):
+            self.sock.sendall(json.dumps(message).encode() + b"\n")
+
+    def listener(self, timeout: float = 300.0) -> socket.socket:
+        """The listening socket the supervisor sends once it has bound it."""
+        self.sock.settimeout(timeout)
+        try:
+            _, fds, _, _ = socket.recv_fds(self.sock, 16, 1)
+        except TimeoutError:
+            raise ServeStartupError("the supervisor sent no listening socket in time") from None
+        if not fds:
+            raise ServeStartupError("the supervisor closed the channel before sending the "
+                                    "listening socket")
+        return socket.socket(fileno=fds[0])
+
+
+class ServeStartupError(Exception):
+    """The worker cannot get what it needs from the supervisor (it is going away)."""
+
+
+def run_worker(spec: WorkerSpec, channel: Channel | None = None,
+               sock: socket.socket | None = None) -> int:
+    """Build the app and serve until told to stop.
+
+    The listening socket is ``sock`` (in-process, ``--development``) or comes on ``channel``.
+    Returns the exit status: 0 after a graceful stop, ``STARTUP_FAILURE`` when the service
+    could not start (the reason is logged and sent on ``channel``).
+    """
+    import asyncio
+
+    started = time.monotonic()
+    try:
+        app, config = build_app(spec)
+    except Exception as error:
+        return _startup_failed(error, channel)
+    from dosirak.observability.log_setup import configure_logging
+    from dosirak.serve.http import HTTPServer
+    from dosirak.serve.log_stream import BatchedLogStream
+
+    server = HTTPServer(app, grace=config.api_server.graceful_timeout,
+                        backlog=config.api_server.backlog)
+    # Configured after uvicorn's Config, which resets loggers; lines go out in batches.
+    stream = BatchedLogStream(fd=2)
+    configure_logging(config.logging, stream=stream)
+    runner = asyncio.Runner(loop_factory=server.config.get_loop_factory())
+    try:
+        return runner.run(_serve(app, server, sock, spec, channel, started, stream))
+    except _StartupError as error:
+        return _startup_failed(error.__cause__ or error, channel)
+    finally:
+        runner.close()
+        stream.close()
+
+
+class _StartupError(Exception):
+    pass
+
+
+async def _serve(app: Any, server: Any, sock: socket.socket | None, spec: WorkerSpec,
+                 channel: Channel | None, started: float, stream: Any) -> int:
+    import asyncio
+
+    lifespan = app.lifespan()
+    try:
+        await lifespan.__aenter__()
+        if sock is None:
+            assert channel is not None
+            sock = channel.listener()
+    except Exception as error:
+        raise _StartupError() from error
+    gc.enable()
+    stream.start(asyncio.get_running_loop())
+    svc = app.state.service
+    if channel is not None:
+        channel.report({"ready": os.getpid(), "service": svc.name,
+                        "placements": app.state.placements,
+                        "seconds": round(time.monotonic() - started, 3)})
+    else:  # in the command's own process (--development): nobody else announces
+        logger.info("%s is ready at %s (development: one process, runners in it); Swagger UI: "
+                    "%s/", svc.name, spec.url, spec.url)
+    # uvicorn restores the handlers it found, then raises the signal that stopped it again:
+    # with these harmless ones in place, that second delivery cannot kill the worker before
+    # the service (and its runners) stop below.
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGINT, _ignore)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        sock.close()
+        await lifespan.__aexit__(None, None, None)
+    return 0
+
+
+def build_app(spec: WorkerSpec) -> tuple[Any, Any]:
+    """Load the configuration and the service; return its ASGI app and the configuration."""
+    from dosirak.config import load_config
+    from dosirak.serve.target import load_service
+    from dosirak.server.app import create_app
+
+    config = load_config(spec.config_file, overrides=spec.overrides)
+    svc = load_service(spec.target)
+    # Development runs every runner in this process, whatever the configuration places.
+    app = create_app(svc, config=config, placement="local" if spec.development else None)
+    return app, config
+
+
+def _startup_failed(error: BaseException, channel: Channel | None) -> int:
+    from dosirak.exceptions import DosirakError
+
+    if isinstance(error, (DosirakError, ServeStartupError)):
+        message = str(error)
+    else:  # not one of ours: the traceback is the only useful description
+        message = "".join(traceback.format_exception(error)).rstrip()
+    if channel is not None:
+        channel.report({"error": message})
+    else:
+        logger.error("the service cannot start: %s", message)
+    return STARTUP_FAILURE
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the supervisor dies (no orphans on the port)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG

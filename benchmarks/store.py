@@ -111,11 +111,18 @@ def warm(paths: list[Path]) -> None:
                     pass
 
 
+SETTLE = 2.0  # seconds; see run_step
+
+
 def run_step(contenders: list[Contender], repeats: int) -> None:
     for repeat in range(repeats):
         for contender in contenders:
             warm(contender.reads())
-            os.sync()  # dirty pages of the previous contender are not this one's bill
+            # Dirty pages of the previous contender are not this one's bill, nor is the discard
+            # of the files it deleted (the disk here is mounted with online discard, and a
+            # contender that fsyncs right after a 1 GiB delete waited seconds for it).
+            os.sync()
+            time.sleep(SETTLE)
             start = time.perf_counter()
             contender.run()
             contender.times.append(time.perf_counter() - start)
@@ -328,6 +335,7 @@ def table(rows: list[Row], model_bytes: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SETTLE  # a flag of this script
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="model size in MiB")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per step (median)")
@@ -338,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="export compressions to time (none, zstd, zstd:LEVEL, gzip:LEVEL)")
     parser.add_argument("--steps", default="save,archive",
                         help="save (save and load) and/or archive (export and import)")
+    parser.add_argument("--settle", type=float, default=SETTLE,
+                        help="seconds of quiet after the sync before each timed run")
     parser.add_argument("--tmpdir", default=None, help="where the temporary files go")
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
@@ -345,12 +355,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown kinds {sorted(unknown)}; choose from {KINDS}")
     compressions = [c for c in args.compressions.split(",") if c]
     steps = set(args.steps.split(","))
+    SETTLE = args.settle
 
     print(f"# dosirak store benchmark: {' '.join(['benchmarks/store.py', *sys.argv[1:]])}")
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python "
           f"{platform.python_version()}, dosirak {dosirak.__version__}, "
           f"numpy {np.__version__}, joblib {joblib.__version__}")
-    print(f"repeats: {args.repeats} (median); MiB/s counts model bytes\n")
+    print(f"repeats: {args.repeats} (median), {SETTLE:g} s of quiet before each; "
+          "MiB/s counts model bytes\n")
     work = Path(tempfile.mkdtemp(prefix="dosirak-bench-", dir=args.tmpdir))
     old_home = os.environ.get("DOSIRAK_HOME")
     os.environ["DOSIRAK_HOME"] = str(work / "home")

@@ -303,6 +303,8 @@ def _concat_pandas(values: list[Any], dim: int, where: str, pandas: Any) -> Any:
 def _split(value: Any, bounds: list[int], dim: int) -> list[Any]:
     if isinstance(value, np.ndarray):
         axis = dim % value.ndim
+        if axis == 0:  # plain slices: np.split swaps axes twice per part, 5x slower
+            return [value[start:stop] for start, stop in itertools.pairwise(bounds)]
         return np.split(value, bounds[1:-1], axis=axis)
     if type(value) is list:
         return [value[start:stop] for start, stop in itertools.pairwise(bounds)]

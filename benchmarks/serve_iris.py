@@ -1,0 +1,86 @@
+"""dosirak serve beside BentoML 1.4, LitServe, FastAPI and the raw-ASGI limit, in ONE run.
+
+Uses the peers harness in ../shared/bench (set it up once with `bash ../shared/bench/setup.sh`).
+Saves the harness's iris model into a dosirak home under $PEERS, describes dosirak's servers to
+the harness, runs it (wrk, interleaved rounds) and prints the summary tables.
+
+    .venv/bin/python benchmarks/serve_iris.py --rounds 1 --duration 10 --conc 64
+    .venv/bin/python benchmarks/serve_iris.py --batch      # the synthetic batching workload
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT.parent / "shared" / "bench"
+PEERS = Path(os.environ.get("PEERS", "/tmp/dosirak-peers"))
+DOSIRAK = str(ROOT / ".venv" / "bin" / "dosirak")
+
+IRIS_PEERS = "limit-uvicorn-1w,bentoml-1w,bentoml-2w,bentoml-legacy-default,fastapi-async-1w"
+BATCH_PEERS = "batch-bentoml-batched,batch-litserve-batched"
+
+
+def save_model(home: Path) -> None:
+    """The very model every peer serves, saved into dosirak's store."""
+    env = dict(os.environ, DOSIRAK_HOME=str(home))
+    code = (
+        "import pickle, sys, dosirak\n"
+        "clf = pickle.load(open(sys.argv[1], 'rb'))  # our own harness's file, not a peer's\n"
+        "print('saved', dosirak.sklearn.save_model('iris_clf', clf).tag)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(PEERS / "model" / "iris.pkl")], env=env,
+                   check=True)
+
+
+def configs(home: Path) -> dict[str, dict]:
+    env = {"DOSIRAK_HOME": str(home)}
+    serve = [DOSIRAK, "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    return {
+        "dosirak-1w": {"cmd": [*serve, "examples/iris/service.py:svc"], "health": "/readyz",
+                       "path": "/classify", "cwd": str(ROOT), "env": env},
+        "dosirak-2w": {"cmd": [*serve, "--workers", "2", "examples/iris/service.py:svc"],
+                       "health": "/readyz", "path": "/classify", "cwd": str(ROOT), "env": env},
+        "batch-dosirak": {"cmd": [*serve, "benchmarks/apps/batch_service.py:svc"],
+                          "health": "/readyz", "path": "/predict", "cwd": str(ROOT),
+                          "env": {**env, "PYTHONPATH": str(HARNESS / "apps")}},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--conc", default="64")
+    parser.add_argument("--batch", action="store_true", help="the synthetic batching workload")
+    parser.add_argument("--configs", help="override the list of configs to run")
+    options = parser.parse_args()
+    if not (PEERS / "model" / "iris.pkl").exists():
+        sys.exit(f"no peers set-up in {PEERS}: run `bash ../shared/bench/setup.sh` first")
+    home = PEERS / "dosirak_home"
+    save_model(home)
+    extra = PEERS / "dosirak-peers.json"
+    extra.write_text(json.dumps(configs(home), indent=2))
+    if options.batch:
+        chosen = options.configs or f"batch-dosirak,{BATCH_PEERS}"
+    else:
+        chosen = options.configs or f"dosirak-1w,dosirak-2w,{IRIS_PEERS}"
+    out = PEERS / "raw" / ("batch.jsonl" if options.batch else "iris.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    subprocess.run([sys.executable, str(HARNESS / "bench.py"), "--extra", str(extra),
+                    "--configs", chosen, "--rounds", str(options.rounds), "--conc", options.conc,
+                    "--duration", str(options.duration), "--out", str(out)],
+                   cwd=ROOT, check=True)
+    summary = [sys.executable, str(HARNESS / "summarize.py"), str(out)]
+    summary += ["--batch"] if options.batch else ["--ref-bento", "bentoml-2w"]
+    subprocess.run(summary, check=True)
+
+
+if __name__ == "__main__":
+    main()

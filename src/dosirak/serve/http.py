@@ -159,26 +159,31 @@ class HTTPServer(uvicorn.Server):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
 
     async def _take_backlog(self) -> dict[int, float]:
-        """Accept the connections queued on the listening sockets; return their start times."""
+        """Accept the connections queued on the listening sockets; return their start times.
+
+        One pass, with no await in it: clients that connect while the queue is emptied came
+        after the stop, and must not keep it going.
+        """
         loop = asyncio.get_running_loop()
         config = self.config
-        adopted: dict[int, float] = {}
+        accepted = []
         for listener in self._listeners:
-            while True:
+            for _ in range(config.backlog):
                 try:
                     sock, _ = listener.accept()
-                except (BlockingIOError, InterruptedError):
+                except OSError:  # BlockingIOError: the queue is empty
                     break
-                except OSError:
-                    break
-                protocol = config.http_protocol_class(  # type: ignore[call-arg]
-                    config=config, server_state=self.server_state,
-                    app_state=self.lifespan.state, _loop=loop)
-                sock.setblocking(False)
-                await loop.connect_accepted_socket(lambda p=protocol: p, sock=sock)
-                adopted[id(protocol)] = time.monotonic()
+                accepted.append(sock)
             listener.close()
         self._listeners = []
+        adopted: dict[int, float] = {}
+        for sock in accepted:
+            protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state,
+                app_state=self.lifespan.state, _loop=loop)
+            sock.setblocking(False)
+            await loop.connect_accepted_socket(lambda p=protocol: p, sock=sock)
+            adopted[id(protocol)] = time.monotonic()
         if adopted:
             logger.info("stopping: took %d connection(s) from the backlog", len(adopted))
         return adopted

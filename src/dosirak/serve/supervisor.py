@@ -198,12 +198,13 @@ class Supervisor:
             if self._broken:
                 logger.info("the service starts again after the change")
                 self._broken = False
-            if all(w.ready for w in self.workers.values()) and len(self.workers) == self.count:
+            if self._was_up:
+                logger.info("%s is serving again", worker)
+            elif all(w.ready for w in self.workers.values()) and \
+                    len(self.workers) == self.count:
                 self._was_up = True
                 if not self._announced:
                     self._announce(message)
-            elif self._was_up:
-                logger.info("%s is serving again", worker)
 
     def _announce(self, message: dict[str, Any]) -> None:
         self._announced = True

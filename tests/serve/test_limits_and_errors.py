@@ -1,0 +1,157 @@
+"""Limits from the configuration (429, 504, CORS) and clear errors for what cannot be served."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from conftest import DOSIRAK, Served, children_of
+
+SLOW_SERVICE = '''
+import asyncio
+import os
+import time
+
+import dosirak
+from dosirak.io import JSON
+
+svc = dosirak.Service("slow")
+
+
+@svc.api(input=JSON(), output=JSON())
+async def sleep(body):
+    await asyncio.sleep(body["seconds"])
+    return {"slept": body["seconds"]}
+
+
+@svc.api(input=JSON(), output=JSON())
+def pid(body):
+    return {"pid": os.getpid()}
+
+
+@svc.api(input=JSON(), output=JSON())
+async def block(body):
+    time.sleep(body["seconds"])  # holds the event loop: requests pile up unread meanwhile
+    return {"blocked": body["seconds"]}
+'''
+
+
+def slow_service(directory: Path) -> str:
+    (directory / "slow_service.py").write_text(SLOW_SERVICE)
+    return str(directory / "slow_service.py") + ":svc"
+
+
+def test_max_concurrency_answers_429_beyond_the_limit(service_dir: Path) -> None:
+    options = "api_server.max_concurrency=2"
+    with Served([slow_service(service_dir)], env={"DOSIRAK_CONFIG_OPTIONS": options}) as server:
+        answers: list[int] = []
+        slow = [threading.Thread(target=lambda: answers.append(
+            server.post("/sleep", {"seconds": 1.0})[0])) for _ in range(2)]
+        for thread in slow:
+            thread.start()
+        # Once both slow calls are in progress, one more is refused at once.
+        deadline = time.monotonic() + 5
+        while True:
+            status, headers, body = server.post("/sleep", {"seconds": 0})
+            if status == 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert status == 429
+        assert headers["retry-after"] == "1"
+        assert "at most 2 API calls at once" in body["error"]
+        assert server.get("/readyz")[0] == 200  # probes are never refused
+        for thread in slow:
+            thread.join()
+        assert answers == [200, 200]
+        assert server.post("/sleep", {"seconds": 0})[0] == 200
+
+
+def test_timeout_answers_504_and_the_server_goes_on(service_dir: Path) -> None:
+    options = "api_server.timeout=0.3"
+    with Served([slow_service(service_dir)], env={"DOSIRAK_CONFIG_OPTIONS": options}) as server:
+        status, headers, body = server.post("/sleep", {"seconds": 5}, {"x-request-id": "late-1"})
+        assert status == 504
+        assert "timeout of 0.3 s" in body["error"]
+        assert headers["x-request-id"] == "late-1"
+        assert server.post("/sleep", {"seconds": 0.05})[0] == 200
+        server.wait_for(r"request_id=late-1 method=POST path=/sleep status=504")
+
+
+def test_cors_from_the_configuration(service_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "serving.yaml"
+    config.write_text("api_server:\n  cors:\n    enabled: true\n"
+                      "    allow_origins: ['https://app.example.com']\n")
+    with Served([slow_service(service_dir), "--config", str(config)]) as server:
+        status, headers, _ = server.request("OPTIONS", "/pid", headers={
+            "origin": "https://app.example.com", "access-control-request-method": "POST"})
+        assert status == 200
+        assert headers["access-control-allow-origin"] == "https://app.example.com"
+        status, headers, _ = server.request("POST", "/pid", b"{}", {
+            "origin": "https://app.example.com", "content-type": "application/json"})
+        assert status == 200
+        assert headers["access-control-allow-origin"] == "https://app.example.com"
+        assert "x-request-id" in headers["access-control-expose-headers"]
+        _, headers, _ = server.request("POST", "/pid", b"{}", {
+            "origin": "https://evil.example.com", "content-type": "application/json"})
+        assert "access-control-allow-origin" not in headers
+
+
+def test_development_mode_is_one_process(service_dir: Path) -> None:
+    with Served([slow_service(service_dir), "--development"]) as server:
+        assert "development: one process" in next(line for line in server.lines
+                                                  if "is ready at" in line)
+        status, _, body = server.post("/pid", {})
+        assert status == 200 and body["pid"] == server.process.pid
+        assert children_of(server.process.pid) == []
+        assert server.stop() == 0
+
+
+def run_serve(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOSIRAK, "serve", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_bad_target_exits_1_with_the_reason(service_dir: Path) -> None:
+    result = run_serve(["missing_file.py:svc", "--port", "0"], cwd=service_dir)
+    assert result.returncode == 1
+    assert "the file" in result.stderr and "missing_file.py does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    (service_dir / "no_service.py").write_text("x = 1\n")
+    result = run_serve(["no_service.py", "--port", "0"], cwd=service_dir)
+    assert result.returncode == 1
+    assert "defines no dosirak.Service" in result.stderr
+    assert result.stderr.count("defines no dosirak.Service") == 1  # said once, by one process
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_refused_clearly(service_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_serve([slow_service(service_dir), "--port", str(port)])
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in result.stderr
+    assert "--port" in result.stderr
+
+
+def test_bad_config_is_refused_before_serving(service_dir: Path, tmp_path: Path) -> None:
+    result = run_serve([slow_service(service_dir), "--port", "0"],
+                       env={"DOSIRAK_CONFIG_OPTIONS": "api_server.wrokers=2"})
+    assert result.returncode == 1
+    assert "api_server.wrokers" in result.stderr and "did you mean 'workers'?" in result.stderr
+    config = tmp_path / "bad.yaml"
+    config.write_text("runners:\n  iris_clf:\n    placement: remote\n")
+    result = run_serve([slow_service(service_dir), "--port", "0", "--config", str(config)])
+    assert result.returncode == 1
+    assert "placement" in result.stderr and "'local' or 'process'" in result.stderr
+    # A section for a runner the service does not have is a typo, caught by the worker.
+    config.write_text("runners:\n  iris_clff:\n    workers: 2\n")
+    result = run_serve([slow_service(service_dir), "--port", "0", "--config", str(config)])
+    assert result.returncode == 1
+    assert "the service has no runner 'iris_clff'" in result.stderr

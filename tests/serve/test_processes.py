@@ -1,0 +1,232 @@
+"""The process model for real: several workers, reload, crashes under load, SIGTERM under load."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+from test_limits_and_errors import slow_service
+
+from conftest import IRIS_SERVICE, ROW, Served, children_of, kill, wait_until
+
+DOUBLER_SERVICE = '''
+import numpy as np
+
+import dosirak
+from dosirak.io import NumpyNdarray
+
+
+class Doubler(dosirak.Runnable):
+    @dosirak.Runnable.method(batchable=True, batch_dim=0)
+    def double(self, x):
+        return x * 2
+
+
+runner = dosirak.Runner(Doubler, name="doubler")
+svc = dosirak.Service("doubler", runners=[runner])
+
+
+@svc.api(input=NumpyNdarray(), output=NumpyNdarray())
+async def double(x: np.ndarray) -> np.ndarray:
+    return await runner.double.async_run(x)
+'''
+
+
+class Load:
+    """Client threads posting in a loop on keep-alive connections to 127.0.0.1, each request
+    recorded as (time sent, time done, status or error name). Bounded by ``stop()``."""
+
+    def __init__(self, port: int, path: str, body: bytes, threads: int = 4,
+                 keep_alive: bool = True) -> None:
+        self.port = port
+        self.path = path
+        self.body = body
+        self.headers = {"content-type": "application/json"}
+        if not keep_alive:  # a new connection per request: some wait in the backlog
+            self.headers["connection"] = "close"
+        self.results: list[tuple[float, float, int | str]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True)
+                         for _ in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        connection = None
+        while not self._stop.is_set():
+            if connection is None:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            sent = time.monotonic()
+            try:
+                connection.request("POST", self.path, self.body, self.headers)
+                response = connection.getresponse()
+                response.read()
+                outcome: int | str = response.status
+                if response.getheader("connection", "").lower() == "close":
+                    connection.close()
+                    connection = None
+            except (OSError, http.client.HTTPException) as error:
+                outcome = type(error).__name__
+                connection.close()
+                connection = None
+                time.sleep(0.005)
+            self.results.append((sent, time.monotonic(), outcome))
+
+    def stop(self) -> list[tuple[float, float, int | str]]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+        return self.results
+
+    def first_success_after(self, moment: float) -> float:
+        """When the first request sent after ``moment`` was answered 200."""
+        done = [end for sent, end, outcome in list(self.results)
+                if sent >= moment and outcome == 200]
+        return min(done) if done else float("inf")
+
+
+def test_two_workers_share_the_socket_and_metrics_add_up(service_dir: Path) -> None:
+    with Served([slow_service(service_dir), "--workers", "2"]) as server:
+        workers = server.children()
+        assert len(workers) == 2
+        pids = set()
+        for _ in range(40):  # a new connection each time: the kernel spreads them
+            status, _, body = server.post("/pid", {})
+            assert status == 200
+            pids.add(body["pid"])
+        assert pids == set(workers)
+        text = server.get("/metrics")[1].decode()
+        total = re.search(r'^dosirak_requests_total\{endpoint="/pid",http_method="POST",'
+                          r'http_status="200"\} (\S+)$', text, re.M)
+        assert total and float(total.group(1)) == 40
+
+
+def test_reload_restarts_workers_on_a_change(service_dir: Path) -> None:
+    source = service_dir / "reloading.py"
+    source.write_text(SLOW_VERSION.format(version=1))
+    with Served([f"{source}:svc", "--reload"]) as server:
+        assert server.post("/version", {})[2] == {"version": 1}
+        mark = len(server.lines)
+        source.write_text(SLOW_VERSION.format(version=2))
+        server.wait_for(r"reloading: .*reloading\.py changed", start=mark)
+        wait_until(lambda: _answer_or_none(server) == {"version": 2}, timeout=20)
+        # A broken edit is reported; the next good one serves again.
+        mark = len(server.lines)
+        source.write_text("def broken(:\n")
+        server.wait_for(r"the service cannot start: .*syntax error", start=mark)
+        source.write_text(SLOW_VERSION.format(version=3))
+        wait_until(lambda: _answer_or_none(server) == {"version": 3}, timeout=20)
+        assert server.stop() == 0
+
+
+SLOW_VERSION = '''
+import dosirak
+from dosirak.io import JSON
+
+svc = dosirak.Service("reloading")
+
+
+@svc.api(input=JSON(), output=JSON())
+def version(body):
+    return {{"version": {version}}}
+'''
+
+
+def _answer_or_none(server: Served) -> object:
+    try:
+        status, _, body = server.post("/version", {})
+    except OSError:
+        return None
+    return body if status == 200 else None
+
+
+def test_killed_api_worker_is_replaced_under_load(iris_model) -> None:
+    with Served([f"{IRIS_SERVICE}:svc", "--workers", "2"]) as server:
+        load = Load(server.port, "/classify", json.dumps(ROW).encode())
+        time.sleep(0.5)
+        victim = server.children()[0]
+        mark = len(server.lines)
+        killed = time.monotonic()
+        kill(victim, signal.SIGKILL)
+        server.wait_for(rf"API worker \d \(pid {victim}\) died \(signal 9: SIGKILL\); "
+                        r"restarting it", start=mark)
+        answered = wait_until(lambda: load.first_success_after(killed) < float("inf"), 2.0)
+        assert answered
+        assert load.first_success_after(killed) - killed < 2.0
+        server.wait_for(r"API worker \d \(pid \d+\) is serving again", start=mark, timeout=30)
+        workers = server.children()
+        assert len(workers) == 2 and victim not in workers
+        results = load.stop()
+        ok = sum(1 for *_, outcome in results if outcome == 200)
+        lost = [outcome for *_, outcome in results if outcome != 200]
+        assert ok > 50
+        # Only what the dead worker held is lost (at most one call per client connection).
+        assert len(lost) <= 4, lost
+
+
+def test_killed_only_api_worker_serves_again_within_2_seconds(service_dir: Path) -> None:
+    with Served([slow_service(service_dir)]) as server:
+        load = Load(server.port, "/pid", b"{}", threads=2)
+        time.sleep(0.3)
+        (victim,) = server.children()
+        killed = time.monotonic()
+        kill(victim, signal.SIGKILL)
+        wait_until(lambda: load.first_success_after(killed) < float("inf"), 10.0)
+        recovered = load.first_success_after(killed) - killed
+        load.stop()
+        assert recovered < 2.0, f"answered again after {recovered:.2f} s"
+        assert server.children() != [victim]
+
+
+def test_killed_runner_worker_is_restarted_under_load(service_dir: Path) -> None:
+    (service_dir / "doubler.py").write_text(DOUBLER_SERVICE)
+    options = "runners.placement=process runners.doubler.workers=1"
+    with Served([f"{service_dir / 'doubler.py'}:svc"],
+                env={"DOSIRAK_CONFIG_OPTIONS": options}) as server:
+        assert server.post("/double", [[1.5, 2.0]])[2] == [[3.0, 4.0]]
+        (api_worker,) = server.children()
+        (runner_worker,) = children_of(api_worker)
+        load = Load(server.port, "/double", b"[[1.0, 2.0]]")
+        time.sleep(0.3)
+        killed = time.monotonic()
+        kill(runner_worker, signal.SIGKILL)
+        server.wait_for(rf"worker 0 \(pid {runner_worker}\) of runner 'doubler'.* died "
+                        r"\(signal 9: SIGKILL\)")
+        replaced = wait_until(lambda: [pid for pid in children_of(api_worker)
+                                       if pid != runner_worker], 5.0)
+        wait_until(lambda: load.first_success_after(killed) < float("inf"), 5.0)
+        recovered = load.first_success_after(killed) - killed
+        results = load.stop()
+        assert recovered < 2.0, f"answered again after {recovered:.2f} s"
+        assert server.children() == [api_worker]  # the API worker itself lived on
+        assert len(replaced) == 1
+        # The calls the dead worker was running fail (500); while no worker can take calls,
+        # the batcher sheds those it cannot answer in time (503 with Retry-After). Both only
+        # until the replacement runs.
+        failed = [(sent, outcome) for sent, _, outcome in results if outcome != 200]
+        assert {outcome for _, outcome in failed} <= {500, 503}, failed
+        assert all(killed - 0.1 <= sent < killed + 2.0 for sent, _ in failed), failed
+
+
+def test_sigterm_under_load_loses_no_accepted_request(service_dir: Path) -> None:
+    with Served([slow_service(service_dir), "--workers", "2"]) as server:
+        # Each call holds its worker's event loop for 10 ms: requests wait unread on open
+        # connections and new connections wait in the backlog, as on a busy server.
+        body = b'{"seconds": 0.01}'
+        loads = [Load(server.port, "/block", body, threads=6),
+                 Load(server.port, "/block", body, threads=6, keep_alive=False)]
+        time.sleep(1.0)
+        stopped = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(20) == 0
+        results = [result for load in loads for result in load.stop()]
+        before = [(sent, outcome) for sent, _, outcome in results if sent < stopped]
+        assert len(before) > 50
+        lost = [outcome for _, outcome in before if outcome != 200]
+        assert not lost, f"{len(lost)} of {len(before)} requests sent before SIGTERM failed"
+        assert any(line.endswith("stopped") for line in server.lines)

@@ -6,10 +6,9 @@ import os
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
-from conftest import DOSIRAK, Served, children_of
+from conftest import DOSIRAK, Served, children_of, wait_until
 
 SLOW_SERVICE = '''
 import asyncio
@@ -50,16 +49,13 @@ def test_max_concurrency_answers_429_beyond_the_limit(service_dir: Path) -> None
     with Served([slow_service(service_dir)], env={"DOSIRAK_CONFIG_OPTIONS": options}) as server:
         answers: list[int] = []
         slow = [threading.Thread(target=lambda: answers.append(
-            server.post("/sleep", {"seconds": 1.0})[0])) for _ in range(2)]
+            server.post("/sleep", {"seconds": 1.5})[0])) for _ in range(2)]
         for thread in slow:
             thread.start()
-        # Once both slow calls are in progress, one more is refused at once.
-        deadline = time.monotonic() + 5
-        while True:
-            status, headers, body = server.post("/sleep", {"seconds": 0})
-            if status == 429 or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
+        # Once both slow calls are in progress (the metrics say so), one more is refused.
+        wait_until(lambda: 'dosirak_requests_in_progress{endpoint="/sleep",http_method="POST"} '
+                           '2.0' in server.get("/metrics")[1].decode(), timeout=5)
+        status, headers, body = server.post("/sleep", {"seconds": 0})
         assert status == 429
         assert headers["retry-after"] == "1"
         assert "at most 2 API calls at once" in body["error"]

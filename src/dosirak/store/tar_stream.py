@@ -6,9 +6,10 @@ several times as long as ``tar -cf``. Here tarfile still writes and parses every
 format), and file data goes straight between files, the sha256 and the (de)compressor:
 
 - writing, uncompressed to a local file, the data never enters Python (``copy_file_range``);
-- reading, each member is hashed in a second thread while it is written out, and its pages are
-  handed to the disk as they are written (``sync_file_range``), so that the fsync before the
-  store's rename finds little left to do. Every byte is still hashed and fsynced.
+- reading, one thread reads (and decompresses), a second hashes, a third writes, and written
+  pages are handed to the disk as they go (``sync_file_range``), so that the fsync before the
+  store's rename finds little left to do. Every byte is still hashed and fsynced; the sha256 is
+  the slowest of the three (about 1.3 GB/s here), so it sets the pace of an import.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dosirak.exceptions import StoreCorrupted
 
 Progress = Callable[[int], None] | None
 CHUNK = 1 << 20  # big enough that per-chunk Python overhead vanishes, small enough for L2 cache
-_RING = 4  # chunks in flight between the reading thread and the hashing thread
+_RING = 4  # chunks in flight between the reading thread and the hashing and writing ones
 _WRITEBACK_STEP = 16 << 20  # hand written data to the disk every 16 MiB
 _COPY_STEP = 64 << 20  # copy_file_range per call, so that progress keeps moving
 _NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF,

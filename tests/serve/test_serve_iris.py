@@ -89,9 +89,12 @@ def test_metrics_count_requests_and_batches_with_bounded_labels(iris_model) -> N
                          r'http_method="GET"\} 1\.0$', text, re.M)
 
 
-def test_access_log_as_json_lines(iris_model) -> None:
-    options = "logging.access.format=json logging.prediction.enabled=true"
+def test_access_log_as_json_lines_and_batching_from_config(iris_model) -> None:
+    options = ("logging.access.format=json logging.prediction.enabled=true "
+               "runners.iris_clf.batching.max_batch_size=8 runners.batching.max_latency_ms=40")
     with Served([f"{IRIS_SERVICE}:svc"], env={"DOSIRAK_CONFIG_OPTIONS": options}) as server:
+        method = json.loads(server.get("/metadata")[1])["runners"][0]["methods"][0]
+        assert (method["max_batch_size"], method["max_latency_ms"]) == (8, 40.0)
         assert server.post("/classify", ROW, {"x-request-id": "json-line-1"})[0] == 200
         access = json.loads(server.wait_for(r'^\{.*"request_id": ?"json-line-1".*"path"')
                             .string)

@@ -34,6 +34,7 @@ class BatchedLogStream(io.TextIOBase):
         self._lock = threading.Lock()  # lines also come from the thread pool (sync APIs)
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._direct = False  # after close(): every line is written at once
 
     def writable(self) -> bool:
         return True
@@ -43,7 +44,7 @@ class BatchedLogStream(io.TextIOBase):
         with self._lock:
             self._parts.append(text)
             self._size += len(text)
-            full = self._size >= HIGH_WATER
+            full = self._size >= HIGH_WATER or self._direct
         if full:
             self.drain()
         return len(text)
@@ -80,9 +81,10 @@ class BatchedLogStream(io.TextIOBase):
         self._timer = self._loop.call_later(self.interval, self._tick)
 
     def close(self) -> None:
-        """Stop the timer and write what is left."""
+        """Stop the timer and write what is left; later lines (the last words of a process
+        that is exiting) are written one by one. The file descriptor stays open."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._direct = True
         self.drain()
-        super().close()

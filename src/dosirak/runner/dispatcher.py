@@ -71,6 +71,11 @@ CLIP_ERRORS = 4.0
 ADMISSION_SHARE = 0.8
 # The event loop's timers wake up on whole milliseconds; shorter waits poll the loop instead.
 POLL_BELOW_S = 0.001
+# Echo holds: only when most answered callers came back lately, waiting at most a little longer
+# than they usually take.
+ECHO_SHARE = 0.8
+ECHO_SLACK = 1.5
+ECHO_WEIGHT = 0.2
 
 
 class BatchCost:
@@ -263,6 +268,14 @@ class Dispatcher:
 
         self._last_arrival = -math.inf
         self._last_answer = -math.inf  # when the last batch ended
+        # Echoes: callers in a loop (HTTP clients with keep-alive) send their next call a round
+        # trip after their answer. When calls are still queued as a batch ends, starting the next
+        # batch at once splits the callers into two cohorts that alternate half-full batches;
+        # waiting one round trip for the echo lets them merge again.
+        self._echo_due = 0  # calls answered by the last batch, not yet seen coming back
+        self._echo_answered = 0
+        self._echo_share = 0.0  # how many answered callers usually come back before the next batch
+        self._echo_delay = 0.0  # how long after the answer they usually arrive
         self._overhead = 0.0  # from a batch's end to the next one's start, when calls wait
         self._gap = math.inf  # typical time between arrivals while calls are queued or running
         self._burstiness = 0.0  # how often a call arriving alone is followed while it runs
@@ -367,6 +380,10 @@ class Dispatcher:
         """Update what the dispatcher knows of how calls arrive."""
         # Gaps longer than a batch's fixed cost all mean "not worth waiting for": clipping them
         # keeps one lull (a batch running while callers wait for it) from hiding the pace around.
+        if self._echo_due:
+            self._echo_due -= 1
+            if not self._echo_due:
+                self._echo_seen(now, complete=True)
         gap = min(now - self._last_arrival, self.cost.fixed)
         self._gap = gap if self._gap == math.inf else self._gap + GAP_WEIGHT * (gap - self._gap)
         self._last_arrival = now
@@ -421,12 +438,31 @@ class Dispatcher:
                 return None  # calls arriving alone usually stay alone: no concurrency to wait for
             if not alone and self._queued_calls > self._followers + 0.5:
                 return None  # as many calls as a burst usually brings: no more to wait for
+        echo = self._echo_due if self._echo_share > ECHO_SHARE else 0
+        if echo and not self._running and queued + echo <= self.max_batch_size:
+            wait_until = self._last_answer + self._echo_delay * ECHO_SLACK
+            wait = wait_until - now
+            more = queued + echo
+            if wait > 0 and more / (wait + cost.estimate(more)) > queued / cost.estimate(queued):
+                return min(wait_until, latest) if min(wait_until, latest) > now else None
         if not alone and self._gap >= worth / 2:
             # The next row is not expected soon enough. (Holding n rows for a gap g to add one
             # saves the mean latency only while g < fixed / 2n.)
             return None
         until = min(max(self._last_arrival, self._last_answer) + worth, latest)
         return until if until > now else None
+
+    def _echo_seen(self, now: float, *, complete: bool) -> None:
+        """Learn how many answered callers come back, and how fast."""
+        answered = self._echo_answered
+        if answered <= 1:
+            return
+        share = 1.0 if complete else (answered - self._echo_due) / answered
+        self._echo_share += ECHO_WEIGHT * (share - self._echo_share)
+        if complete:
+            delay = min(now - self._last_answer, self.cost.fixed)
+            self._echo_delay += ECHO_WEIGHT * (delay - self._echo_delay)
+        self._echo_due = 0
 
     def _wake_at(self, now: float, when: float) -> None:
         if self._timer is not None:
@@ -563,6 +599,9 @@ class Dispatcher:
         finally:
             self._running.discard(batch)
             self._last_answer = loop.time()
+            if self._echo_due:  # the previous batch's callers did not all come back
+                self._echo_seen(self._last_answer, complete=False)
+            self._echo_answered = self._echo_due = len(items)
             # Decide on the next batch only after the callers just answered have run (their
             # wake-ups are queued on the loop before this): a caller in a loop submits again at
             # once, and its call belongs in that batch.

@@ -18,8 +18,6 @@ from typing import Any
 
 __all__ = ["serve"]
 
-# prometheus_client's variable naming the directory where processes write their metrics.
-_MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def serve(
@@ -75,14 +73,14 @@ def _serve_here(template: Any) -> int:
 def _supervise(template: Any, parsed: Any, reload: bool) -> int:
     import tempfile
 
-    from dosirak.serve.worker import spawn
+    from dosirak.serve.worker import METRICS_DIRECTORY_ENV, spawn
 
     # The metrics directory exists before any worker starts, so that each inherits it and
     # /metrics, whichever worker answers, adds up all of them (removed below if the
     # configuration turns metrics off). The first worker starts at once: it imports the
     # service and loads the models while this process reads the configuration and binds.
     metrics_path = tempfile.mkdtemp(prefix="dosirak-metrics-")
-    os.environ[_MULTIPROCESS_ENV] = metrics_path
+    os.environ[METRICS_DIRECTORY_ENV] = metrics_path
     first = spawn(template, 0)
 
     from dosirak.observability.multiprocess import MetricsDirectory

@@ -34,6 +34,8 @@ logger = logging.getLogger("dosirak.serve")
 BOOT = "import sys; from dosirak.serve.worker import main; main(sys.argv[1])"
 #: Exit status of a worker that could not start (the supervisor does not restart it in a loop).
 STARTUP_FAILURE = 3
+#: prometheus_client's variable naming the directory where processes write their metrics.
+METRICS_DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass
@@ -199,6 +201,11 @@ def build_app(spec: WorkerSpec) -> tuple[Any, Any]:
     from dosirak.server.app import create_app
 
     config = load_config(spec.config_file, overrides=spec.overrides)
+    if config.api_server.workers == 1:
+        # One API worker has nothing to add up: its metrics stay in its own memory, where a
+        # request updates them for a sixth of what the shared files cost (about 6 us). A
+        # restart starts the counts over, which Prometheus reads as a counter reset.
+        os.environ.pop(METRICS_DIRECTORY_ENV, None)
     svc = load_service(spec.target)
     # Development runs every runner in this process, whatever the configuration places.
     app = create_app(svc, config=config, placement="local" if spec.development else None)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -478,6 +480,50 @@ def test_overload_refuses_early_and_keeps_accepted_calls_within_budget() -> None
     assert max(rows for elapsed, rows in result["depth"] if elapsed > 0.2) <= 64 * (50 / 8.2 + 2)
     assert min(result["retry_after"]) > 0
     assert goodput >= 0.6 * capacity
+
+
+def test_overload_keeps_the_dispatchers_memory_flat() -> None:
+    """At 5x capacity for 2 s, what the dispatcher holds stops growing once the queue is full."""
+    model = SleepModel()
+    calls_per_second = 5 * (64 / (0.005 + 64 * 0.00005)) / 8
+
+    async def main() -> tuple[int, int, int]:
+        dispatcher = Dispatcher(model, max_batch_size=64, max_latency_ms=50.0)
+        x = np.ones((8, 4))
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one() -> None:
+            with contextlib.suppress(ServiceOverloaded):
+                await dispatcher(x)
+
+        def held() -> int:  # bytes allocated by the runner package and still alive
+            snapshot = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(True, "*dosirak/runner/*")])
+            return sum(stat.size for stat in snapshot.statistics("filename"))
+
+        tracemalloc.start()
+        try:
+            start, sent, early = time.perf_counter(), 0, None
+            while (elapsed := time.perf_counter() - start) < 2.0:
+                while sent < elapsed * calls_per_second:
+                    task = asyncio.create_task(one())
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    sent += 1
+                if early is None and elapsed > 0.5:
+                    early = held()
+                await asyncio.sleep(0.001)
+            late = held()
+        finally:
+            tracemalloc.stop()
+        await asyncio.gather(*pending)
+        return early or 0, late, sent
+
+    early, late, sent = asyncio.run(main())
+    print(f"overload memory: {early / 1024:.0f} KiB held at 0.5 s, {late / 1024:.0f} KiB at 2 s, "
+          f"{sent} calls")
+    assert sent > 2500
+    assert late - early < 512 * 1024, (early, late)  # no growth with the calls refused
 
 
 # -- failures ------------------------------------------------------------------------------------

@@ -52,8 +52,8 @@ CONFIG_OPTIONS_ENV = "DOSIRAK_CONFIG_OPTIONS"
 # reading a configuration does not import the runner layer and numpy with it.
 DEFAULT_MAX_BATCH_SIZE = 100
 DEFAULT_MAX_LATENCY_MS = 100.0
-# Measured on the iris service (docs/benchmarks.md): loading the model in each API worker beats a
-# process hop per batch whenever a batch costs less than the hop, which is most CPU models.
+# Measured on the iris service (docs/benchmarks.md): `local` and `process` serve within about 10%
+# of each other; `local` needs one process and ~40 MiB less, and starts sooner.
 DEFAULT_PLACEMENT = "local"
 # From half a millisecond (a cached or trivial prediction) to a minute (the default timeout): a
 # fast service's requests spread over the low buckets instead of all landing in the first one.
@@ -208,10 +208,9 @@ class RunnersConfig(_Section):
     placement: Placement | None = Field(None, description="Where runners' models run unless "
                                         "their section says otherwise: `local` loads the model in "
                                         "each API worker and batches there, with no process hop "
-                                        "(fastest for models that take milliseconds or less); "
-                                        "`process` runs it in runner worker processes (one copy "
-                                        "per worker, crash isolation, parallel Python code). "
-                                        "`null`: `local`.")
+                                        "(fewest processes, least memory); `process` runs it in "
+                                        "runner worker processes (the model on other cores than "
+                                        "the HTTP work, crash isolation). `null`: `local`.")
     workers: int | None = Field(None, ge=1, description="Worker processes per runner, unless the "
                                 "runner's code or section says otherwise. `null`: the runner's "
                                 "own choice.")

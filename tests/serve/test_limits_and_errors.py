@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from conftest import DOSIRAK, Served, children_of, wait_until
@@ -151,3 +152,21 @@ def test_bad_config_is_refused_before_serving(service_dir: Path, tmp_path: Path)
     result = run_serve([slow_service(service_dir), "--port", "0", "--config", str(config)])
     assert result.returncode == 1
     assert "the service has no runner 'iris_clff'" in result.stderr
+
+
+def test_slow_clients_do_not_stop_others(service_dir: Path) -> None:
+    with Served([slow_service(service_dir)]) as server:
+        # Slowloris-style, bounded: 50 connections that send a request a few bytes at a time.
+        slow = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]
+        try:
+            for sock in slow:
+                sock.sendall(b"POST /pid HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+            started = time.monotonic()
+            for _ in range(20):
+                assert server.post("/pid", {})[0] == 200
+                for sock in slow:
+                    sock.sendall(b" ")
+            assert time.monotonic() - started < 5
+        finally:
+            for sock in slow:
+                sock.close()

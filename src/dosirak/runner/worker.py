@@ -37,6 +37,7 @@ from typing import Any
 import cloudpickle
 
 from dosirak.exceptions import InvalidArgument, RunnerError
+from dosirak.exit_status import describe_exit
 from dosirak.runner.runnable import RunnableSpec, bound_method
 from dosirak.runner.transport import (
     IOV_MAX,
@@ -372,8 +373,8 @@ class WorkerPool:
         path = [entry for entry in sys.path if isinstance(entry, str)]
         worker.write(frame({"hello": {"index": index, "sys_path": path}}, spec))
         worker.exited.add_done_callback(lambda _: worker.ready.done() or worker.ready.set_exception(
-            RunnerError(f"{worker} exited ({_describe(worker.process.returncode)}) before it was "
-                        "ready; see its output above", "WorkerDied")))
+            RunnerError(f"{worker} exited ({describe_exit(worker.process.returncode)}) before it "
+                        "was ready; see its output above", "WorkerDied")))
         try:
             await asyncio.wait_for(asyncio.shield(worker.ready), self.start_timeout)
         except RunnerError as error:
@@ -440,7 +441,7 @@ class WorkerPool:
         worker.pending.clear()
         if not was_live or (self._stopping and running is None):
             return
-        reason = _describe(code)
+        reason = describe_exit(code)
         if self._stopping:
             what = f"{worker} exited ({reason}) while the runner was stopping"
             logger.warning("%s", what)
@@ -488,17 +489,6 @@ class WorkerPool:
             return
         self._adopt(worker)
         logger.info("runner %r restarted worker %d: pid %d", self.name, index, worker.pid)
-
-
-def _describe(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"signal {-code}: {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
 
 
 # ----- the child side ---------------------------------------------------------------------

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dosirak.exit_status import describe_exit
 from dosirak.serve.worker import STARTUP_FAILURE, WorkerSpec, spawn
 
 logger = logging.getLogger("dosirak.serve")
@@ -358,18 +359,6 @@ class Supervisor:
         self._crashes = [0] * self.count
         for index in range(self.count):
             self._spawn(index)
-
-
-def describe_exit(code: int | None) -> str:
-    """``exit code 1`` or ``signal 9: SIGKILL``."""
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"signal {-code}: {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
 
 
 def _kill(pid: int, signum: int) -> None:

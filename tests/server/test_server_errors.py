@@ -15,6 +15,7 @@ import pytest
 import dosirak
 from dosirak.exceptions import BadInput, ServiceOverloaded
 from dosirak.io import JSON, NumpyNdarray
+from dosirak.observability.request_id import request_id
 from live_server import serve
 
 LIMIT = 64 * 1024
@@ -170,7 +171,9 @@ def test_client_request_id_is_kept(url: str) -> None:
     response = httpx.post(f"{url}/crash", json={}, headers={"x-request-id": "abc-123"})
     assert response.json()["request_id"] == "abc-123"
     odd = httpx.post(f"{url}/crash", json={}, headers={"x-request-id": b"bad id\xe9"})
-    assert odd.json()["request_id"] != "bad id\xe9" and len(odd.json()["request_id"]) == 32
+    replaced = odd.json()["request_id"]
+    assert replaced != "bad id\xe9" and request_id(replaced) == replaced  # a fresh, sane id
+    assert odd.headers["x-request-id"] == replaced
 
 
 def test_readyz_is_503_until_the_service_has_started() -> None:

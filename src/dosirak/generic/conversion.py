@@ -3,9 +3,9 @@
 The seed's service turned every input into a table and every answer into the configured output
 type, with one branch per framework. Here the framework only decides one thing: whether the model
 reads tables (scikit-learn, XGBoost, LightGBM and plain Python objects keep a DataFrame's column
-names) or tensors (PyTorch, TensorFlow, Keras and ONNX get a numpy array, floats as float32 unless
-the endpoint names a ``dtype``). Calling the model is the runner's job, the same for every
-framework.
+names), tensors (PyTorch, TensorFlow, Keras and ONNX get a numpy array, floats as float32 unless
+the endpoint names a ``dtype``) or plain values (a Transformers pipeline gets a JSON body as a
+list of texts or objects). Calling the model is the runner's job, the same for every framework.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from dosirak.io.encoding import to_jsonable
 #: Adapters whose models compute on tensors: they get numpy arrays, never DataFrames.
 TENSOR_FRAMEWORKS = frozenset({"dosirak.pytorch", "dosirak.tensorflow", "dosirak.keras",
                                "dosirak.onnx"})
+#: Adapters whose models read Python values (texts, objects of fields), neither tables nor
+#: tensors: a JSON body reaches them as a list of inputs.
+VALUE_FRAMEWORKS = frozenset({"dosirak.transformers"})
 #: Inputs that are one item (not rows): a batchable method gets them as a batch of one.
 SINGLE_ITEM_INPUTS = frozenset({"Text", "Image"})
 
@@ -51,6 +54,8 @@ def input_converter(input_type: str, framework: str, dtype: str | None,
         # The seed: a Series is one row of features, named by its index.
         return lambda series: table(series.to_frame().T.reset_index(drop=True))
     if input_type == "JSON":
+        if framework in VALUE_FRAMEWORKS:
+            return json_inputs
         return lambda value: table(json_table(value))
     if input_type == "Image":
         pixels = cast if cast is not None else np.dtype(np.float32)
@@ -85,6 +90,22 @@ def json_table(value: Any) -> Any:
     raise BadInput("expected a JSON object of features ({\"a\": 1.0}), a list of such objects, "
                    "or nested lists of numbers",
                    [field_error(["body"], f"got a JSON {type(value).__name__}", "type_error")])
+
+
+def json_inputs(value: Any) -> list[Any]:
+    """A JSON body as a list of inputs for a model of Python values (a Transformers pipeline):
+    a string or an object is one input, a list of strings or of objects is several."""
+    if isinstance(value, (str, dict)):
+        return [value]
+    if isinstance(value, list) and value and (all(isinstance(item, str) for item in value)
+                                              or all(isinstance(item, dict) for item in value)):
+        return value
+    if isinstance(value, list):
+        got = "an empty list" if not value else "a list not all of texts or all of objects"
+    else:
+        got = f"a JSON {type(value).__name__}"
+    raise BadInput("expected a text (\"a movie\"), an object of fields, or a non-empty list of "
+                   "texts or of objects", [field_error(["body"], f"got {got}", "type_error")])
 
 
 def output_converter(output_type: str, single_item: bool) -> Callable[[Any], Any]:

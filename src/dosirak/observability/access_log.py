@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 ACCESS_LOGGER = "dosirak.access"
@@ -69,6 +70,13 @@ class AccessLog:
         # isEnabledFor is a cached dict lookup: a disabled log costs almost nothing.
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
+            handlers = logger.handlers
+            if len(handlers) == 1 and not logger.filters and not handlers[0].filters:
+                later = getattr(handlers[0], "access_later", None)
+                if later is not None:  # serve's batched stream: formatted when written
+                    later((time.time(), request_id, method, path, status, latency_ms,
+                           request_size, response_size))
+                    return
             # handle(makeRecord()) rather than info(): the caller's frame would always be this
             # line, and looking it up costs more than the rest of the record.
             logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0,

@@ -10,6 +10,11 @@ one (``StreamHandler`` flushes after every record) each line costs a system call
 what logging a request costs; written in batches the call is shared by hundreds of lines. Lines
 reach the file at most ``interval`` seconds late, and a process killed with SIGKILL loses at most
 that much.
+
+Lines can also be handed over unformatted with ``write_later(render, item)``: the stream keeps
+``item`` and calls ``render(item)`` for its text when it writes. The access log does this, so the
+request path pays for appending a tuple, and the formatting of many lines happens in one go,
+often while the event loop would otherwise wait.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import asyncio
 import io
 import os
 import threading
+from collections.abc import Callable
+from typing import Any
 
 #: Write as soon as this many characters wait, whatever the timer says.
 HIGH_WATER = 1 << 16
@@ -29,7 +36,8 @@ class BatchedLogStream(io.TextIOBase):
     def __init__(self, fd: int = 2, interval: float = 0.1) -> None:
         self.fd = fd
         self.interval = interval
-        self._parts: list[str] = []
+        # Text, or (render, item) pairs whose text is render(item), in the order written.
+        self._parts: list[Any] = []
         self._size = 0
         self._lock = threading.Lock()  # lines also come from the thread pool (sync APIs)
         self._timer: asyncio.TimerHandle | None = None
@@ -49,6 +57,19 @@ class BatchedLogStream(io.TextIOBase):
             self.drain()
         return len(text)
 
+    def write_later(self, render: Callable[[Any], str], item: Any) -> None:
+        """Keep ``item``; its line is ``render(item)``, made when the lines are written.
+
+        ``render`` must not fail (it runs on the timer, where an error would lose the batch):
+        give it plain values captured at the call.
+        """
+        with self._lock:
+            self._parts.append((render, item))
+            self._size += 128  # about one access line
+            full = self._size >= HIGH_WATER or self._direct
+        if full:
+            self.drain()
+
     def flush(self) -> None:
         """Nothing: the handler calls this after every line; the timer writes them."""
 
@@ -57,8 +78,10 @@ class BatchedLogStream(io.TextIOBase):
         with self._lock:
             if not self._parts:
                 return
-            data = "".join(self._parts).encode("utf-8", "backslashreplace")
+            parts = self._parts
             self._parts = []
+            data = "".join([part if type(part) is str else part[0](part[1])
+                            for part in parts]).encode("utf-8", "backslashreplace")
             self._size = 0
             view = memoryview(data)
             while view:

@@ -117,9 +117,6 @@ def test_400_still_answers_with_detail_and_the_same_id(server: tuple[str, Access
     assert (line.status, line.request_id) == (400, "trace:span/400")
 
 
-@pytest.mark.xfail(strict=True, reason="server/traffic.py generates a replacement id for an "
-                   "unusable client id but leaves the client's header in the request, so the "
-                   "error answer makes a second id; passes once traffic.py replaces the header")
 def test_500_for_an_unusable_client_id_quotes_one_replacement_everywhere(
         server: tuple[str, AccessLines]) -> None:
     url, lines = server

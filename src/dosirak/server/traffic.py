@@ -78,9 +78,11 @@ class Traffic:
         headers = scope["headers"]
         rid = None
         request_size = None
-        for key, value in headers:
+        for index, (key, value) in enumerate(headers):
             if key == b"x-request-id":
                 rid = request_id(value)
+                if rid.encode() != value:  # refused (not a sane token): the request gets ours
+                    headers[index] = (key, rid.encode())
             elif key == b"content-length" and value.isdigit():
                 request_size = int(value)
         if rid is None:

@@ -1,8 +1,11 @@
 """dosirak serve beside BentoML 1.4, LitServe, FastAPI and the raw-ASGI limit, in ONE run.
 
 Uses the peers harness in ../shared/bench (set it up once with `bash ../shared/bench/setup.sh`).
-Saves the harness's iris model into a dosirak home under $PEERS, describes dosirak's servers to
-the harness, runs it (wrk, interleaved rounds) and prints the summary tables.
+Installs dosirak into its own venv under $PEERS as a user would (`pip install -e ".[sklearn]"`,
+no test extras: every peer runs from its own venv too, and scikit-learn imports pandas and pyarrow
+whenever they are installed), saves the harness's iris model into a dosirak home there,
+describes dosirak's servers to the harness, runs it (wrk, interleaved rounds) and prints the
+summary tables.
 
     .venv/bin/python benchmarks/serve_iris.py --rounds 1 --duration 10 --conc 64
     .venv/bin/python benchmarks/serve_iris.py --batch      # the synthetic batching workload
@@ -20,10 +23,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT.parent / "shared" / "bench"
 PEERS = Path(os.environ.get("PEERS", "/tmp/dosirak-peers"))
-DOSIRAK = str(ROOT / ".venv" / "bin" / "dosirak")
+VENV = PEERS / "dosirak-venv"
+DOSIRAK = str(VENV / "bin" / "dosirak")
 
 IRIS_PEERS = "limit-uvicorn-1w,bentoml-1w,bentoml-2w,bentoml-legacy-default,fastapi-async-1w"
 BATCH_PEERS = "batch-bentoml-batched,batch-litserve-batched"
+
+
+def install() -> None:
+    """dosirak and scikit-learn in a venv of their own (again when pyproject.toml changed)."""
+    stamp = VENV / ".pyproject"
+    wanted = (ROOT / "pyproject.toml").read_text()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+    subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "-e", f"{ROOT}[sklearn]"],
+                   check=True)
+    stamp.write_text(wanted)
 
 
 def save_model(home: Path) -> None:
@@ -34,8 +50,8 @@ def save_model(home: Path) -> None:
         "clf = pickle.load(open(sys.argv[1], 'rb'))  # our own harness's file, not a peer's\n"
         "print('saved', dosirak.sklearn.save_model('iris_clf', clf).tag)\n"
     )
-    subprocess.run([sys.executable, "-c", code, str(PEERS / "model" / "iris.pkl")], env=env,
-                   check=True)
+    subprocess.run([str(VENV / "bin" / "python"), "-c", code, str(PEERS / "model" / "iris.pkl")],
+                   env=env, check=True)
 
 
 def configs(home: Path) -> dict[str, dict]:
@@ -49,6 +65,12 @@ def configs(home: Path) -> dict[str, dict]:
         "batch-dosirak": {"cmd": [*serve, "benchmarks/apps/batch_service.py:svc"],
                           "health": "/readyz", "path": "/predict", "cwd": str(ROOT),
                           "env": {**env, "PYTHONPATH": str(HARNESS / "apps")}},
+        # The ceiling: raw ASGI on uvicorn with a batcher that knows the load (no dosirak).
+        "batch-limit": {"cmd": [str(VENV / "bin" / "python"), "-m", "uvicorn", "batch_limit:app",
+                                "--app-dir", "benchmarks/apps", "--host", "127.0.0.1", "--port",
+                                "{port}", "--no-access-log", "--log-level", "warning"],
+                        "health": "/readyz", "path": "/predict", "cwd": str(ROOT),
+                        "env": {"PYTHONPATH": str(HARNESS / "apps")}},
     }
 
 
@@ -63,11 +85,12 @@ def main() -> None:
     if not (PEERS / "model" / "iris.pkl").exists():
         sys.exit(f"no peers set-up in {PEERS}: run `bash ../shared/bench/setup.sh` first")
     home = PEERS / "dosirak_home"
+    install()
     save_model(home)
     extra = PEERS / "dosirak-peers.json"
     extra.write_text(json.dumps(configs(home), indent=2))
     if options.batch:
-        chosen = options.configs or f"batch-dosirak,{BATCH_PEERS}"
+        chosen = options.configs or f"batch-dosirak,batch-limit,{BATCH_PEERS}"
     else:
         chosen = options.configs or f"dosirak-1w,dosirak-2w,{IRIS_PEERS}"
     out = PEERS / "raw" / ("batch.jsonl" if options.batch else "iris.jsonl")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import itertools
 import os
 import re
 import tarfile
@@ -363,3 +364,77 @@ def test_overwrite_is_atomic_for_readers(source: Source, tmp_path: Path) -> None
             reader.join()
     assert errors == []
     assert seen <= {b"\x00", b"\x01", PAYLOAD[:1]} and len(seen) >= 2
+
+
+# ----- zstd streams of several frames --------------------------------------------------------
+
+SKIPPABLE_FRAME = b"\x50\x2a\x4d\x18" + (6).to_bytes(4, "little") + b"pzstd!"  # as pzstd writes
+
+
+def _frames(raw: bytes, cuts: list[int], *, between: bytes = b"") -> bytes:
+    """``raw`` compressed as one zstd frame per piece between ``cuts``, ``between`` in between."""
+    compressor = zstandard.ZstdCompressor(level=1)
+    bounds = [0, *cuts, len(raw)]
+    return between.join(compressor.compress(raw[a:b]) for a, b in itertools.pairwise(bounds))
+
+
+def _flushed_frames(raw: bytes, cuts: list[int]) -> bytes:
+    """``raw`` through one stream writer that ends a frame at every cut (FLUSH_FRAME)."""
+    buffer = io.BytesIO()
+    with zstandard.ZstdCompressor(level=3).stream_writer(buffer, closefd=False) as writer:
+        for a, b in itertools.pairwise([0, *cuts, len(raw)]):
+            writer.write(raw[a:b])
+            writer.flush(zstandard.FLUSH_FRAME)
+    return buffer.getvalue()
+
+
+def _multi_frame(source: Source, how: str) -> tuple[bytes, bytes]:
+    """The plain tar of ``source`` and a zstd archive of it in several frames, built ``how``."""
+    raw = _tar(source.members())
+    # Frame ends inside model.yaml's header, inside the payload's data and in the end blocks.
+    cuts = sorted({*_offsets(source.members())[::3], len(raw) - 700})
+    packed = {
+        "concatenated": lambda: _frames(raw, cuts),
+        "flushed": lambda: _flushed_frames(raw, cuts),
+        "skippable frames between": lambda: _frames(raw, cuts, between=SKIPPABLE_FRAME),
+    }[how]()
+    # Not one frame in disguise: a reader that stops after one frame gets only a piece.
+    first = zstandard.ZstdDecompressor().decompressobj().decompress(packed)
+    assert 0 < len(first) < len(raw)
+    return raw, packed
+
+
+def _imported_files(archive: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+                    ) -> dict[str, bytes | None]:
+    monkeypatch.setenv("DOSIRAK_HOME", str(home))
+    model = models.import_model(str(archive))
+    model.verify()
+    return _tree(model.path)
+
+
+@pytest.mark.parametrize("how", ["concatenated", "flushed", "skippable frames between"])
+def test_a_multi_frame_zstd_archive_imports_like_a_single_frame_one(
+    how: str, source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw, packed = _multi_frame(source, how)
+    single, several = tmp_path / "single.dosirakmodel", tmp_path / "several.dosirakmodel"
+    single.write_bytes(zstandard.ZstdCompressor(level=1).compress(raw))
+    several.write_bytes(packed)
+    expected = _imported_files(single, tmp_path / "home-single", monkeypatch)
+    assert _imported_files(several, tmp_path / "home-several", monkeypatch) == expected
+    assert set(expected) == {".", "model.yaml", *source.files}
+    assert picklable_model.load_model(source.model.tag) == PAYLOAD
+
+
+@pytest.mark.parametrize("garbage", [b"trailing garbage\n", os.urandom(3000), b"\x00" * 64,
+                                     b"\x28\xb5\x2f\xfd" + b"\xff" * 40])
+def test_bytes_after_the_last_zstd_frame_are_refused(
+    garbage: bytes, source: Source, refuse: Callable[..., str]
+) -> None:
+    models.delete("victim:v1")
+    picklable_model.save_model("bystander", 1)
+    _, packed = _multi_frame(source, "concatenated")
+    message = refuse(packed + garbage)
+    assert "is truncated or corrupt after its last file" in message, message
+    assert "followed by bytes that are not part of it" in message
+    assert models.list("victim") == []

@@ -13,11 +13,13 @@ all checks pass, so a refused archive leaves the store unchanged.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
 import posixpath
 import re
+import secrets
 import tarfile
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
@@ -30,7 +32,7 @@ import zstandard
 from dosirak.exceptions import InvalidArgument, UnsafeArchive
 from dosirak.store.manifest import CHUNK, INFO_FILE
 from dosirak.store.tar_stream import BackgroundWriter, ForwardReader, TarWriter, copy_hashed
-from dosirak.store.versioned_store import VersionedStore, dump_yaml
+from dosirak.store.versioned_store import VersionedStore, dump_yaml, fsync_dir
 from dosirak.tag import Tag
 
 SUFFIX = ".dosirakmodel"
@@ -97,48 +99,77 @@ def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
                  storage_options: dict[str, Any] | None = None) -> str:
     """Write the version at ``root`` to ``dest``; returns where it was written.
 
-    ``storage_options`` go to fsspec for a URL (for s3: key, secret, client_kwargs...).
+    A local archive is written beside its final name, fsynced, renamed into place and its
+    directory fsynced: after a crash or a power cut the final name holds the whole archive or
+    nothing new. ``storage_options`` go to fsspec for a URL (for s3: key, secret, client_kwargs...).
     """
     codec, level = parse_compression(compression)
     target = destination_for(dest, tag, storage_options)
     info_bytes = dump_yaml(info).encode()
-    with ExitStack() as stack:
-        if _is_local(target):
-            final = _local_path(target)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            partial = final.with_name(final.name + f".partial-{os.getpid()}")
-            # Unbuffered: with no compression the tar writer writes to the descriptor itself.
-            raw: IO[bytes] = stack.enter_context(open(partial, "wb", buffering=0))
-        else:
-            fs, path = _remote(target, storage_options)
-            # Deferred commit: an object store shows the object only once it is complete, so a
-            # failed export leaves nothing behind (and keeps any older object at that key).
-            raw = fs.open(path, "wb", autocommit=False)
-            stack.push(lambda failed, *_: _finish_remote(fs, raw, succeeded=failed is None))
-        try:
-            # Uncompressed and local: file data is copied from file to file in the kernel.
-            # Otherwise a second thread writes (or uploads) while this one reads and compresses.
-            direct = codec == "none" and _is_local(target)
-            out: IO[bytes] = raw if direct else stack.enter_context(BackgroundWriter(raw))
-            sink: IO[bytes] = out
-            if codec == "zstd":
-                compressor = zstandard.ZstdCompressor(level=level, threads=_zstd_threads(level))
-                sink = stack.enter_context(compressor.stream_writer(out, closefd=False))
-            elif codec == "gzip":
-                sink = stack.enter_context(
-                    gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0))
-            writer = TarWriter(sink, fd=raw.fileno() if direct else None, progress=progress)
-            writer.add_bytes(INFO_FILE, info_bytes)
-            for relative, entry in info["manifest"].items():
-                writer.add_file(relative, root / relative, entry["size"])
-            writer.close()
-        except BaseException:
-            if _is_local(target):
-                partial.unlink(missing_ok=True)
-            raise
+
+    def write(raw: IO[bytes], *, direct: bool) -> None:
+        _write_tar(raw, root, info_bytes, info["manifest"], codec=codec, level=level,
+                   direct=direct, progress=progress)
+
     if _is_local(target):
-        os.replace(partial, final)
+        _export_local(_local_path(target), write, direct=codec == "none")
+        return target
+    fs, path = _remote(target, storage_options)
+    # Deferred commit: an object store shows the object only once it is complete, so a failed
+    # export leaves nothing behind (and keeps any older object at that key).
+    raw = fs.open(path, "wb", autocommit=False)
+    with ExitStack() as stack:
+        stack.push(lambda failed, *_: _finish_remote(fs, raw, succeeded=failed is None))
+        write(raw, direct=False)
     return target
+
+
+def _export_local(final: Path, write: Callable[..., None], *, direct: bool) -> None:
+    """Write through a temporary file beside ``final``, then publish it with a rename."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Unique per call, so that concurrent exports to one name never share a temporary file.
+    partial = final.with_name(f"{final.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        # Unbuffered: with no compression the tar writer writes to the descriptor itself.
+        with open(partial, "xb", buffering=0) as raw:
+            write(raw, direct=direct)
+            # The data must be on disk before the name points at it: otherwise a power cut
+            # after the rename can leave an empty or partial file under the final name.
+            os.fsync(raw.fileno())
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    try:
+        fsync_dir(final.parent)  # makes the rename itself survive a power cut
+    except OSError as error:
+        # Some filesystems (network ones, FUSE) cannot fsync a directory; the archive is
+        # complete under its name, so the export has succeeded as far as they allow.
+        if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+
+
+def _write_tar(raw: IO[bytes], root: Path, info_bytes: bytes, manifest: dict[str, Any], *,
+               codec: str, level: int, direct: bool, progress: Progress) -> None:
+    """Write the archive into ``raw``; every layer above it is flushed and closed on return.
+
+    ``direct`` (uncompressed, local): file data is copied from file to file in the kernel.
+    Otherwise a second thread writes (or uploads) while this one reads and compresses.
+    """
+    with ExitStack() as layers:
+        out: IO[bytes] = raw if direct else layers.enter_context(BackgroundWriter(raw))
+        sink: IO[bytes] = out
+        if codec == "zstd":
+            compressor = zstandard.ZstdCompressor(level=level, threads=_zstd_threads(level))
+            sink = layers.enter_context(compressor.stream_writer(out, closefd=False))
+        elif codec == "gzip":
+            sink = layers.enter_context(
+                gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0))
+        writer = TarWriter(sink, fd=raw.fileno() if direct else None, progress=progress)
+        writer.add_bytes(INFO_FILE, info_bytes)
+        for relative, entry in manifest.items():
+            writer.add_file(relative, root / relative, entry["size"])
+        writer.close()
 
 
 def _zstd_threads(level: int) -> int:
@@ -186,7 +217,11 @@ def _open_source(src: str, stack: ExitStack,
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, CHUNK)  # type: ignore[arg-type]
     head = buffered.peek(4)[:4]
     if head.startswith(ZSTD_MAGIC):
-        return stack.enter_context(zstandard.ZstdDecompressor().stream_reader(buffered))
+        # A zstd stream may hold many frames (zstd -T, pzstd, concatenated files, writers that
+        # end a frame per flush); all of them are the archive, and bytes that are no frame are
+        # refused when they are reached.
+        decompressor = zstandard.ZstdDecompressor()
+        return stack.enter_context(decompressor.stream_reader(buffered, read_across_frames=True))
     if head.startswith(GZIP_MAGIC):
         return stack.enter_context(gzip.GzipFile(fileobj=buffered))
     return buffered
@@ -266,19 +301,34 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
             try:
                 for member in members:
                     _unpack(archive, member, manifest, seen, draft, what, progress)
-                # Read to the end so the decompressor checks its trailer (gzip's CRC).
-                reader.drain()
             except _CORRUPT as error:
                 raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
             if missing := sorted(set(manifest) - seen):
                 raise UnsafeArchive(
                     f"{what} lacks files its manifest lists: {', '.join(missing[:5])}"
                 )
+            _check_end(reader, what)
             store.commit(draft, tag, info, overwrite=overwrite)
         except BaseException:
             store.discard(draft)
             raise
     return tag
+
+
+def _check_end(reader: ForwardReader, what: str) -> None:
+    """Read past the end of the tar stream, so that what follows it is checked too.
+
+    The decompressor then checks its trailer (gzip's CRC) and refuses bytes after the last
+    compressed frame or member that are not one.
+    """
+    try:
+        reader.drain()
+    except _CORRUPT as error:
+        raise UnsafeArchive(
+            f"{what} is truncated or corrupt after its last file ({error}): the compressed "
+            "stream fails its checksum or is followed by bytes that are not part of it; the "
+            "archive was altered or damaged; refused"
+        ) from error
 
 
 def raise_exists(store: VersionedStore, tag: Tag) -> None:

@@ -60,6 +60,9 @@ def configs(home: Path) -> dict[str, dict]:
     return {
         "dosirak-1w": {"cmd": [*serve, "examples/iris/service.py:svc"], "health": "/readyz",
                        "path": "/classify", "cwd": str(ROOT), "env": env},
+        "dosirak-process": {"cmd": [*serve, "examples/iris/service.py:svc"], "health": "/readyz",
+                            "path": "/classify", "cwd": str(ROOT),
+                            "env": {**env, "DOSIRAK_CONFIG_OPTIONS": "runners.placement=process"}},
         "dosirak-2w": {"cmd": [*serve, "--workers", "2", "examples/iris/service.py:svc"],
                        "health": "/readyz", "path": "/classify", "cwd": str(ROOT), "env": env},
         "batch-dosirak": {"cmd": [*serve, "benchmarks/apps/batch_service.py:svc"],
@@ -92,7 +95,7 @@ def main() -> None:
     if options.batch:
         chosen = options.configs or f"batch-dosirak,batch-limit,{BATCH_PEERS}"
     else:
-        chosen = options.configs or f"dosirak-1w,dosirak-2w,{IRIS_PEERS}"
+        chosen = options.configs or f"dosirak-1w,dosirak-process,dosirak-2w,{IRIS_PEERS}"
     out = PEERS / "raw" / ("batch.jsonl" if options.batch else "iris.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)

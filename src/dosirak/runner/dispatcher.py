@@ -441,9 +441,12 @@ class Dispatcher:
         echo = self._echo_due if self._echo_share > ECHO_SHARE else 0
         if echo and not self._running and queued + echo <= self.max_batch_size:
             wait_until = self._last_answer + self._echo_delay * ECHO_SLACK
-            wait = wait_until - now
+            # Worth it when the rows expected by then make the batch pay better than it does
+            # now; they are expected when the echoes usually end (the slack is only a limit).
+            expected = max(self._last_answer + self._echo_delay - now, 0.0)
             more = queued + echo
-            if wait > 0 and more / (wait + cost.estimate(more)) > queued / cost.estimate(queued):
+            if (wait_until > now and more / (expected + cost.estimate(more))
+                    > queued / cost.estimate(queued)):
                 return min(wait_until, latest) if min(wait_until, latest) > now else None
         if not alone and self._gap >= worth / 2:
             # The next row is not expected soon enough. (Holding n rows for a gap g to add one

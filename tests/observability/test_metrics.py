@@ -168,3 +168,31 @@ def test_request_path_cost():
         best = min(best, (time.perf_counter() - begin) / rounds)
     print(f"single-process: {best * 1e6:.2f} us per request")
     assert best < 25e-6
+
+
+def test_single_process_request_series_read_as_prometheus_client_would():
+    """The in-memory request histogram (plain counters) renders what prometheus_client's own
+    Histogram renders for the same observations, bounds included (``le`` is inclusive)."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from dosirak.observability.metrics import Metrics
+
+    buckets = (0.001, 0.01, 0.1, 1.0)
+    observed = [0.0005, 0.001, 0.001, 0.0100001, 0.1, 0.99, 1.0, 7.5, 0.0]
+    metrics = Metrics(namespace="t", duration_buckets=buckets, endpoints=["/p"])
+    reference_registry = CollectorRegistry()
+    reference = Histogram("t_request_duration_seconds", "Time from request to response, "
+                          "seconds.", ["endpoint", "http_method", "http_status"],
+                          buckets=buckets, registry=reference_registry)
+    for seconds in observed:
+        series = metrics.request_started("/p", "POST")
+        metrics.request_finished(series, 200, seconds)
+        reference.labels("/p", "POST", "200").observe(seconds)
+    ours = [line for line in metrics.render().decode().splitlines()
+            if line.startswith("t_request_duration_seconds_")]
+    theirs = [line for line in generate_latest(reference_registry).decode().splitlines()
+              if line.startswith("t_request_duration_seconds_")
+              and not line.startswith("t_request_duration_seconds_created")]
+    assert ours == theirs and len(ours) == len(buckets) + 3
+    assert 't_requests_in_progress{endpoint="/p",http_method="POST"} 0.0' in \
+        metrics.render().decode()

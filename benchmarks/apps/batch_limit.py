@@ -16,6 +16,7 @@ price of HTTP on one event loop between two batches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 
 import numpy as np
@@ -52,10 +53,8 @@ class Batcher:
             await self.arrived.wait()
             self.arrived.clear()
             if len(self.rows) < FULL:  # woken by the first row: hold until full or too old
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.arrived.wait(), MAX_WAIT_S)
-                except TimeoutError:
-                    pass
                 self.arrived.clear()
             rows, waiters = self.rows, self.waiters
             self.rows, self.waiters = [], []

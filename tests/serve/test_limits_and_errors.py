@@ -56,9 +56,12 @@ def test_max_concurrency_answers_429_beyond_the_limit(service_dir: Path) -> None
         # Once both slow calls are in progress (the metrics say so), one more is refused.
         wait_until(lambda: 'dosirak_requests_in_progress{endpoint="/sleep",http_method="POST"} '
                            '2.0' in server.get("/metrics")[1].decode(), timeout=5)
-        status, headers, body = server.post("/sleep", {"seconds": 0})
+        status, headers, body = server.post("/sleep", {"seconds": 0}, {"x-request-id": "busy-1"})
         assert status == 429
         assert headers["retry-after"] == "1"
+        assert headers["x-request-id"] == "busy-1"
+        server.wait_for(r"request_id=busy-1 method=POST path=/sleep status=429 .* "
+                        r"response_bytes=\d+")
         assert "at most 2 API calls at once" in body["error"]
         assert server.get("/readyz")[0] == 200  # probes are never refused
         for thread in slow:

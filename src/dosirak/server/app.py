@@ -242,7 +242,9 @@ def create_app(
     app.handler = Traffic(inner, metrics=metrics, access_log=AccessLog(),
                           api_routes=endpoints, timeout=config.api_server.timeout,
                           max_concurrency=config.api_server.max_concurrency,
-                          track_request_id=prediction_log.enabled)
+                          track_request_id=prediction_log.enabled,
+                          # With CORS between, API calls must pass through it.
+                          direct=None if cors.enabled else endpoints)
     return app
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from dosirak.exceptions import PayloadTooLarge, UnsupportedMediaType
 from dosirak.io.base import parse_content_type
 from dosirak.server.errors import JSON_HEADER, error_response
+from dosirak.server.traffic import RESPONSE_STATE, answered
 from dosirak.services import InferenceAPI
 
 Scope = dict[str, Any]
@@ -83,6 +84,9 @@ class APIEndpoint:
                                                    shape=self.output.error_body)
             headers.append(JSON_HEADER)
         headers.append((b"content-length", str(len(data)).encode()))
+        traffic = scope.get(RESPONSE_STATE)
+        if traffic is not None:  # called by Traffic directly: the id header and the log are ours
+            answered(traffic, status, headers, len(data))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 

@@ -16,6 +16,11 @@ One ASGI wrapper does it all, because each layer of middleware costs a call, a c
   request; a call may run up to a tenth of the timeout longer.
 - **Metrics and access log**: one ``request_started``/``request_finished`` pair and one access
   line per request, with the status, latency and body sizes seen here.
+
+Most requests are seen through a wrapper of ``send`` that adds the id header and notes the
+status and the body size. An API call with no middleware between (``direct``: the endpoints by
+route) skips the wrapper and the router: the endpoint finds ``scope[RESPONSE_STATE]`` and does
+both itself with :func:`answered`, which saves about 2 us of the request.
 """
 
 from __future__ import annotations
@@ -41,6 +46,18 @@ current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("dosira
 _JSON = (b"content-type", b"application/json")
 #: The status recorded for a request whose client left before any answer (as nginx logs it).
 CLIENT_CLOSED = 499
+#: Scope key of a direct API call's ``[status, response body bytes, id header]``.
+RESPONSE_STATE = "dosirak.response"
+
+
+def answered(state: list[Any], status: int, headers: list[tuple[bytes, bytes]],
+             size: int) -> None:
+    """For an endpoint called directly: note the answer in ``state`` and add the id header
+    (a 5xx answer may carry the id already)."""
+    state[0] = status
+    state[1] = size
+    if status < 500 or not any(key == b"x-request-id" for key, _ in headers):
+        headers.append(state[2])
 
 
 class Traffic:
@@ -48,8 +65,10 @@ class Traffic:
 
     def __init__(self, app: Any, *, metrics: Any, access_log: Any,
                  api_routes: Collection[str], timeout: float | None = None,
-                 max_concurrency: int | None = None, track_request_id: bool = False) -> None:
+                 max_concurrency: int | None = None, track_request_id: bool = False,
+                 direct: dict[str, Any] | None = None) -> None:
         self.app = app
+        self.direct = direct or {}
         self.metrics = metrics
         self.access_log = access_log
         self.api_routes = frozenset(api_routes)
@@ -92,7 +111,20 @@ class Traffic:
             current_request_id.set(rid)
         rid_header = (b"x-request-id", rid.encode())
         series = self.metrics.request_started(path, method)
-        state = [0, 0]  # status (0: no answer started yet), response body bytes
+        # status (0: no answer started yet), response body bytes, the id header
+        state: list[Any] = [0, 0, rid_header]
+        if method == "POST" and path in self.api_routes:
+            endpoint = self.direct.get(path)
+            if endpoint is not None and not scope.get("root_path"):
+                scope[RESPONSE_STATE] = state
+                status = 500
+                try:
+                    await self._call_api(endpoint, scope, receive, send, state)
+                    status = state[0] or CLIENT_CLOSED
+                finally:
+                    self._finished(series, rid, method, path, state[0] or status, start,
+                                   request_size, state[1])
+                return
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -107,28 +139,33 @@ class Traffic:
         status = 500  # what an exception escaping the app means
         try:
             if method == "POST" and path in self.api_routes:
-                await self._call_api(scope, receive, send_with_id, state)
+                await self._call_api(self.app, scope, receive, send_with_id, state)
             else:
                 await self.app(scope, receive, send_with_id)
             # No answer at all: the client left before it was sent (nginx's 499).
             status = state[0] or CLIENT_CLOSED
         finally:
-            elapsed = time.perf_counter() - start
-            status = state[0] or status
-            self.metrics.request_finished(series, status, elapsed)
-            self.access_log.record(rid, method, path, status, elapsed * 1000, request_size,
-                                   state[1])
+            self._finished(series, rid, method, path, state[0] or status, start, request_size,
+                           state[1])
 
-    async def _call_api(self, scope: Scope, receive: Receive, send: Send,
-                        state: list[int]) -> None:
+    def _finished(self, series: Any, rid: str, method: str, path: str, status: int,
+                  start: float, request_size: int | None, response_size: int) -> None:
+        elapsed = time.perf_counter() - start
+        self.metrics.request_finished(series, status, elapsed)
+        self.access_log.record(rid, method, path, status, elapsed * 1000, request_size,
+                               response_size)
+
+    async def _call_api(self, app: Any, scope: Scope, receive: Receive, send: Send,
+                        state: list[Any]) -> None:
         limit = self.max_concurrency
         if limit is not None and self.active >= limit:
-            await _answer(send, 429, self._too_busy, (b"retry-after", b"1"))
+            await _answer(send, 429, self._too_busy, (b"retry-after", b"1"),
+                          state=scope.get(RESPONSE_STATE))
             return
         self.active += 1
         try:
             if self.timeout is None:
-                await self.app(scope, receive, send)
+                await app(scope, receive, send)
                 return
             task = asyncio.current_task()
             assert task is not None
@@ -137,14 +174,14 @@ class Traffic:
                 self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every,
                                                                       self._sweep)
             try:
-                await self.app(scope, receive, send)
+                await app(scope, receive, send)
             except asyncio.CancelledError:
                 if task not in self._expired:
                     raise  # not ours: the client left or the server is stopping
                 self._expired.discard(task)
                 task.uncancel()
                 if not state[0]:  # nothing sent yet: the answer is ours to give
-                    await _answer(send, 504, self._too_slow)
+                    await _answer(send, 504, self._too_slow, state=scope.get(RESPONSE_STATE))
             finally:
                 self._deadlines.pop(task, None)
                 self._expired.discard(task)
@@ -163,7 +200,10 @@ class Traffic:
             self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
 
 
-async def _answer(send: Send, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
+async def _answer(send: Send, status: int, body: bytes, *extra: tuple[bytes, bytes],
+                  state: list[Any] | None = None) -> None:
     headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+    if state is not None:  # a direct call: no wrapper adds the id header
+        answered(state, status, headers, len(body))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

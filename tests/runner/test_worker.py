@@ -406,3 +406,55 @@ def test_the_pool_runs_on_uvloop_too() -> None:
     np.testing.assert_array_equal(value, np.full(3, 2.5))
     assert isinstance(crashed, RunnerError) and "died (exit code 4)" in str(crashed)
     assert after == "still here" and second != first
+
+
+def test_prelaunched_workers_are_adopted_by_start_and_load_before_the_loop_runs() -> None:
+    """``prelaunch`` spawns the children from plain code and sends their spec; ``start`` then
+    adopts those very processes, which have been building the runnable meanwhile."""
+    pool = WorkerPool(TOOLBOX, workers=2, name="early")
+    pool.prelaunch()
+    spawned = {process.pid for process, _ in pool._prelaunched.values()}
+    assert len(spawned) == 2 and spawned <= children()
+    time.sleep(0.3)  # the server's own set-up, while the children build the runnable
+
+    async def scenario() -> tuple[set[int], Any, float]:
+        begun = time.monotonic()
+        await pool.start()
+        waited = time.monotonic() - begun
+        try:
+            return set(pool.pids), await pool.call("add", (np.arange(2.0),), {"y": 1.0}), waited
+        finally:
+            await pool.stop(grace_period=5)
+
+    pids, value, waited = asyncio.run(scenario())
+    assert pids == spawned  # adopted, not spawned again
+    np.testing.assert_array_equal(value, np.arange(2.0) + 1.5)
+    assert not pool._prelaunched
+    assert waited < 5
+
+
+def test_prelaunched_workers_that_are_never_started_are_ended() -> None:
+    """A server that gives up before its lifespan (or places the runner locally after all)
+    leaves no child behind: ``stop`` and ``abandon`` end the prelaunched ones."""
+    pool = WorkerPool(TOOLBOX, workers=1, name="unused")
+    pool.prelaunch()
+    (process, _), = pool._prelaunched.values()
+    asyncio.run(pool.stop(grace_period=1))
+    assert process.poll() is not None and not pool._prelaunched
+
+    from dosirak.runner.runner import Runner
+
+    runner = Runner(Toolbox, name="toolbox", runnable_init_params={"offset": 0.5}, workers=1)
+    runner.prelaunch()
+    (process, _), = runner._pool._prelaunched.values()
+
+    async def local() -> Any:
+        await runner.start("local")  # the placement says local after all
+        try:
+            return runner.ready, await runner.add.async_run(np.zeros(1))
+        finally:
+            await runner.stop()
+
+    ready, value = asyncio.run(local())
+    assert ready and process.poll() is not None
+    np.testing.assert_array_equal(value, np.zeros(1) + 0.5)

@@ -235,15 +235,32 @@ class Runner:
         if mode not in _MODES:
             raise InvalidArgument(f"runner mode must be one of {_MODES}, got {mode!r}")
         if mode == "local":
+            if self.mode is None and self._pool is not None:  # prelaunched, never started
+                self._pool.abandon()
+                self._pool = None
             self.init_local()
             self._bind_loop()
             return
-        from dosirak.runner.worker import WorkerPool
-
-        self._pool = WorkerPool(self.spec, workers=self.workers, name=self.name)
+        if self._pool is None:
+            self._prelaunch_pool()
+        assert self._pool is not None
         await self._pool.start()
         self.mode = "process"
         self._bind_loop()
+
+    def prelaunch(self) -> None:
+        """Spawn the worker processes now, from synchronous code, so that they load the model
+        while the caller sets up the rest; ``start("process")`` adopts them. A server calls it
+        on the thread that will run its event loop (children die with that thread)."""
+        if self.mode is None and self._pool is None:
+            self._prelaunch_pool()
+            assert self._pool is not None
+            self._pool.prelaunch()
+
+    def _prelaunch_pool(self) -> None:
+        from dosirak.runner.worker import WorkerPool
+
+        self._pool = WorkerPool(self.spec, workers=self.workers, name=self.name)
 
     def _bind_loop(self) -> None:
         try:

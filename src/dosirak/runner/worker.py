@@ -5,6 +5,11 @@
     >>> await pool.call("predict", (x,), {})
     >>> await pool.stop()                   # let in-flight calls finish, then end the children
 
+``pool.prelaunch()``, called from plain synchronous code before the event loop runs, spawns the
+children and sends them their spec at once; ``start`` then adopts them. A server calls it as
+soon as it knows where its runners run, so the children import the framework and load the model
+while the server is still setting itself up (about a quarter of a second of a cold start).
+
 Each child is ``sys.executable`` started with one end of a ``socket.socketpair()`` (passed with
 ``pass_fds``): the channel has no name, so nothing outside the service can reach it. The spec
 travels once, parent to child, cloudpickled (the parent's own data to its own child); everything
@@ -251,6 +256,8 @@ class WorkerPool:
         self._restarts: set[asyncio.Task[None]] = set()
         self._started = False
         self._stopping = False
+        # Spawned by prelaunch() and not yet adopted by start(): index -> (process, socket).
+        self._prelaunched: dict[int, tuple[subprocess.Popen[bytes], socket.socket]] = {}
 
     def __repr__(self) -> str:
         return f"WorkerPool({self.name!r}, workers={self.workers}, pids={self.pids})"
@@ -265,8 +272,36 @@ class WorkerPool:
         """Process ids of the live workers."""
         return [worker.pid for worker in self._live]
 
+    def prelaunch(self) -> None:
+        """Spawn the workers and send them the spec now, without an event loop; ``start``
+        adopts them (and waits for them) instead of spawning its own.
+
+        Call it on the thread that will run the event loop: children die with that thread.
+        """
+        if self._started or self._stopping:
+            return
+        for index in range(self.workers):
+            if index not in self._prelaunched:
+                process, sock = self._spawn(index)
+                # Blocking: the child reads it first. If the child died at once, start() sees
+                # its exit and reports it.
+                with contextlib.suppress(OSError):
+                    send_all(sock, self._hello(index))
+                self._prelaunched[index] = (process, sock)
+
+    def abandon(self) -> None:
+        """End the prelaunched workers that ``start`` never adopted (the server gave up)."""
+        while self._prelaunched:
+            _, (process, sock) = self._prelaunched.popitem()
+            sock.close()  # EOF: the child's loop ends; SIGKILL in case it is still loading
+            with contextlib.suppress(OSError):
+                process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+
     async def start(self) -> None:
-        """Spawn the workers and wait until each has built its runnable."""
+        """Spawn the workers (or adopt the prelaunched ones) and wait until each has built its
+        runnable."""
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
@@ -300,6 +335,7 @@ class WorkerPool:
         if self._stopping:
             return
         self._stopping = True
+        self.abandon()
         grace = self.grace_period if grace_period is None else grace_period
         deadline = time.monotonic() + grace
         for task in self._restarts:
@@ -351,7 +387,7 @@ class WorkerPool:
 
     # ----- processes ----------------------------------------------------------------------
 
-    async def _launch(self, index: int) -> _Worker:
+    def _spawn(self, index: int) -> tuple[subprocess.Popen[bytes], socket.socket]:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         tune(parent)
         tune(child)
@@ -365,13 +401,25 @@ class WorkerPool:
             raise
         finally:
             child.close()
-        parent.setblocking(False)
-        worker = _Worker(self, index, process, parent)
+        return process, parent
+
+    def _hello(self, index: int) -> list[Any]:
         spec = Packer()
         spec.buffer(self._pickled_spec, len(self._pickled_spec))
         # The child imports the runnable's module the way this process did: same sys.path.
         path = [entry for entry in sys.path if isinstance(entry, str)]
-        worker.write(frame({"hello": {"index": index, "sys_path": path}}, spec))
+        return frame({"hello": {"index": index, "sys_path": path}}, spec)
+
+    async def _launch(self, index: int) -> _Worker:
+        prelaunched = self._prelaunched.pop(index, None)
+        if prelaunched is not None:
+            process, parent = prelaunched
+        else:
+            process, parent = self._spawn(index)
+        parent.setblocking(False)
+        worker = _Worker(self, index, process, parent)
+        if prelaunched is None:
+            worker.write(self._hello(index))
         worker.exited.add_done_callback(lambda _: worker.ready.done() or worker.ready.set_exception(
             RunnerError(f"{worker} exited ({describe_exit(worker.process.returncode)}) before it "
                         "was ready; see its output above", "WorkerDied")))

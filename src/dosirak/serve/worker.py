@@ -208,7 +208,9 @@ def build_app(spec: WorkerSpec) -> tuple[Any, Any]:
         os.environ.pop(METRICS_DIRECTORY_ENV, None)
     svc = load_service(spec.target)
     # Development runs every runner in this process, whatever the configuration places.
-    app = create_app(svc, config=config, placement="local" if spec.development else None)
+    # Runner processes start loading their models now, while this worker sets up uvicorn.
+    app = create_app(svc, config=config, placement="local" if spec.development else None,
+                     prelaunch=not spec.development)
     return app, config
 
 

@@ -92,6 +92,7 @@ def create_app(
     sync_threads: int = DEFAULT_SYNC_THREADS,
     config: ServingConfig | None = None,
     placement: str | None = None,
+    prelaunch: bool = False,
 ) -> ServiceApp:
     """The ASGI application serving ``svc`` (Starlette, with a direct path to the APIs).
 
@@ -101,6 +102,9 @@ def create_app(
     configuration places them (``"local"`` in this process, ``"process"`` in worker processes);
     ``sync_threads`` sizes the pool that runs sync API functions. ``placement`` puts every
     runner there whatever the configuration says (``dosirak serve --development``: ``"local"``).
+    ``prelaunch`` spawns the worker processes of runners placed ``process`` at once, so they
+    load their models while the server sets itself up (the lifespan then adopts them); call
+    from the thread that will run the event loop.
     """
     if not isinstance(svc, Service):
         raise InvalidArgument(f"create_app needs a dosirak.Service, got {svc!r}")
@@ -115,6 +119,10 @@ def create_app(
     placements = configure_runners(svc, config, runner_mode or DEFAULT_PLACEMENT)
     if placement is not None:
         placements = dict.fromkeys(placements, placement)
+    if prelaunch:
+        for runner in svc.runners:
+            if placements[runner.name] == "process":
+                runner.prelaunch()
     state = _State(sync_threads)
     prediction_log = PredictionLog()
     metadata = dumps(build_metadata(svc, placements))

@@ -42,7 +42,7 @@ class Served:
 
     def __init__(self, args: list[str], *, cwd: Path | str | None = None,
                  env: dict[str, str] | None = None, wait: bool = True,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, new_session: bool = False) -> None:
         self.args = args
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -51,7 +51,8 @@ class Served:
             command += ["--port", "0"]
         self.process = subprocess.Popen(
             command, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=new_session)  # a group of its own, to signal it whole
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.url = ""

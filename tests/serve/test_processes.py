@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import signal
 import threading
@@ -230,3 +231,52 @@ def test_sigterm_under_load_loses_no_accepted_request(service_dir: Path) -> None
         lost = [outcome for _, outcome in before if outcome != 200]
         assert not lost, f"{len(lost)} of {len(before)} requests sent before SIGTERM failed"
         assert any(line.endswith("stopped") for line in server.lines)
+
+
+SLOW_RUNNER_SERVICE = '''
+import time
+
+import numpy as np
+
+import dosirak
+from dosirak.io import NumpyNdarray
+
+
+class Slow(dosirak.Runnable):
+    @dosirak.Runnable.method(batchable=True, batch_dim=0)
+    def run(self, x):
+        time.sleep(0.03)
+        return x + 1
+
+
+runner = dosirak.Runner(Slow, name="slow")
+svc = dosirak.Service("slow_runner", runners=[runner])
+
+
+@svc.api(input=NumpyNdarray(), output=NumpyNdarray())
+async def plus_one(x: np.ndarray) -> np.ndarray:
+    return await runner.run.async_run(x)
+'''
+
+
+def test_sigterm_to_the_whole_process_group_lets_runner_workers_finish(
+        service_dir: Path) -> None:
+    """Ctrl-C in a terminal, systemd's control-group stop or ``kill -- -PGID`` signal every
+    process at once. Runner workers leave stopping to their API worker, so the calls in
+    flight when the signal lands are still answered."""
+    (service_dir / "slow_runner.py").write_text(SLOW_RUNNER_SERVICE)
+    options = "runners.placement=process runners.slow.workers=1"
+    with Served([f"{service_dir / 'slow_runner.py'}:svc"], new_session=True,
+                env={"DOSIRAK_CONFIG_OPTIONS": options}) as server:
+        assert server.post("/plus_one", [[1.0]])[2] == [[2.0]]
+        load = Load(server.port, "/plus_one", b"[[1.0]]", threads=6)
+        time.sleep(1.0)
+        stopped = time.monotonic()
+        os.killpg(server.process.pid, signal.SIGTERM)
+        assert server.process.wait(20) == 0
+        results = load.stop()
+        before = [(sent, outcome) for sent, _, outcome in results if sent < stopped]
+        assert len(before) > 20
+        lost = [outcome for _, outcome in before if outcome != 200]
+        assert not lost, f"{len(lost)} of {len(before)} requests sent before SIGTERM failed"
+        assert not [line for line in server.lines if "died" in line], server.lines[-20:]

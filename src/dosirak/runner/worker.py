@@ -544,7 +544,11 @@ class WorkerPool:
 
 def child_main(fd: str, parent_pid: str) -> None:
     """Entry point of a worker process: build the runnable, then answer calls until EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    # Stopping is the parent's job (EOF on the socket, SIGKILL past the grace period): a SIGINT
+    # or SIGTERM sent to the whole process group (Ctrl-C, systemd's control-group stop) must
+    # not end a worker before its API worker has answered the calls in flight.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     if os.getppid() != int(parent_pid):
         return  # the parent died before we could ask to die with it

@@ -24,7 +24,10 @@ dispatcher decides when a batch runs, in this order of priority:
    than ``fixed / n`` after the last arrival or answer (the share of a batch's fixed cost one more
    row saves). When a batch ends, the decision waits until the callers it answered have run:
    a caller in a loop submits again at once, and its call belongs in the next batch.
-3. **Mean latency.** A lone call on an idle dispatcher runs at once, unless calls arriving alone
+3. **Mean latency.** Decisions are taken at the end of the event loop's turn in which a call
+   arrived, so the calls other requests submit in that same turn (read in one wake-up of the
+   loop) join the same batch at no cost in latency. A lone call on an idle dispatcher then runs
+   at once, unless calls arriving alone
    have lately been followed within ``fixed / 2``, while they ran, by others (a burst of
    concurrent callers); then it waits for them, at most ``fixed``, and the batch goes as soon as
    as many calls arrived as such bursts usually bring. Up to ``max_in_flight`` batches run at once
@@ -313,7 +316,10 @@ class Dispatcher:
         self._queued_rows += rows
         self._queued_calls += 1
         if not self._answering:  # else the decision comes once all the answered callers ran
-            self._pump(now)
+            # Decide at the end of this turn of the loop: calls submitted by the other
+            # requests read in the same turn join the batch.
+            self._answering = True
+            loop.call_soon(self._pump_now)
         try:
             return await call.future
         except asyncio.CancelledError:

@@ -79,7 +79,9 @@ class Reader:
         """Release the file."""
 
 
-class CsvReader(Reader):
+class _StreamReader(Reader):
+    """A reader of a text format read front to back: progress is the bytes read so far."""
+
     unit = "bytes"
 
     def __init__(self, path: Path, chunk_rows: int) -> None:
@@ -87,6 +89,14 @@ class CsvReader(Reader):
         self.total = os.path.getsize(path)
         self._stream = open(path, "rb")  # noqa: SIM115 - closed by close()
 
+    def progress(self) -> int:
+        return 0 if self._stream.closed else self._stream.tell()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class CsvReader(_StreamReader):
     def __iter__(self) -> Iterator[Chunk]:
         import pandas as pd
 
@@ -111,12 +121,6 @@ class CsvReader(Reader):
             frame.index = pd.RangeIndex(start, start + len(frame))
             yield Chunk(start, frame, len(frame), bad)
             start += len(frame)
-
-    def progress(self) -> int:
-        return 0 if self._stream.closed else self._stream.tell()
-
-    def close(self) -> None:
-        self._stream.close()
 
 
 def _skipped_line(message: str) -> tuple[int | None, int | None, str]:
@@ -155,14 +159,7 @@ class ParquetReader(Reader):
         self._file.close()
 
 
-class JsonLinesReader(Reader):
-    unit = "bytes"
-
-    def __init__(self, path: Path, chunk_rows: int) -> None:
-        super().__init__(path, chunk_rows)
-        self.total = os.path.getsize(path)
-        self._stream = open(path, "rb")  # noqa: SIM115 - closed by close()
-
+class JsonLinesReader(_StreamReader):
     def __iter__(self) -> Iterator[Chunk]:
         import orjson
 
@@ -182,12 +179,6 @@ class JsonLinesReader(Reader):
                 values = []
         if values:
             yield Chunk(start, values, len(values))
-
-    def progress(self) -> int:
-        return 0 if self._stream.closed else self._stream.tell()
-
-    def close(self) -> None:
-        self._stream.close()
 
 
 class Unreadable:

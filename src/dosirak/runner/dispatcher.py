@@ -267,7 +267,9 @@ class Dispatcher:
         self._timer: asyncio.Handle | None = None
         self._timer_at = math.inf
         self._closed = False
-        self._answering = False  # a batch just ended: its callers may be about to submit again
+        # A decision is due at the end of this loop turn: a call arrived, or a batch ended and
+        # its callers may be about to submit again.
+        self._decision_due = False
 
         self._last_arrival = -math.inf
         self._last_answer = -math.inf  # when the last batch ended
@@ -315,10 +317,10 @@ class Dispatcher:
         self._queue.append(call)
         self._queued_rows += rows
         self._queued_calls += 1
-        if not self._answering:  # else the decision comes once all the answered callers ran
+        if not self._decision_due:
             # Decide at the end of this turn of the loop: calls submitted by the other
             # requests read in the same turn join the batch.
-            self._answering = True
+            self._decision_due = True
             loop.call_soon(self._pump_now)
         try:
             return await call.future
@@ -614,12 +616,12 @@ class Dispatcher:
             # Decide on the next batch only after the callers just answered have run (their
             # wake-ups are queued on the loop before this): a caller in a loop submits again at
             # once, and its call belongs in that batch.
-            self._answering = True
+            self._decision_due = True
             loop.call_soon(self._pump_now)
 
     def _pump_now(self) -> None:
         assert self._loop is not None
-        self._answering = False
+        self._decision_due = False
         self._pump(self._loop.time())
 
     def _deliver(self, batch: _Batch, output: Any) -> None:

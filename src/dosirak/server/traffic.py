@@ -113,47 +113,38 @@ class Traffic:
         series = self.metrics.request_started(path, method)
         # status (0: no answer started yet), response body bytes, the id header
         state: list[Any] = [0, 0, rid_header]
-        if method == "POST" and path in self.api_routes:
-            endpoint = self.direct.get(path)
-            if endpoint is not None and not scope.get("root_path"):
-                scope[RESPONSE_STATE] = state
-                status = 500
-                try:
-                    await self._call_api(endpoint, scope, receive, send, state)
-                    status = state[0] or CLIENT_CLOSED
-                finally:
-                    self._finished(series, rid, method, path, state[0] or status, start,
-                                   request_size, state[1])
-                return
+        is_api = method == "POST" and path in self.api_routes
+        app = self.direct.get(path) if is_api and not scope.get("root_path") else None
+        if app is not None:  # the endpoint adds the id header and notes the answer itself
+            scope[RESPONSE_STATE] = state
+            respond = send
+        else:
+            app = self.app
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state[0] = status = message["status"]
-                found = message.get("headers") or ()
-                if status < 500 or not any(key == b"x-request-id" for key, _ in found):
-                    message["headers"] = [*found, rid_header]
-            else:
-                state[1] += len(message.get("body", b""))
-            await send(message)
+            async def respond(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    state[0] = status = message["status"]
+                    found = message.get("headers") or ()
+                    if status < 500 or not any(key == b"x-request-id" for key, _ in found):
+                        message["headers"] = [*found, rid_header]
+                else:
+                    state[1] += len(message.get("body", b""))
+                await send(message)
 
         status = 500  # what an exception escaping the app means
         try:
-            if method == "POST" and path in self.api_routes:
-                await self._call_api(self.app, scope, receive, send_with_id, state)
+            if is_api:
+                await self._call_api(app, scope, receive, respond, state)
             else:
-                await self.app(scope, receive, send_with_id)
+                await app(scope, receive, respond)
             # No answer at all: the client left before it was sent (nginx's 499).
             status = state[0] or CLIENT_CLOSED
         finally:
-            self._finished(series, rid, method, path, state[0] or status, start, request_size,
-                           state[1])
-
-    def _finished(self, series: Any, rid: str, method: str, path: str, status: int,
-                  start: float, request_size: int | None, response_size: int) -> None:
-        elapsed = time.perf_counter() - start
-        self.metrics.request_finished(series, status, elapsed)
-        self.access_log.record(rid, method, path, status, elapsed * 1000, request_size,
-                               response_size)
+            elapsed = time.perf_counter() - start
+            status = state[0] or status
+            self.metrics.request_finished(series, status, elapsed)
+            self.access_log.record(rid, method, path, status, elapsed * 1000, request_size,
+                                   state[1])
 
     async def _call_api(self, app: Any, scope: Scope, receive: Receive, send: Send,
                         state: list[Any]) -> None:

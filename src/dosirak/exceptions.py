@@ -97,6 +97,18 @@ class RunnerError(DosirakError):
         self.error_type = error_type
 
 
+class RunnerUnavailable(RunnerError):
+    """A runner could not run the call now (its worker died and is being restarted); nothing
+    is wrong with the call itself as far as dosirak can tell. Retry after ``retry_after``
+    seconds. Answered 503 with ``Retry-After``."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message, "WorkerDied")
+        self.retry_after = retry_after
+
+
 class RemoteError(DosirakError):
     """A service answered a client's call with an error no narrower class describes (5xx).
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import dosirak.sklearn
-from dosirak.exceptions import InvalidArgument, RunnerError
+from dosirak.exceptions import InvalidArgument, RunnerError, RunnerUnavailable
 from dosirak.runner.runnable import Runnable, RunnableSpec
 from dosirak.runner.worker import WorkerPool
 
@@ -44,6 +44,18 @@ class Toolbox(Runnable):
     def sleep(self, seconds: float) -> int:
         time.sleep(seconds)
         return os.getpid()
+
+    @Runnable.method
+    def noted_sleep(self, note: str, seconds: float) -> int:
+        """Write this worker's pid to ``note`` (so a test can kill it mid-call), then sleep."""
+        Path(note).write_text(str(os.getpid()))
+        time.sleep(seconds)
+        return os.getpid()
+
+    @Runnable.method
+    def noted_segfault(self, note: str) -> None:
+        Path(note).write_text(str(os.getpid()))
+        self.segfault()
 
     @Runnable.method
     def fail(self, message: str) -> None:
@@ -458,3 +470,81 @@ def test_prelaunched_workers_that_are_never_started_are_ended() -> None:
     ready, value = asyncio.run(local())
     assert ready and process.poll() is not None
     np.testing.assert_array_equal(value, np.zeros(1) + 0.5)
+
+
+async def running_on(note: Path, timeout: float = 15.0) -> int:
+    """The pid a ``noted_*`` call wrote once it started running."""
+    deadline = time.monotonic() + timeout
+    while not note.exists() or not note.read_text():
+        assert time.monotonic() < deadline, "the call never started"
+        await asyncio.sleep(0.005)
+    return int(note.read_text())
+
+
+async def kill_under_call(pool: WorkerPool, note: Path, kills: int
+                          ) -> tuple[BaseException | Any, list[int]]:
+    """Call ``noted_sleep`` and SIGKILL the worker running it, ``kills`` times over; return the
+    call's outcome and the pids killed."""
+    call = asyncio.ensure_future(pool.call("noted_sleep", (str(note), 5.0), {}))
+    victims = []
+    for _ in range(kills):
+        victims.append(await running_on(note))
+        note.unlink()
+        os.kill(victims[-1], signal.SIGKILL)
+    return (await asyncio.gather(call, return_exceptions=True))[0], victims
+
+
+def test_a_repeatable_call_whose_worker_is_killed_runs_once_more_on_another(
+        tmp_path: Path) -> None:
+    async def scenario() -> tuple[BaseException | Any, list[int], int]:
+        async with started(TOOLBOX, workers=2, repeatable={"noted_sleep"}) as pool:
+            outcome, victims = await kill_under_call(pool, tmp_path / "note", kills=1)
+            return outcome, victims, await running_on(tmp_path / "note")
+
+    answered_by, (victim,), ran_again_on = asyncio.run(scenario())
+    assert answered_by == ran_again_on != victim
+
+
+def test_a_repeatable_call_runs_once_more_only_once(tmp_path: Path) -> None:
+    async def scenario() -> tuple[BaseException | Any, list[int]]:
+        async with started(TOOLBOX, workers=2, repeatable={"noted_sleep"}) as pool:
+            return await kill_under_call(pool, tmp_path / "note", kills=2)
+
+    outcome, (first, second) = asyncio.run(scenario())
+    assert first != second
+    assert isinstance(outcome, RunnerUnavailable) and outcome.status == 503
+    assert outcome.error_type == "WorkerDied" and outcome.retry_after > 0
+    assert f"(pid {second}) of runner 'runner' died (signal 9: SIGKILL)" in str(outcome)
+    assert "it ran once more already" in str(outcome)
+
+
+def test_a_call_that_may_have_crashed_its_worker_is_not_run_again(tmp_path: Path) -> None:
+    """A native fault may come from the input: running it again would kill a second worker."""
+    async def scenario() -> tuple[BaseException | Any, list[int]]:
+        async with started(TOOLBOX, workers=2, repeatable={"noted_segfault"}) as pool:
+            note = tmp_path / "note"
+            before = list(pool.pids)
+            outcome = (await asyncio.gather(pool.call("noted_segfault", (str(note),), {}),
+                                            return_exceptions=True))[0]
+            crashed = await running_on(note)
+            survivor = next(pid for pid in before if pid != crashed)
+            assert alive(survivor)
+            return outcome, [pid for pid in pool.pids if pid == survivor]
+
+    outcome, survivors = asyncio.run(scenario())
+    assert isinstance(outcome, RunnerUnavailable) and outcome.status == 503
+    assert "died (signal 11: SIGSEGV)" in str(outcome)
+    assert "the call may have caused the crash" in str(outcome)
+    assert len(survivors) == 1  # the other worker never ran it
+
+
+def test_a_call_whose_only_worker_is_killed_is_refused_with_a_retry_delay(
+        tmp_path: Path) -> None:
+    async def scenario() -> BaseException | Any:
+        async with started(TOOLBOX, workers=1, repeatable={"noted_sleep"}) as pool:
+            return (await kill_under_call(pool, tmp_path / "note", kills=1))[0]
+
+    outcome = asyncio.run(scenario())
+    assert isinstance(outcome, RunnerUnavailable) and outcome.status == 503
+    assert "no other worker was live to run it again" in str(outcome)
+    assert 0.1 <= outcome.retry_after < 30  # the restart delay and the time to start one

@@ -260,7 +260,12 @@ class Runner:
     def _prelaunch_pool(self) -> None:
         from dosirak.runner.worker import WorkerPool
 
-        self._pool = WorkerPool(self.spec, workers=self.workers, name=self.name)
+        # A batchable method's rows may be merged and split freely: its answer depends on its
+        # input only, so a call lost with its worker can safely run once more.
+        repeatable = [name for name, method in self.methods.items()
+                      if method.signature.batchable]
+        self._pool = WorkerPool(self.spec, workers=self.workers, name=self.name,
+                                repeatable=repeatable)
 
     def _bind_loop(self) -> None:
         try:

@@ -37,11 +37,12 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Collection
 from typing import Any
 
 import cloudpickle
 
-from dosirak.exceptions import InvalidArgument, RunnerError
+from dosirak.exceptions import InvalidArgument, RunnerError, RunnerUnavailable
 from dosirak.exit_status import describe_exit
 from dosirak.runner.runnable import RunnableSpec, bound_method
 from dosirak.runner.transport import (
@@ -66,15 +67,21 @@ logger = logging.getLogger("dosirak.runner")
 _BOOT = "import sys; from dosirak.runner.worker import child_main; child_main(*sys.argv[1:])"
 _STABLE_AFTER = 30.0  # a worker that lived this long resets the restart backoff
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# Deaths the call itself may have caused (a native crash on its input): running it again would
+# take down a second worker. Other signals come from outside (the OOM killer, an operator).
+_FAULTS = frozenset(-int(sig) for sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
+                                          signal.SIGFPE, signal.SIGABRT))
 
 
 class _Call:
-    __slots__ = ("future", "method", "parts")
+    __slots__ = ("future", "method", "parts", "repeatable")
 
-    def __init__(self, method: str, parts: list[Any], future: asyncio.Future[Any]) -> None:
+    def __init__(self, method: str, parts: list[Any], future: asyncio.Future[Any],
+                 repeatable: bool) -> None:
         self.method = method
         self.parts = parts
         self.future = future
+        self.repeatable = repeatable  # may run once more when its worker dies under it
 
 
 class _Worker:
@@ -235,10 +242,16 @@ class WorkerPool:
 
     ``workers`` processes are started; ``call`` sends to the one with the fewest calls in
     flight. Use it from one event loop (the one ``start`` ran on).
+
+    A call whose worker dies under it fails with ``RunnerUnavailable`` (HTTP 503 with
+    ``Retry-After``: the worker is being restarted), except that a call of a ``repeatable``
+    method runs once more on another live worker when the death came from outside (SIGKILL
+    from the OOM killer or an operator), not from a native fault the input may have caused.
     """
 
     def __init__(self, spec: RunnableSpec, *, workers: int = 1, name: str = "runner",
-                 start_timeout: float = 300.0, grace_period: float = 30.0) -> None:
+                 start_timeout: float = 300.0, grace_period: float = 30.0,
+                 repeatable: Collection[str] = ()) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise InvalidArgument(
                 f"runner {name!r}: workers must be an int >= 1, got {workers!r}")
@@ -247,6 +260,8 @@ class WorkerPool:
         self.name = name
         self.start_timeout = start_timeout
         self.grace_period = grace_period
+        self.repeatable = frozenset(repeatable)
+        self._start_seconds = 1.0  # how long the last worker took to build its runnable
         self._pickled_spec = cloudpickle.dumps(spec)
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._slots: list[_Worker | None] = [None] * workers
@@ -326,7 +341,8 @@ class WorkerPool:
         """
         if not self._started or self._stopping:
             raise RunnerError(f"runner {self.name!r} is not running: start its worker pool first")
-        call = _Call(method, encode_call(method, args, kwargs or {}), self._loop.create_future())
+        call = _Call(method, encode_call(method, args, kwargs or {}), self._loop.create_future(),
+                     method in self.repeatable)
         self._dispatch(call)
         return await call.future
 
@@ -443,6 +459,7 @@ class WorkerPool:
         except BaseException:
             await self._retire(worker)
             raise
+        self._start_seconds = time.monotonic() - worker.born
         return worker
 
     def _child_env(self) -> dict[str, str]:
@@ -490,6 +507,7 @@ class WorkerPool:
         if not was_live or (self._stopping and running is None):
             return
         reason = describe_exit(code)
+        delay = 0.0
         if self._stopping:
             what = f"{worker} exited ({reason}) while the runner was stopping"
             logger.warning("%s", what)
@@ -503,13 +521,30 @@ class WorkerPool:
             what = f"{worker} died ({reason}) while running {running.method if running else ''}"
             self._schedule_restart(worker.index, delay)
         if running is not None and not running.future.done():
-            running.future.set_exception(RunnerError(
-                f"{what}; the call was lost and the worker is being restarted. A native crash, "
-                "running out of memory or a kill stops a worker: check the service's log",
-                "WorkerDied"))
+            self._rescue(running, code, what, delay)
         for call in queued:  # never started, so another worker can run them safely
             if not call.future.done():
                 self._dispatch(call)
+
+    def _rescue(self, call: _Call, code: int, what: str, delay: float) -> None:
+        """The worker running ``call`` died: run it once more on another live worker when that
+        is safe, else fail it with ``RunnerUnavailable``."""
+        if call.repeatable and code not in _FAULTS and self._live and not self._stopping:
+            call.repeatable = False  # once: a second death under it is answered 503
+            logger.warning("%s; running its call once more on another worker", what)
+            self._dispatch(call)
+            return
+        if code in _FAULTS:
+            why = "the call may have caused the crash, so it is not run again"
+        elif not call.repeatable:
+            why = "the call was not run again: it ran once more already, or its method is " \
+                  "not batchable and so may not be safe to repeat"
+        else:
+            why = "no other worker was live to run it again"
+        call.future.set_exception(RunnerUnavailable(
+            f"{what}; {why}. The worker is being restarted: retry the request shortly. A native "
+            "crash, running out of memory or a kill stops a worker: check the service's log",
+            retry_after=delay + self._start_seconds))
 
     def _schedule_restart(self, index: int, delay: float) -> None:
         task = self._loop.create_task(self._restart(index, delay))
@@ -527,8 +562,10 @@ class WorkerPool:
             logger.error("runner %r could not restart worker %d: %s; retrying in %.1f s",
                          self.name, index, error, delay)
             if not self._live:
-                self._fail_waiting(error if isinstance(error, RunnerError) else RunnerError(
-                    f"runner {self.name!r} has no live worker: {error}", "WorkerDied"))
+                self._fail_waiting(RunnerUnavailable(
+                    f"runner {self.name!r} has no live worker: restarting one failed (the "
+                    f"service's log says why); it tries again in {delay:.1f} s",
+                    retry_after=delay + self._start_seconds))
             if not self._stopping:
                 self._schedule_restart(index, delay)
             return

@@ -5,7 +5,8 @@
 - 404: no such route; 405: wrong method (``Allow`` says which)
 - 413: body over the size limit, checked while reading
 - 415: a Content-Type the API does not read; ``accepted`` lists the ones it does
-- 503: ``ServiceOverloaded``, shed before work started; ``Retry-After`` says when to retry
+- 503: ``ServiceOverloaded``, shed before work started, or ``RunnerUnavailable``, a runner
+  worker died under the call; ``Retry-After`` says when to retry
 - 500: the API's code or model raised; ``{"error": "...", "request_id": "..."}``
 
 Every body is JSON with an ``error`` message. A 500 never carries the exception's text or
@@ -24,6 +25,7 @@ from dosirak.exceptions import (
     BadInput,
     DosirakError,
     PayloadTooLarge,
+    RunnerUnavailable,
     ServiceOverloaded,
     UnsupportedMediaType,
 )
@@ -93,7 +95,7 @@ def _error_parts(error: BaseException, *, route: str,
     if isinstance(error, PayloadTooLarge):
         # The rest of the body is not read: the connection cannot be reused.
         return 413, {"error": str(error)}, [(b"connection", b"close")]
-    if isinstance(error, ServiceOverloaded):
+    if isinstance(error, (ServiceOverloaded, RunnerUnavailable)):
         seconds = max(1, math.ceil(error.retry_after))
         extra.append((b"retry-after", str(seconds).encode()))
         return 503, {"error": str(error)}, extra

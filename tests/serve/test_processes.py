@@ -206,12 +206,113 @@ def test_killed_runner_worker_is_restarted_under_load(service_dir: Path) -> None
         assert recovered < 2.0, f"answered again after {recovered:.2f} s"
         assert server.children() == [api_worker]  # the API worker itself lived on
         assert len(replaced) == 1
-        # The calls the dead worker was running fail (500); while no worker can take calls,
-        # the batcher sheds those it cannot answer in time (503 with Retry-After). Both only
-        # until the replacement runs.
+        # The calls the dead worker was running, with no other worker to run them again, and
+        # those the batcher cannot answer in time while no worker takes calls, are refused
+        # (503 with Retry-After), and only until the replacement runs.
         failed = [(sent, outcome) for sent, _, outcome in results if outcome != 200]
-        assert {outcome for _, outcome in failed} <= {500, 503}, failed
+        assert {outcome for _, outcome in failed} <= {503}, failed
         assert all(killed - 0.1 <= sent < killed + 2.0 for sent, _ in failed), failed
+
+
+NOTED_SERVICE = '''
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import dosirak
+from dosirak.io import NumpyNdarray
+
+NOTES = Path(os.environ["NOTES"])
+
+
+class Noted(dosirak.Runnable):
+    """Each call notes which worker runs it, then sleeps for as many seconds as it is given."""
+
+    @dosirak.Runnable.method(batchable=True, batch_dim=0)
+    def pure(self, x):
+        return self.noted(x)
+
+    @dosirak.Runnable.method
+    def once(self, x):
+        return self.noted(x)
+
+    def noted(self, x):
+        (NOTES / "running").write_text(str(os.getpid()))
+        time.sleep(float(x.ravel()[0]))
+        return np.full(x.shape, os.getpid())
+
+
+runner = dosirak.Runner(Noted, name="noted")
+svc = dosirak.Service("noted", runners=[runner])
+
+
+@svc.api(input=NumpyNdarray(), output=NumpyNdarray())
+async def pure(x):
+    return await runner.pure.async_run(x)
+
+
+@svc.api(input=NumpyNdarray(), output=NumpyNdarray())
+async def once(x):
+    return await runner.once.async_run(x)
+'''
+
+
+def kill_mid_call(server: Served, notes: Path, path: str) -> tuple[int, int, dict[str, str],
+                                                                   object]:
+    """POST a two-second call to ``path`` and SIGKILL the runner worker running it; return the
+    pid killed and the answer."""
+    note = notes / "running"
+    note.unlink(missing_ok=True)
+    answers: list[tuple[int, dict[str, str], object]] = []
+    call = threading.Thread(target=lambda: answers.append(server.post(path, [[2.0]])))
+    call.start()
+    victim = int(wait_until(lambda: note.exists() and note.read_text(), 10.0))
+    note.unlink()
+    kill(victim, signal.SIGKILL)
+    call.join(15)
+    (status, headers, body), = answers
+    return victim, status, headers, body
+
+
+def noted_server(service_dir: Path, workers: int) -> Served:
+    (service_dir / "noted.py").write_text(NOTED_SERVICE)
+    notes = service_dir / "notes"
+    notes.mkdir()
+    options = (f"runners.placement=process runners.noted.workers={workers} "
+               "runners.batching.max_latency_ms=60000")
+    return Served([f"{service_dir / 'noted.py'}:svc"],
+                  env={"DOSIRAK_CONFIG_OPTIONS": options, "NOTES": str(notes)})
+
+
+def test_a_runner_worker_killed_mid_call_is_answered_by_another_or_503(
+        service_dir: Path) -> None:
+    with noted_server(service_dir, workers=2) as server:
+        # A batchable method's call is safe to repeat: it runs once more on the other worker.
+        victim, status, _, body = kill_mid_call(server, service_dir / "notes", "/pure")
+        assert status == 200, body
+        assert body != [[victim]] and body == [[int((service_dir / "notes" / "running")
+                                                    .read_text())]]
+        # Any other method's may not be: 503, retry when the worker has been restarted.
+        server.wait_for(r"runner 'noted' restarted worker")
+        victim, status, headers, body = kill_mid_call(server, service_dir / "notes", "/once")
+        assert status == 503, body
+        assert int(headers["retry-after"]) >= 1
+        assert f"(pid {victim}) of runner 'noted' died (signal 9: SIGKILL)" in body["error"]
+        assert "not batchable" in body["error"]
+
+
+def test_the_only_runner_worker_killed_mid_call_is_answered_503(service_dir: Path) -> None:
+    with noted_server(service_dir, workers=1) as server:
+        victim, status, headers, body = kill_mid_call(server, service_dir / "notes", "/pure")
+        assert status == 503, body
+        assert int(headers["retry-after"]) >= 1
+        assert f"(pid {victim}) of runner 'noted' died" in body["error"]
+        assert "no other worker was live to run it again" in body["error"]
+        # Retrying as told is answered.
+        time.sleep(int(headers["retry-after"]))
+        wait_until(lambda: server.post("/pure", [[0.0]])[0] == 200, 10.0)
 
 
 def test_sigterm_under_load_loses_no_accepted_request(service_dir: Path) -> None:

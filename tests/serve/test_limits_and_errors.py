@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from conftest import DOSIRAK, Served, children_of, wait_until
+from conftest import DOSIRAK, REPO, Served, children_of, wait_until
+
+from dosirak.config import ServingConfig
 
 SLOW_SERVICE = '''
 import asyncio
@@ -68,6 +71,19 @@ def test_max_concurrency_answers_429_beyond_the_limit(service_dir: Path) -> None
             thread.join()
         assert answers == [200, 200]
         assert server.post("/sleep", {"seconds": 0})[0] == 200
+
+
+def test_the_documented_body_limit_is_the_one_served(service_dir: Path) -> None:
+    docs = (REPO / "docs" / "http-api.md").read_text(encoding="utf-8")
+    documented = re.search(r"`api_server.max_request_size` \(default (\d+) MiB\)", docs)
+    assert documented, "docs/http-api.md no longer names the body limit's default"
+    limit = int(documented.group(1)) * 1024 * 1024
+    assert limit == ServingConfig().api_server.max_request_size
+    with Served([slow_service(service_dir)]) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /pid HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                         b"\r\nContent-Length: %d\r\n\r\n{}" % (limit + 1))
+            assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
 
 
 def test_timeout_answers_504_and_the_server_goes_on(service_dir: Path) -> None:

@@ -17,8 +17,9 @@ a child sends back is a ``transport`` frame, never pickle.
 
 Calls go to the live worker with the fewest calls in flight; a worker runs its calls in order,
 so several may be queued on it and the next one starts without waiting for a round trip. When a
-worker dies (seen at once through EOF on its socket and its pidfd), the call it was running fails
-with ``RunnerError``, the calls queued behind it (never started) go to another worker, and it is
+worker dies (seen at once through EOF on its socket and its pidfd), the call it was running runs
+once more on another worker when that is safe, else fails with ``RunnerUnavailable`` (503, see
+``WorkerPool``); the calls queued behind it (never started) go to another worker, and it is
 restarted with backoff. Children die with the parent (``PR_SET_PDEATHSIG``, and EOF). Linux
 sends that signal when the *thread* that spawned the child ends, so start the pool on the thread
 that runs the event loop for the service's lifetime (which ``await pool.start()`` does).

@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime
 import importlib
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,12 +117,25 @@ class Model:
         """The Python objects saved beside the model (tokenizers, preprocessors...)."""
         if self._custom_objects is None:
             path = self.path / CUSTOM_OBJECTS_FILE
-            if path.exists():
-                with open(path, "rb") as stream:
+            if CUSTOM_OBJECTS_FILE in self.info.manifest:
+                with self._reading(), open(path, "rb") as stream:
                     self._custom_objects = cloudpickle.load(stream)
             else:
                 self._custom_objects = {}
         return self._custom_objects
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A file that vanishes while the model is read means the version was deleted meanwhile:
+        say so (ModelNotFound), not with a bare FileNotFoundError."""
+        try:
+            yield
+        except FileNotFoundError as error:
+            if self.path.is_dir():
+                raise  # the version is there: the missing file is someone else's
+            raise ModelNotFound(f"model {self.tag} was deleted while it was being loaded "
+                                f"({error.filename} is gone); save or import it again, or "
+                                "load another version") from error
 
     def path_of(self, relative: str) -> Path:
         return self.path / relative
@@ -136,7 +150,8 @@ class Model:
 
     def load_model(self, **kwargs: Any) -> Any:
         """Load the model object with the framework that saved it."""
-        return self.framework().load_model(self, **kwargs)
+        with self._reading():
+            return self.framework().load_model(self, **kwargs)
 
     def to_runner(self, name: str | None = None, **options: Any) -> Runner:
         """A runner that serves this model's signatures (see ``dosirak.runner``)."""
@@ -164,11 +179,13 @@ def get(tag: Tag | str | Model, *, verify: bool = False) -> Model:
             try:
                 info = ModelInfo.from_dict(store.read_info(full))
                 check(path, info.manifest, full=verify, what=f"model {full}")
-            except (StoreCorrupted, ModelNotFound, FileNotFoundError):
+            except (StoreCorrupted, ModelNotFound, FileNotFoundError) as error:
                 # An import with overwrite swaps the directory while we read: the info and the
                 # files we saw may belong to two versions. Read again; only report what holds.
                 if not last and replaced():
                     continue
+                if isinstance(error, FileNotFoundError):  # deleted as it was read
+                    raise store.not_found(full) from error
                 raise
             if not last and replaced():
                 continue

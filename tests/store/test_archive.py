@@ -24,6 +24,7 @@ from dosirak.frameworks import picklable_model
 from dosirak.models import Model
 
 Member = tuple[tarfile.TarInfo, bytes | None]
+LONG_NAME = "weights/" + "w" * 300 + ".bin"
 PAYLOAD = os.urandom(300_000)  # incompressible, so cuts of compressed archives land in the data
 
 
@@ -178,6 +179,11 @@ HOSTILE: dict[str, tuple[Callable[[Source], list[Member]], str]] = {
     "model.yaml a symlink": (lambda s: [_special("model.yaml", tarfile.SYMTYPE, "/etc/passwd"),
                                         *s.members()[1:]], "does not start with model.yaml"),
     "empty archive": (lambda s: [], "does not start with model.yaml"),
+    "a 300-character name": (lambda s: [
+        _file("model.yaml", s.info_bytes(manifest={
+            **s.info["manifest"], LONG_NAME: {"size": 5, "sha256": hashlib.sha256(b"owned")
+                                              .hexdigest()}})),
+        *s.members()[1:], _file(LONG_NAME, b"owned")], "longer than the 255 bytes"),
     "manifest lists a traversal": (lambda s: [
         _file("model.yaml", s.info_bytes(manifest={
             **s.info["manifest"], "../x": {"size": 5, "sha256": hashlib.sha256(b"owned")

@@ -96,3 +96,35 @@ def test_tarfile_lists_an_uncompressed_export(model: models.Model, tmp_path: Pat
     with tarfile.open(out) as archive:
         names = archive.getnames()
     assert names == ["model.yaml", *model.info.manifest]
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_an_export_removes_only_the_leftovers_of_dead_local_exports(
+    model: models.Model, tmp_path: Path
+) -> None:
+    from dosirak.store.archive import _HOST
+
+    dead = _dead_pid()
+    leftovers = {
+        f"old.dosirakmodel.partial-{dead}-0123abcd@{_HOST}": False,  # killed here: removed
+        f"old.dosirakmodel.partial-{dead}-0123abce": False,  # from before hosts were recorded
+        f"old.dosirakmodel.partial-{os.getpid()}-0123abcd@{_HOST}": True,  # still exporting
+        f"old.dosirakmodel.partial-{dead}-0123abcd@elsewhere": True,  # another machine's
+        "notes.partial-1-x": True,  # not an export's name
+    }
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for name in leftovers:
+        (folder / name).write_bytes(b"x" * 1000)
+    out = Path(models.export_model(model.tag, str(folder)))
+    assert sorted(os.listdir(folder)) == sorted(
+        [out.name, *(name for name, kept in leftovers.items() if kept)])

@@ -20,6 +20,7 @@ import os
 import posixpath
 import re
 import secrets
+import socket
 import tarfile
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
@@ -32,7 +33,7 @@ import zstandard
 from dosirak.exceptions import InvalidArgument, UnsafeArchive
 from dosirak.store.manifest import CHUNK, INFO_FILE
 from dosirak.store.tar_stream import BackgroundWriter, ForwardReader, TarWriter, copy_hashed
-from dosirak.store.versioned_store import VersionedStore, dump_yaml, fsync_dir
+from dosirak.store.versioned_store import VersionedStore, dump_yaml, fsync_dir, pid_alive
 from dosirak.tag import Tag
 
 SUFFIX = ".dosirakmodel"
@@ -42,8 +43,12 @@ COMPRESSIONS = ("zstd", "gzip", "none")
 DEFAULT_LEVELS = {"zstd": 1, "gzip": 1}
 Progress = Callable[[int], None] | None
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+_PATH_MAX = 1024  # bytes in a member's path; the store's own path comes before it (limit 4096)
 # What a damaged or cut archive raises while it is read (gzip's CRC error is an OSError).
 _CORRUPT = (tarfile.TarError, zstandard.ZstdError, EOFError, gzip.BadGzipFile)
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+_PARTIAL = re.compile(r"\.partial-(?P<pid>[0-9]+)-[0-9a-f]{8}(?:@(?P<host>[A-Za-z0-9._-]+))?$")
 
 
 def _is_local(url: str) -> bool:
@@ -127,8 +132,11 @@ def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
 def _export_local(final: Path, write: Callable[..., None], *, direct: bool) -> None:
     """Write through a temporary file beside ``final``, then publish it with a rename."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    # Unique per call, so that concurrent exports to one name never share a temporary file.
-    partial = final.with_name(f"{final.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    remove_dead_partials(final.parent)
+    # Unique per call, so that concurrent exports to one name never share a temporary file; the
+    # pid and host let a later export tell whether its writer is gone.
+    partial = final.with_name(
+        f"{final.name}.partial-{os.getpid()}-{secrets.token_hex(4)}@{_HOST}")
     try:
         # Unbuffered: with no compression the tar writer writes to the descriptor itself.
         with open(partial, "xb", buffering=0) as raw:
@@ -147,6 +155,26 @@ def _export_local(final: Path, write: Callable[..., None], *, direct: bool) -> N
         # complete under its name, so the export has succeeded as far as they allow.
         if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
             raise
+
+
+def remove_dead_partials(directory: Path) -> None:
+    """Remove the temporary files of exports whose process died (a kill mid-export).
+
+    Only files of this host are judged: a pid says nothing about a process of another machine
+    writing into a shared folder. Those without a host are from before hosts were recorded.
+    """
+    try:
+        with os.scandir(directory) as scan:
+            entries = list(scan)
+    except OSError:
+        return
+    for entry in entries:
+        match = _PARTIAL.search(entry.name)
+        if (match is None or match["host"] not in (None, _HOST)
+                or pid_alive(int(match["pid"])) or not entry.is_file(follow_symlinks=False)):
+            continue
+        with suppress(FileNotFoundError):  # another export cleaned it first
+            os.unlink(entry.path)
 
 
 def _write_tar(raw: IO[bytes], root: Path, info_bytes: bytes, manifest: dict[str, Any], *,
@@ -235,10 +263,20 @@ def _safe_name(name: str) -> str:
     parts = name.split("/")
     if ".." in parts:
         raise UnsafeArchive(f"archive member {name!r} climbs out with '..'; refused")
+    if any(len(part.encode("utf-8", "surrogateescape")) > _NAME_MAX for part in parts) \
+            or len(name.encode("utf-8", "surrogateescape")) > _PATH_MAX:
+        raise UnsafeArchive(f"archive member {_shorten(name)} has a name longer than the "
+                            f"{_NAME_MAX} bytes a file system allows for one file name (or the "
+                            f"{_PATH_MAX} bytes dosirak allows for a path); refused")
     normal = posixpath.normpath(name)
     if normal in (".", "") or normal != name.rstrip("/"):
         raise UnsafeArchive(f"archive member {name!r} is not a normalised relative path; refused")
     return normal
+
+
+def _shorten(name: str) -> str:
+    """A name fit for a message: a hostile one may be kilobytes long."""
+    return repr(name) if len(name) <= 80 else f"{name[:40]!r}...{name[-20:]!r}"
 
 
 def _kind(member: tarfile.TarInfo) -> str:
@@ -397,8 +435,14 @@ def _unpack(archive: tarfile.TarFile, member: tarfile.TarInfo, manifest: dict[st
                             f"{expected.get('size')}; the archive was altered")
     seen.add(name)
     target = draft / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = _copy_member(archive, member, target, what, progress)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = _copy_member(archive, member, target, what, progress)
+    except OSError as error:
+        if error.errno != errno.ENAMETOOLONG:
+            raise
+        raise UnsafeArchive(f"{what}: member {_shorten(name)} has a path too long for the store "
+                            f"at {draft.parent.parent}; refused") from None
     if digest != expected.get("sha256"):
         raise UnsafeArchive(f"{what}: {name!r} does not match its sha256 checksum; the archive "
                             "was altered or damaged")

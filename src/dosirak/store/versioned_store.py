@@ -91,7 +91,8 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this id exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -159,9 +160,10 @@ class VersionedStore:
         try:
             return read_yaml(path)
         except FileNotFoundError:
-            raise self._not_found(tag) from None
+            raise self.not_found(tag) from None
 
-    def _not_found(self, tag: Tag | str) -> ModelNotFound:
+    def not_found(self, tag: Tag | str) -> ModelNotFound:
+        """The error for a tag the store does not hold."""
         text = str(tag)
         return ModelNotFound(f"no {self.kind} {text!r} in {self.root}; "
                              f"see what is there with `dosirak {self.kind}s list`")
@@ -171,7 +173,7 @@ class VersionedStore:
         tag = Tag.parse(tag)
         versions = self.versions(tag.name)
         if not versions:
-            raise self._not_found(tag)
+            raise self.not_found(tag)
         if tag.version is None:
             return Tag(tag.name, self._newest(tag.name, versions))
         if tag.version in versions:
@@ -180,7 +182,7 @@ class VersionedStore:
         if len(matches) == 1:
             return Tag(tag.name, matches[0])
         if not matches:
-            raise self._not_found(tag)
+            raise self.not_found(tag)
         raise InvalidArgument(f"version prefix {tag.version!r} of {tag.name!r} is ambiguous, it "
                               f"matches {', '.join(sorted(matches)[:5])}: give more characters")
 
@@ -193,7 +195,7 @@ class VersionedStore:
                 continue
             created[version] = creation_time(info)
         if not created:
-            raise self._not_found(Tag(name))
+            raise self.not_found(Tag(name))
         return max(created, key=lambda version: (created[version], version))
 
     @contextlib.contextmanager
@@ -208,7 +210,7 @@ class VersionedStore:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
-            raise self._not_found(tag) from None
+            raise self.not_found(tag) from None
         try:
             held = os.fstat(fd)
 
@@ -249,7 +251,7 @@ class VersionedStore:
                 continue
             for entry in entries:
                 pid_text = entry.partition("-")[0]
-                if purpose == _TMP and pid_text.isdigit() and _pid_alive(int(pid_text)):
+                if purpose == _TMP and pid_text.isdigit() and pid_alive(int(pid_text)):
                     continue
                 shutil.rmtree(base / entry, ignore_errors=True)
 
@@ -312,7 +314,7 @@ class VersionedStore:
         try:
             os.rename(self._version_dir(full), trash)
         except FileNotFoundError:
-            raise self._not_found(full) from None
+            raise self.not_found(full) from None
         shutil.rmtree(trash, ignore_errors=True)
         with contextlib.suppress(OSError):  # only succeeds when no version is left
             os.rmdir(self.root / full.name)

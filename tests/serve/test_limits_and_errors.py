@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from conftest import DOSIRAK, REPO, Served, children_of, wait_until
-
 from dosirak.config import ServingConfig
 
 SLOW_SERVICE = '''
@@ -79,11 +78,11 @@ def test_the_documented_body_limit_is_the_one_served(service_dir: Path) -> None:
     assert documented, "docs/http-api.md no longer names the body limit's default"
     limit = int(documented.group(1)) * 1024 * 1024
     assert limit == ServingConfig().api_server.max_request_size
-    with Served([slow_service(service_dir)]) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"POST /pid HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                         b"\r\nContent-Length: %d\r\n\r\n{}" % (limit + 1))
-            assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
+    with Served([slow_service(service_dir)]) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /pid HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: %d\r\n\r\n{}" % (limit + 1))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
 
 
 def test_timeout_answers_504_and_the_server_goes_on(service_dir: Path) -> None:

@@ -114,6 +114,31 @@ class CorsConfig(_Section):
         return self
 
 
+class HttpConfig(_Section):
+    """What one connection may ask of an API worker before the request reaches the service.
+
+    These limits stop clients that send too much head (431), too slowly (408), or hold too many
+    connections open (503): each would otherwise cost the worker memory or a connection slot for
+    as long as the client likes.
+    """
+
+    max_header_bytes: ByteSize = Field(ByteSize(64 * 1024), ge=1024, description="Largest "
+                                       "request head in bytes (request line and headers); "
+                                       "larger ones are answered 431.")
+    max_headers: int = Field(100, ge=8, description="Most header fields in one request; more "
+                             "are answered 431.")
+    head_timeout: float = Field(10.0, gt=0, allow_inf_nan=False, description="Seconds a "
+                                "client has, from the first byte of a request (or from "
+                                "connecting), to send its whole head; then 408 and the "
+                                "connection is closed.")
+    body_timeout: float = Field(30.0, gt=0, allow_inf_nan=False, description="Seconds a "
+                                "request body may go without a byte arriving; then 408 and the "
+                                "connection is closed.")
+    max_connections: int = Field(4096, ge=1, description="Open connections one API worker "
+                                 "keeps; a connection past it is answered 503 and closed. "
+                                 "Capped by the process's open-file limit.")
+
+
 class ApiServerConfig(_Section):
     """The HTTP side: where to listen, how many API workers, and the limits per request."""
 
@@ -143,6 +168,7 @@ class ApiServerConfig(_Section):
                                                   "the thread pool; `threads` always in the "
                                                   "thread pool.")
     cors: CorsConfig = CorsConfig()
+    http: HttpConfig = HttpConfig()
 
     @field_validator("host")
     @classmethod

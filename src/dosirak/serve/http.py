@@ -15,10 +15,8 @@ socket's backlog. This server's shutdown instead:
    machine before the stop is read and answered;
 4. gives up after ``grace`` seconds: what is still running is cancelled.
 
-Each answer leaves in one write: uvicorn writes a response's head and body separately, two
-system calls and two TCP segments for a small answer, a tenth of the server's CPU at 10,000
-requests per second. ``CoalescingTransport`` gathers what one turn of the event loop writes to a
-connection and sends it at the end of that turn.
+Connections are guarded (``dosirak.serve.protocol``): limits on the request head, read
+timeouts, a cap on open connections, and each answer written in one system call.
 """
 
 from __future__ import annotations
@@ -28,12 +26,16 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import resource
 import socket
 import termios
 import time
+from dataclasses import replace
 from typing import Any
 
 import uvicorn
+
+from dosirak.serve.protocol import ConnectionLimits, guarded_protocol
 
 logger = logging.getLogger("dosirak.serve")
 
@@ -41,80 +43,19 @@ logger = logging.getLogger("dosirak.serve")
 #: closed (its client connected before the stop; its request is normally already there).
 NEW_CONNECTION_WAIT = 0.1
 _POLL = 0.005
-# Writes queued in one turn are joined into one buffer up to this size.
-_JOIN_BELOW = 1 << 16
-
-
-class CoalescingTransport:
-    """A connection's transport whose writes of one loop turn go out in a single write."""
-
-    __slots__ = ("_loop", "_pending", "_transport")
-
-    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] | None = None
-
-    def write(self, data: bytes) -> None:
-        """Queue ``data``; everything queued in this turn of the loop is written at its end."""
-        if self._pending is None:
-            self._pending = [data]
-            self._loop.call_soon(self._flush)
-        else:
-            self._pending.append(data)
-
-    def _flush(self) -> None:
-        pending = self._pending
-        self._pending = None
-        if not pending or self._transport.is_closing():
-            return
-        if len(pending) == 1:
-            self._transport.write(pending[0])
-        elif sum(len(part) for part in pending) <= _JOIN_BELOW:
-            self._transport.write(b"".join(pending))
-        else:  # large bodies: no copy just to save a system call
-            for part in pending:
-                self._transport.write(part)
-
-    def close(self) -> None:
-        """Write what is queued, then close."""
-        self._flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        """Drop what is queued and close at once."""
-        self._pending = None
-        self._transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-def _protocol_class() -> Any:
-    """uvicorn's httptools protocol writing through a ``CoalescingTransport``; uvicorn's own
-    choice (h11) when httptools is missing."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:
-        return "auto"
-
-    class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            super().connection_made(CoalescingTransport(transport, self.loop))
-
-    return CoalescingHttpToolsProtocol
 
 
 class HTTPServer(uvicorn.Server):
     """uvicorn's server with the graceful shutdown described in the module docstring."""
 
     def __init__(self, app: Any, *, grace: float, backlog: int = 2048,
-                 keep_alive: float = 5.0) -> None:
+                 keep_alive: float = 5.0, limits: ConnectionLimits | None = None) -> None:
+        self.limits = _within_open_file_limit(limits or ConnectionLimits())
         config = uvicorn.Config(
             # log_config=None: uvicorn's dictConfig would switch back on every logger that
             # the serving configuration switched off (the access and prediction logs).
-            app, http=_protocol_class(), lifespan="off", log_config=None, log_level="warning",
-            access_log=False, proxy_headers=False,
+            app, http=guarded_protocol(self.limits), lifespan="off", log_config=None,
+            log_level="warning", access_log=False, proxy_headers=False,
             server_header=False, backlog=backlog, timeout_keep_alive=keep_alive,
             timeout_graceful_shutdown=grace)
         super().__init__(config)
@@ -187,6 +128,30 @@ class HTTPServer(uvicorn.Server):
         if adopted:
             logger.info("stopping: took %d connection(s) from the backlog", len(adopted))
         return adopted
+
+
+def _within_open_file_limit(limits: ConnectionLimits) -> ConnectionLimits:
+    """``limits`` with ``max_connections`` lowered to what the process may open.
+
+    Past its open-file limit a process cannot accept at all, and every client then waits; the
+    soft limit is raised to the hard one first (as most servers do), and a reserve is kept for
+    the files, sockets and pipes the worker needs besides connections.
+    """
+    reserve = 128
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = limits.max_connections + reserve
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            soft = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    except (OSError, ValueError):
+        return limits
+    if soft == resource.RLIM_INFINITY or soft - reserve >= limits.max_connections:
+        return limits
+    capped = max(1, soft - reserve)
+    logger.warning("api_server.http.max_connections lowered from %d to %d: the open-file limit "
+                   "is %d (raise it with ulimit -n)", limits.max_connections, capped, soft)
+    return replace(limits, max_connections=capped)
 
 
 def _wind_down(connection: Any, now: float, adopted_at: float) -> None:

@@ -139,9 +139,11 @@ def run_worker(spec: WorkerSpec, channel: Channel | None = None,
     from dosirak.observability.log_setup import configure_logging
     from dosirak.serve.http import HTTPServer
     from dosirak.serve.log_stream import BatchedLogStream
+    from dosirak.serve.protocol import connection_limits
 
     server = HTTPServer(app, grace=config.api_server.graceful_timeout,
-                        backlog=config.api_server.backlog)
+                        backlog=config.api_server.backlog,
+                        limits=connection_limits(config.api_server.http))
     # Configured after uvicorn's Config, which resets loggers; lines go out in batches.
     stream = BatchedLogStream(fd=2)
     configure_logging(config.logging, stream=stream)

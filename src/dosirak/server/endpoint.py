@@ -5,12 +5,23 @@ body read that stops at the size limit, the input descriptor's parse, the call, 
 descriptor's render, two ``send`` calls. Everything else (routes, schemas, header bytes) was
 prepared when the app was built. A sync API function runs in the thread pool together with its
 parse and render, so the event loop never decodes or encodes a body for it; an async function
-runs on the loop, with large bodies parsed in a thread.
+(and a sync one run on the loop) has its body parsed on the loop only while that is quick:
+
+- a body larger than the descriptor's ``parse_on_loop_below`` bytes (1 MiB unless the
+  descriptor knows its parse costs more per byte) is parsed in the thread pool;
+- every parse on the loop is timed; when one takes more than ``BLOCKING_PARSE`` seconds, or
+  ``SLOW_PARSES`` in a row more than ``SLOW_PARSE`` each, bodies of that media type and of more
+  than the size that parse could afford (``SLOW_PARSE`` worth of bytes at its speed) go to the
+  thread pool from then on. Other requests then never wait behind a costly parse for long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import re
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,8 +36,34 @@ Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
+logger = logging.getLogger("dosirak.server")
+
 #: Bodies and results larger than this are parsed and rendered off the event loop.
 OFF_LOOP_BYTES = 1 << 20
+#: One parse on the loop taking this long (seconds) moves larger bodies of its media type off it.
+BLOCKING_PARSE = 0.05
+#: So do ``SLOW_PARSES`` parses in a row of more than ``SLOW_PARSE`` seconds each.
+SLOW_PARSE = 0.002
+SLOW_PARSES = 3
+#: Bodies at least this small stay on the loop whatever was learned: their parse is bounded by
+#: the descriptors' limits, and moving them would cost more than it saves.
+MIN_ON_LOOP_BYTES = 1024
+# RFC 9110: type "/" subtype, each a token.
+_MEDIA_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+$")
+
+
+# Stands for a Content-Type header that is present but not a media type.
+_UNPARSABLE = "(unparsable)"
+
+
+@functools.lru_cache(maxsize=512)
+def _content_type(header: str | None) -> tuple[str | None, dict[str, str]]:
+    """The media type and parameters of a Content-Type header; ``_UNPARSABLE`` as the type when
+    the header is there but is not one (a missing header means the API's default type)."""
+    media_type, params = parse_content_type(header)
+    if header is not None and (media_type is None or not _MEDIA_TYPE.match(media_type)):
+        return _UNPARSABLE, {}
+    return media_type, params
 
 
 class ClientDisconnected(Exception):
@@ -45,6 +82,10 @@ class APIEndpoint:
         self.max_request_size = max_request_size
         self._executor = executor
         self._accepted = list(api.input.input_media_types)
+        self._on_loop_below = getattr(api.input, "parse_on_loop_below", OFF_LOOP_BYTES)
+        # Per media type: the body size from which parses were seen to stall the loop.
+        self._learned_below: dict[str, int] = {}
+        self._slow_parses = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         content_type = accept = None
@@ -57,11 +98,14 @@ class APIEndpoint:
             elif key == b"content-length":
                 length = int(value) if value.isdigit() else -1
         try:
-            media_type, params = parse_content_type(content_type)
+            media_type, params = _content_type(content_type)
             parse_as = self.input.media_type_for(media_type)
-            if parse_as is None:
+            if parse_as is None or media_type is _UNPARSABLE:
                 error = UnsupportedMediaType(
-                    f"this API does not read {media_type}; send one of {self._accepted}")
+                    f"this API does not read {media_type}; send one of {self._accepted}"
+                    if media_type is not _UNPARSABLE else
+                    f"the Content-Type header {content_type!r} is not a media type (type/"
+                    f"subtype); send one of {self._accepted}")
                 error.accepted = self._accepted  # type: ignore[attr-defined]
                 raise error
             if length > self.max_request_size:
@@ -112,6 +156,18 @@ class APIEndpoint:
             if not message.get("more_body", False):
                 return body
 
+    def _parse_was_slow(self, media_type: str, size: int, took: float) -> None:
+        self._slow_parses += 1
+        if took <= BLOCKING_PARSE and self._slow_parses < SLOW_PARSES:
+            return
+        affordable = max(MIN_ON_LOOP_BYTES, int(size * SLOW_PARSE / took))
+        if affordable < self._learned_below.get(media_type, size + 1):
+            self._learned_below[media_type] = affordable
+            logger.warning("API %r: parsing a %d-byte %s body held the event loop for %.1f ms; "
+                           "%s bodies over %d bytes are parsed in the thread pool from now on",
+                           self.api.name, size, media_type, took * 1000, media_type,
+                           affordable)
+
     def _too_large(self, length: int | None) -> str:
         size = f"{length} bytes" if length is not None else "more than the limit"
         return (f"the request body is {size}; this server accepts at most "
@@ -135,11 +191,20 @@ class APIEndpoint:
     async def _run_async(self, body: bytes | bytearray, media_type: str,
                          params: dict[str, str], accept: str | None) -> tuple[bytes, str]:
         loop = asyncio.get_running_loop()
-        if len(body) > OFF_LOOP_BYTES:
+        size = len(body)
+        if size > self._on_loop_below or size > self._learned_below.get(media_type, size):
             value = await loop.run_in_executor(self._executor(), self.input.parse, body,
                                                media_type, params)
         else:
-            value = self.input.parse(body, media_type, params)
+            start = time.perf_counter()
+            try:
+                value = self.input.parse(body, media_type, params)
+            finally:
+                took = time.perf_counter() - start
+                if took > SLOW_PARSE:
+                    self._parse_was_slow(media_type, size, took)
+                else:
+                    self._slow_parses = 0
         function = self.api.callable
         assert function is not None
         try:

@@ -46,6 +46,9 @@ current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("dosira
 _JSON = (b"content-type", b"application/json")
 #: The status recorded for a request whose client left before any answer (as nginx logs it).
 CLIENT_CLOSED = 499
+#: Scope key where the HTTP protocol notes the status of a request it ended itself (a body that
+#: stopped arriving: 408), so the log does not call it the client's disconnect.
+CLOSED_WITH = "dosirak.closed_with"
 #: Scope key of a direct API call's ``[status, response body bytes, id header]``.
 RESPONSE_STATE = "dosirak.response"
 
@@ -137,8 +140,9 @@ class Traffic:
                 await self._call_api(app, scope, receive, respond, state)
             else:
                 await app(scope, receive, respond)
-            # No answer at all: the client left before it was sent (nginx's 499).
-            status = state[0] or CLIENT_CLOSED
+            # No answer at all: the client left before it was sent (nginx's 499), unless the
+            # protocol ended the request and answered it itself.
+            status = state[0] or scope.get(CLOSED_WITH, CLIENT_CLOSED)
         finally:
             elapsed = time.perf_counter() - start
             status = state[0] or status

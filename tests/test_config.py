@@ -48,7 +48,7 @@ def test_defaults_without_any_source(monkeypatch):
     server = config.api_server
     assert (server.host, server.port, server.workers, server.timeout) == ("127.0.0.1", 3000, 1,
                                                                          60.0)
-    assert server.max_concurrency is None
+    assert server.max_concurrency == "auto"
     assert server.max_request_size == 20 * 1024 * 1024
     assert server.backlog == 2048
     assert server.cors.enabled is False
@@ -355,7 +355,7 @@ def test_reference_covers_every_setting():
     defaults = {key: default for key, default, _ in config_reference()}
     assert defaults["api_server.port"] == "3000"
     assert defaults["api_server.max_request_size"] == "20MiB"
-    assert defaults["api_server.max_concurrency"] == "null"
+    assert defaults["api_server.max_concurrency"] == "auto"
     # Every documented default is itself a valid value.
     assert options("api_server.max_request_size=20MiB").api_server.max_request_size == \
         ServingConfig().api_server.max_request_size

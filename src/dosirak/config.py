@@ -150,9 +150,12 @@ class ApiServerConfig(_Section):
                          "socket.")
     timeout: float = Field(60.0, gt=0, description="Seconds a request may take before it is "
                            "answered 504 Gateway Timeout.")
-    max_concurrency: int | None = Field(None, ge=1, description="Requests one API worker handles "
-                                        "at once; more are answered 429 Too Many Requests. "
-                                        "`null`: no limit.")
+    max_concurrency: int | Literal["auto"] | None = Field(
+        "auto", description="API calls one API worker handles at once; more are answered 503 "
+        "Service Unavailable at once, with `Retry-After`. `auto`: the size of the sync API "
+        "thread pool (64), beyond which calls would only queue, unless the service batches (a "
+        "batchable runner method or API with batching on), whose batcher sheds load by "
+        "latency budget itself: then no limit. `null`: no limit.")
     max_request_size: ByteSize = Field(ByteSize(20 * 1024 * 1024), gt=0, description="Largest "
                                        "request body in bytes (or `10MiB`, `1GB`); larger ones "
                                        "are answered 413.")
@@ -169,6 +172,15 @@ class ApiServerConfig(_Section):
                                                   "thread pool.")
     cors: CorsConfig = CorsConfig()
     http: HttpConfig = HttpConfig()
+
+    @field_validator("max_concurrency", mode="before")
+    @classmethod
+    def _admission(cls, value: Any) -> Any:
+        # One message instead of one per member of the union.
+        if value is None or value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError("must be a whole number >= 1, `auto` (derived from the sync API "
+                         "thread pool) or null (no limit)")
 
     @field_validator("host")
     @classmethod

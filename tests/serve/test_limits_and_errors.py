@@ -1,4 +1,5 @@
-"""Limits from the configuration (429, 504, CORS) and clear errors for what cannot be served."""
+"""Limits from the configuration (503 at capacity, 504, CORS) and clear errors for what cannot
+be served."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from conftest import DOSIRAK, REPO, Served, children_of, wait_until
 from dosirak.config import ServingConfig
+from dosirak.server.app import DEFAULT_SYNC_THREADS, admission_limit, configure_runners
 
 SLOW_SERVICE = '''
 import asyncio
@@ -47,22 +49,36 @@ def slow_service(directory: Path) -> str:
     return str(directory / "slow_service.py") + ":svc"
 
 
-def test_max_concurrency_answers_429_beyond_the_limit(service_dir: Path) -> None:
+def in_progress(server: Served, path: str) -> float:
+    """API calls to ``path`` in progress, as the server's metrics say."""
+    metrics = server.get("/metrics")[1].decode()
+    found = re.search(rf'dosirak_requests_in_progress{{endpoint="{path}",http_method="POST"}} '
+                      r"(\S+)", metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+def overload(server: Served, calls: int, seconds: float) -> tuple[list[threading.Thread],
+                                                                 list[int]]:
+    """``calls`` calls to /sleep at once, each for ``seconds``; return once all are in
+    progress."""
+    answers: list[int] = []
+    threads = [threading.Thread(target=lambda: answers.append(
+        server.post("/sleep", {"seconds": seconds})[0])) for _ in range(calls)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: in_progress(server, "/sleep") == calls, timeout=20)
+    return threads, answers
+
+
+def test_max_concurrency_answers_503_beyond_the_limit(service_dir: Path) -> None:
     options = "api_server.max_concurrency=2"
     with Served([slow_service(service_dir)], env={"DOSIRAK_CONFIG_OPTIONS": options}) as server:
-        answers: list[int] = []
-        slow = [threading.Thread(target=lambda: answers.append(
-            server.post("/sleep", {"seconds": 1.5})[0])) for _ in range(2)]
-        for thread in slow:
-            thread.start()
-        # Once both slow calls are in progress (the metrics say so), one more is refused.
-        wait_until(lambda: 'dosirak_requests_in_progress{endpoint="/sleep",http_method="POST"} '
-                           '2.0' in server.get("/metrics")[1].decode(), timeout=5)
+        slow, answers = overload(server, 2, 1.5)
         status, headers, body = server.post("/sleep", {"seconds": 0}, {"x-request-id": "busy-1"})
-        assert status == 429
+        assert status == 503
         assert headers["retry-after"] == "1"
         assert headers["x-request-id"] == "busy-1"
-        server.wait_for(r"request_id=busy-1 method=POST path=/sleep status=429 .* "
+        server.wait_for(r"request_id=busy-1 method=POST path=/sleep status=503 .* "
                         r"response_bytes=\d+")
         assert "at most 2 API calls at once" in body["error"]
         assert server.get("/readyz")[0] == 200  # probes are never refused
@@ -70,6 +86,37 @@ def test_max_concurrency_answers_429_beyond_the_limit(service_dir: Path) -> None
             thread.join()
         assert answers == [200, 200]
         assert server.post("/sleep", {"seconds": 0})[0] == 200
+
+
+def test_an_api_without_batching_sheds_load_by_default(service_dir: Path) -> None:
+    """No setting: an API worker admits as many calls as its sync API thread pool has threads
+    (64); the next is refused at once rather than queued."""
+    with Served([slow_service(service_dir)]) as server:
+        slow, answers = overload(server, DEFAULT_SYNC_THREADS, 5.0)
+        asked = time.monotonic()
+        status, headers, body = server.post("/sleep", {"seconds": 0})
+        assert time.monotonic() - asked < 1.0  # refused early, not after the others
+        assert status == 503 and headers["retry-after"] == "1"
+        assert f"at most {DEFAULT_SYNC_THREADS} API calls at once" in body["error"]
+        for thread in slow:
+            thread.join()
+        assert answers == [200] * DEFAULT_SYNC_THREADS
+
+
+def test_a_service_that_batches_is_left_to_its_batcher() -> None:
+    """Its batcher refuses what it cannot answer within the latency budget (503), by rows and
+    time rather than by a count of calls: ``auto`` adds no limit there, unless batching is
+    off."""
+    from test_processes import DOUBLER_SERVICE
+
+    namespace: dict[str, object] = {}
+    exec(compile(DOUBLER_SERVICE, "doubler.py", "exec"), namespace)
+    svc = namespace["svc"]
+    for options, limit in (({}, None), ({"runners": {"batching": {"enabled": False}}}, 64),
+                           ({"api_server": {"max_concurrency": 8}}, 8)):
+        config = ServingConfig(**options)
+        configure_runners(svc, config, "local")
+        assert admission_limit(svc, config, 64) == limit, options
 
 
 def test_the_documented_body_limit_is_the_one_served(service_dir: Path) -> None:

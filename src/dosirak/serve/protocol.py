@@ -189,6 +189,12 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
                         "(api_server.http.max_headers)")
     max_bytes = limits.max_header_bytes
     max_headers = limits.max_headers
+    # uvicorn's own callbacks, called directly: a super() lookup per callback costs more, and
+    # these run several times per request.
+    begin_message = HttpToolsProtocol.on_message_begin
+    complete_head = HttpToolsProtocol.on_headers_complete
+    read_body = HttpToolsProtocol.on_body
+    complete_message = HttpToolsProtocol.on_message_complete
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
         # When the head began to arrive (or the connection opened), until it is complete.
@@ -220,7 +226,7 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
                 super().data_received(data)
 
         def on_message_begin(self) -> None:
-            super().on_message_begin()
+            begin_message(self)
             self._head_since = sweeper.now
             self._head_begun = True
             self._head_bytes = 0
@@ -253,15 +259,15 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
             self._head_since = None
             self._head_begun = False
             self._body_since = sweeper.now
-            super().on_headers_complete()
+            complete_head(self)
 
         def on_body(self, body: bytes) -> None:
             self._body_since = sweeper.now
-            super().on_body(body)
+            read_body(self, body)
 
         def on_message_complete(self) -> None:
             self._body_since = None
-            super().on_message_complete()
+            complete_message(self)
 
         def _refuse(self, refusal_: tuple[int, str, str]) -> None:
             self._refused = refusal_

@@ -48,7 +48,6 @@ from dosirak.server.runner_metrics import RunnerMetrics
 from dosirak.server.traffic import Traffic, current_request_id
 from dosirak.services import Service
 
-DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
 #: Sync API functions block a thread while a batch forms, so allow many; idle ones cost little.
 DEFAULT_SYNC_THREADS = 64
 # The Swagger UI files the docs page loads; nothing else of the package is served.
@@ -249,11 +248,27 @@ def create_app(
                                expose_headers=cors.expose_headers, max_age=cors.max_age)
     app.handler = Traffic(inner, metrics=metrics, access_log=AccessLog(),
                           api_routes=endpoints, timeout=config.api_server.timeout,
-                          max_concurrency=config.api_server.max_concurrency,
+                          max_concurrency=admission_limit(svc, config, sync_threads),
                           track_request_id=prediction_log.enabled,
                           # With CORS between, API calls must pass through it.
                           direct=None if cors.enabled else endpoints)
     return app
+
+
+def admission_limit(svc: Service, config: ServingConfig, sync_threads: int) -> int | None:
+    """How many API calls one API worker admits at once (``api_server.max_concurrency``).
+
+    ``auto``: ``sync_threads`` (the pool that runs sync APIs: beyond it calls only queue),
+    unless a runner method or API of ``svc`` batches, whose batcher refuses what it cannot
+    answer within its latency budget: then no limit. Call after ``configure_runners``.
+    """
+    setting = config.api_server.max_concurrency
+    if setting != "auto":
+        return setting
+    batches = any(api.batchable for api in svc.apis.values()) or any(
+        method.signature.batchable and method.max_batch_size > 1
+        for runner in svc.runners for method in runner.methods.values())
+    return None if batches else sync_threads
 
 
 def configure_runners(svc: Service, config: ServingConfig, default_placement: str

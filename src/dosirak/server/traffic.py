@@ -9,8 +9,10 @@ One ASGI wrapper does it all, because each layer of middleware costs a call, a c
 - **Request id**: the client's ``x-request-id`` when it is a sane token, else a new one; it goes
   back in the response header, into the access log, and into the request's headers so a 500 body
   quotes the same id.
-- **Max concurrency**: API calls beyond ``max_concurrency`` at once are answered 429 at once, with
-  ``Retry-After``. Health, docs and metrics routes are never refused: probes must see the truth.
+- **Admission**: API calls beyond ``max_concurrency`` at once are answered 503 at once, with
+  ``Retry-After``: the server is at capacity, and a client or load balancer should try again
+  shortly or elsewhere, as for the batcher's own 503. Health, docs and metrics routes are never
+  refused: probes must see the truth.
 - **Timeout**: an API call still running after ``timeout`` seconds is cancelled and answered 504.
   One timer sweeps every call in flight a few times per timeout instead of one timer per
   request; a call may run up to a tenth of the timeout longer.
@@ -85,8 +87,9 @@ class Traffic:
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_every = min(max((self.timeout or 1) / 10, 0.005), 0.5)
         self._too_busy = dumps({"error": f"this server handles at most {max_concurrency} API "
-                                         "calls at once and is at that limit; retry shortly "
-                                         "(api_server.max_concurrency)"})
+                                         "calls at once and is at that limit; retry shortly, or "
+                                         "raise api_server.max_concurrency or the number of API "
+                                         "workers"})
         self._too_slow = dumps({"error": f"the call took longer than this server's timeout of "
                                          f"{timeout:g} s and was stopped (api_server.timeout)"})
 
@@ -154,7 +157,7 @@ class Traffic:
                         state: list[Any]) -> None:
         limit = self.max_concurrency
         if limit is not None and self.active >= limit:
-            await _answer(send, 429, self._too_busy, (b"retry-after", b"1"),
+            await _answer(send, 503, self._too_busy, (b"retry-after", b"1"),
                           state=scope.get(RESPONSE_STATE))
             return
         self.active += 1

@@ -200,7 +200,8 @@ def test_unknown_key_names_it_suggests_and_lists_valid_keys(tmp_path):
     message = error_of(environ={"DOSIRAK_CONFIG_OPTIONS": "api_server.wrokers=2"})
     assert "api_server.wrokers" in message
     assert "did you mean 'workers'?" in message
-    assert ("valid keys under api_server: backlog, cors, graceful_timeout, host, max_concurrency, "
+    assert ("valid keys under api_server: backlog, cors, graceful_timeout, host, input_limits, "
+            "max_concurrency, "
             "max_request_size, port, sync_apis, timeout, workers") in message
     assert "DOSIRAK_CONFIG_OPTIONS" in message
 

@@ -139,6 +139,24 @@ class HttpConfig(_Section):
                                  "Capped by the process's open-file limit.")
 
 
+class InputLimitsConfig(_Section):
+    """What one request body may ask of its parser, checked before the costly work.
+
+    A body within ``max_request_size`` can still declare far more than its bytes: a CSV header
+    of 60,000 columns, a PNG of 13000x13000 pixels. An input descriptor's own option
+    (``max_columns=``, ``max_pixels=``) wins over these; bodies past them are answered 400.
+    """
+
+    max_dataframe_columns: int = Field(1000, ge=1, description="Most columns of a DataFrame "
+                                       "body (CSV fields per row, JSON keys, Parquet schema "
+                                       "width).")
+    max_dataframe_cells: int = Field(10_000_000, ge=1, description="Most cells (rows x "
+                                     "columns) a Parquet body may declare; its encodings can "
+                                     "pack billions into a few kilobytes.")
+    max_image_pixels: int = Field(25_000_000, ge=1, description="Most pixels (width x height) "
+                                  "of an image body, read from its header before decoding.")
+
+
 class ApiServerConfig(_Section):
     """The HTTP side: where to listen, how many API workers, and the limits per request."""
 
@@ -171,6 +189,7 @@ class ApiServerConfig(_Section):
                                                   "the thread pool; `threads` always in the "
                                                   "thread pool.")
     cors: CorsConfig = CorsConfig()
+    input_limits: InputLimitsConfig = InputLimitsConfig()
     http: HttpConfig = HttpConfig()
 
     @field_validator("max_concurrency", mode="before")

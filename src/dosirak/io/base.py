@@ -14,9 +14,12 @@ the body itself requires.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dosirak.exceptions import BadInput, DosirakError, InvalidArgument
+
+if TYPE_CHECKING:
+    from dosirak.io.limits import InputLimits
 
 JSON_MEDIA_TYPE = "application/json"
 # curl's ``-d`` sends this type when the user gives none; reading it as the descriptor's own
@@ -72,6 +75,10 @@ class IODescriptor:
 
     def cleanup(self, value: Any) -> None:
         """Release what ``parse`` allocated for ``value``; called after the API function."""
+
+    def apply_limits(self, limits: InputLimits) -> None:
+        """Take the server's bounds on what a body may declare (``dosirak.io.limits``); the
+        descriptor's own options win. Descriptors whose bodies cost only their bytes ignore it."""
 
     # ----- writing responses --------------------------------------------------------------
 

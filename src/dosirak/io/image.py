@@ -26,6 +26,7 @@ from dosirak.io.base import (
 )
 from dosirak.io.file import FORM_MEDIA_TYPE, decode_base64, single_upload, upload_form_schema
 from dosirak.io.form import parse_form
+from dosirak.io.limits import DEFAULT_LIMITS, InputLimits, limit_exceeded
 
 _B64_SCHEMA: dict[str, Any] = {
     "oneOf": [
@@ -57,13 +58,23 @@ class Image(IODescriptor):
     formats accepted (``["image/png", "image/jpeg"]``; any format Pillow reads by default);
     ``mime_type`` is the format of output images. API functions may also return numpy arrays
     (converted with ``Image.fromarray``) or encoded bytes.
+
+    ``max_pixels`` bounds width x height, read from the image's header before it is decoded: a
+    small compressed file can decode to gigabytes (a 657 KB PNG of 13000x13000 pixels takes
+    640 MB). Unset, the server's ``api_server.input_limits.max_image_pixels`` applies (25
+    million by default). Pillow's own bomb check (past about 179 million pixels) stays.
     """
 
     python_type = "PIL.Image.Image"
 
     def __init__(self, pilmode: str | None = None, mime_type: str = "image/png",
-                 allowed_mime_types: list[str] | tuple[str, ...] | None = None) -> None:
+                 allowed_mime_types: list[str] | tuple[str, ...] | None = None,
+                 max_pixels: int | None = None) -> None:
         pil = _pil()
+        check_option(max_pixels is None or (isinstance(max_pixels, int) and max_pixels >= 1),
+                     f"Image: max_pixels must be a positive int, got {max_pixels!r}")
+        self.max_pixels = max_pixels
+        self._max_pixels = max_pixels or DEFAULT_LIMITS.max_image_pixels
         formats_by_mime = {mime: name for name, mime in pil.MIME.items()}
         check_option(mime_type in formats_by_mime and formats_by_mime[mime_type] in pil.SAVE,
                      f"Image: Pillow cannot write {mime_type!r}; use one of "
@@ -79,6 +90,9 @@ class Image(IODescriptor):
         raw_types = self.allowed_mime_types or ("image/*", "application/octet-stream")
         self.input_media_types = (*raw_types, FORM_MEDIA_TYPE, JSON_MEDIA_TYPE)
         self.output_media_types = (mime_type,)
+
+    def apply_limits(self, limits: InputLimits) -> None:
+        self._max_pixels = self.max_pixels or limits.max_image_pixels
 
     @classmethod
     def from_sample(cls, sample: Any, **options: Any) -> Image:
@@ -115,10 +129,15 @@ class Image(IODescriptor):
         """The decoded image; unreadable data and disallowed formats are a 400."""
         pil = _pil()
         try:
-            image = pil.open(io.BytesIO(data))
+            image = pil.open(io.BytesIO(data))  # reads the header only
+            self._check_pixels(image.size)
             image.load()
-        except (pil.UnidentifiedImageError, pil.DecompressionBombError, OSError, SyntaxError,
-                ValueError, EOFError) as error:
+        except (pil.DecompressionBombError, pil.DecompressionBombWarning) as error:
+            # Pillow's own check, past its limit (a warning turned error where warnings are).
+            raise limit_exceeded("pixels", _pixels_in(error), self._max_pixels, "max_pixels",
+                                 "max_image_pixels") from None
+        except (pil.UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                EOFError) as error:
             raise BadInput(f"the image could not be read: {error}",
                            [field_error(["body"], "not a readable image", "image_invalid")]) \
                 from None
@@ -132,6 +151,12 @@ class Image(IODescriptor):
         if self.pilmode is not None and image.mode != self.pilmode:
             image = image.convert(self.pilmode)
         return image
+
+    def _check_pixels(self, size: tuple[int, int]) -> None:
+        width, height = size
+        if width * height > self._max_pixels:
+            raise limit_exceeded(f"pixels ({width}x{height})", width * height, self._max_pixels,
+                                 "max_pixels", "max_image_pixels")
 
     # ----- writing ------------------------------------------------------------------------
 
@@ -168,4 +193,10 @@ class Image(IODescriptor):
 
     def to_spec(self) -> dict[str, Any]:
         return {"type": "Image", "pilmode": self.pilmode, "mime_type": self.mime_type,
-                "allowed_mime_types": self.allowed_mime_types}
+                "allowed_mime_types": self.allowed_mime_types, "max_pixels": self.max_pixels}
+
+
+def _pixels_in(error: Exception) -> int:
+    """The pixel count Pillow's bomb message states ("Image size (169000000 pixels) ...")."""
+    words = str(error).replace("(", " ").split()
+    return next((int(word) for word in words if word.isdigit()), 0)

@@ -26,6 +26,7 @@ from dosirak.io.base import (
 )
 from dosirak.io.encoding import loads
 from dosirak.io.form import parse_form, write_form
+from dosirak.io.limits import InputLimits
 
 FORM_MEDIA_TYPE = "multipart/form-data"
 _BINARY_FIELDS = ("Image", "File")
@@ -48,6 +49,10 @@ class Multipart(IODescriptor):
         self.fields = dict(fields)
         self.optional: frozenset[str] = frozenset()
         self.needs_cleanup = any(d.needs_cleanup for d in fields.values())
+
+    def apply_limits(self, limits: InputLimits) -> None:
+        for descriptor in self.fields.values():
+            descriptor.apply_limits(limits)
 
     def with_optional(self, names: set[str] | frozenset[str]) -> Multipart:
         """Let the fields ``names`` be left out of a request (the function has defaults)."""

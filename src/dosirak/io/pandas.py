@@ -14,6 +14,7 @@ pyarrow) bodies are read and written too; the Accept header picks the response f
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import io
 from typing import Any
@@ -27,6 +28,7 @@ from dosirak.io.base import (
     field_error,
 )
 from dosirak.io.encoding import loads, to_jsonable
+from dosirak.io.limits import DEFAULT_LIMITS, InputLimits, limit_exceeded
 
 CSV_MEDIA_TYPE = "text/csv"
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
@@ -60,6 +62,15 @@ class PandasDataFrame(IODescriptor):
     with ``enforce_shape`` the shape and the presence of ``columns`` are checked.
     ``default_format`` (``json``, ``csv``, ``parquet``) is the response format when the request's
     Accept header does not choose one.
+
+    ``max_columns`` bounds the columns a body may declare (CSV fields per line, JSON keys,
+    Parquet schema width); wider bodies are refused before pandas builds anything, since
+    pandas' cost grows much faster than the body (60,000 CSV columns took a minute). Unset, the
+    server's ``api_server.input_limits.max_dataframe_columns`` applies (1,000 by default).
+
+    With ``enforce_dtype``, float columns refuse missing and infinite values (JSON ``null``,
+    CSV ``nan`` or an empty field) with a 400 naming the column and row, since most models fail
+    on them; ``allow_nonfinite=True`` lets them through as NaN and infinities.
     """
 
     python_type = "pandas.DataFrame"
@@ -74,8 +85,12 @@ class PandasDataFrame(IODescriptor):
         shape: tuple[int, int] | None = None,
         enforce_shape: bool = False,
         default_format: str = "json",
+        max_columns: int | None = None,
+        allow_nonfinite: bool = False,
     ) -> None:
         _pd()
+        check_option(max_columns is None or (isinstance(max_columns, int) and max_columns >= 1),
+                     f"PandasDataFrame: max_columns must be a positive int, got {max_columns!r}")
         check_option(orient in _ORIENTS,
                      f"PandasDataFrame: orient must be one of {_ORIENTS}, got {orient!r}")
         check_option(default_format in _FORMATS, f"PandasDataFrame: default_format must be one "
@@ -105,7 +120,18 @@ class PandasDataFrame(IODescriptor):
         offered = [JSON_MEDIA_TYPE, CSV_MEDIA_TYPE, *parquet[:1]]
         offered.remove(_FORMATS[default_format])
         self.output_media_types = (_FORMATS[default_format], *offered)
-        self._schema = _frame_schema(orient, self.columns, self.dtype)
+        self.max_columns = max_columns
+        self.allow_nonfinite = allow_nonfinite
+        self._finite = enforce_dtype and not allow_nonfinite
+        self.apply_limits(DEFAULT_LIMITS)
+
+    def apply_limits(self, limits: InputLimits) -> None:
+        self._max_columns = self.max_columns or limits.max_dataframe_columns
+        self._max_cells = limits.max_dataframe_cells
+        # The schema states the bound, so a client that follows it is never refused.
+        self._schema = _frame_schema(self.orient, self.columns, self.dtype,
+                                     max_columns=self._max_columns, required=self.enforce_shape,
+                                     finite=self._finite)
 
     @classmethod
     def from_sample(cls, sample: Any, *, orient: str = "records", enforce_dtype: bool = False,
@@ -125,6 +151,7 @@ class PandasDataFrame(IODescriptor):
     def parse(self, body: bytes | bytearray, media_type: str, params: dict[str, str]) -> Any:
         pd = _pd()
         if media_type == CSV_MEDIA_TYPE:
+            _check_csv_width(body, self._max_columns)
             try:
                 if self.apply_column_names:
                     frame = pd.read_csv(io.BytesIO(body), header=None, names=self.columns)
@@ -136,7 +163,7 @@ class PandasDataFrame(IODescriptor):
                                [field_error(["body"], str(error), "csv_invalid")]) from None
             return self._check(frame)
         if media_type in (PARQUET_MEDIA_TYPE, OCTET_STREAM):
-            return self._check(_read_parquet(body))
+            return self._check(_read_parquet(body, self._max_columns, self._max_cells))
         return self.from_json_value(loads(body))
 
     def from_json_value(self, value: Any) -> Any:
@@ -152,6 +179,7 @@ class PandasDataFrame(IODescriptor):
                            f"{_ORIENT_EXAMPLES[orient]}",
                            [field_error(["body"], f"expected a JSON {_json_kind(expected)}",
                                         "type_error")])
+        _check_json_width(value, orient, self._max_columns)
         try:
             if orient == "records":
                 if value and not all(isinstance(row, dict) for row in value):
@@ -188,6 +216,8 @@ class PandasDataFrame(IODescriptor):
             _check_frame_shape(frame, self.shape, self.columns)
         if self.dtype is not None:
             frame = _apply_dtype(frame, self.dtype, self.enforce_dtype)
+            if self._finite:
+                _refuse_nonfinite(frame, self.dtype)
         return frame
 
     # ----- writing ------------------------------------------------------------------------
@@ -230,7 +260,8 @@ class PandasDataFrame(IODescriptor):
                 "apply_column_names": self.apply_column_names, "dtype": to_jsonable(self.dtype),
                 "enforce_dtype": self.enforce_dtype,
                 "shape": None if self.shape is None else list(self.shape),
-                "enforce_shape": self.enforce_shape, "default_format": self.default_format}
+                "enforce_shape": self.enforce_shape, "default_format": self.default_format,
+                "max_columns": self.max_columns, "allow_nonfinite": self.allow_nonfinite}
 
 
 class PandasSeries(IODescriptor):
@@ -326,14 +357,67 @@ def _json_kind(kind: type) -> str:
     return "array" if kind is list else "object"
 
 
-def _read_parquet(body: bytes | bytearray) -> Any:
+def _check_width(found: int, limit: int) -> None:
+    if found > limit:
+        raise limit_exceeded("columns", found, limit, "max_columns", "max_dataframe_columns")
+
+
+def _check_csv_width(body: bytes | bytearray, limit: int) -> None:
+    """Refuse a CSV whose header or first row is wider than ``limit`` fields.
+
+    pandas names every header column and turns the surplus fields of the first data row into
+    index levels, both at a cost far above linear; later rows of another width are a quick
+    tokenizer error. So only the first two logical rows are measured, and only when the body
+    holds enough commas for any row to be too wide (one C-level count for usual bodies).
+    """
+    if body.count(b",") < limit:
+        return
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", errors="replace", newline="")
+    try:
+        for _, row in zip(range(2), csv.reader(text), strict=False):
+            _check_width(len(row), limit)
+    except csv.Error:
+        return  # not CSV as the csv module reads it: pandas names the problem
+
+
+def _check_json_width(value: Any, orient: str, limit: int) -> None:
+    """Refuse a JSON table with more than ``limit`` columns before pandas builds it."""
+    if orient == "columns":
+        found = len(value)
+    elif orient == "index":
+        rows = [row for row in value.values() if isinstance(row, dict)]
+        found = len(set().union(*rows)) if rows else 0
+    elif orient == "split":
+        data = value.get("data")
+        found = max(len(value.get("columns") or ()), _widest(data if isinstance(data, list)
+                                                             else []))
+    elif value and all(type(row) is dict for row in value):  # records
+        found = len(set().union(*value))
+    else:  # values, or records given as lists
+        found = _widest(value)
+    _check_width(found, limit)
+
+
+def _widest(rows: list[Any]) -> int:
+    return max((len(row) for row in rows if isinstance(row, (list, dict))), default=0)
+
+
+def _read_parquet(body: bytes | bytearray, max_columns: int, max_cells: int) -> Any:
     if not _has_pyarrow():  # pragma: no cover - the media type is not offered without it
         raise MissingDependency("Parquet bodies need pyarrow: pip install pyarrow")
     import pyarrow
     import pyarrow.parquet as parquet
 
     try:
-        table = parquet.read_table(pyarrow.BufferReader(bytes(body)))
+        # The footer says how wide and long the table is; its encodings may make a few
+        # kilobytes into billions of cells, so it is measured before anything is decoded.
+        source = parquet.ParquetFile(pyarrow.BufferReader(bytes(body)))
+        columns, rows = source.metadata.num_columns, source.metadata.num_rows
+        _check_width(columns, max_columns)
+        if columns * rows > max_cells:
+            raise limit_exceeded("cells (rows x columns)", columns * rows, max_cells,
+                                 "max_columns", "max_dataframe_cells")
+        table = source.read()
         return table.to_pandas()
     except (pyarrow.ArrowException, OSError, ValueError) as error:
         raise BadInput(f"malformed Parquet body: {error}",
@@ -391,13 +475,39 @@ def _apply_dtype(frame: Any, dtype: Any, enforce: bool) -> Any:
     return frame
 
 
-def _dtype_schema(dtype: Any) -> dict[str, Any]:
+def _refuse_nonfinite(frame: Any, dtype: Any) -> None:
+    """Refuse NaN and infinities in the columns ``dtype`` makes float, naming each column."""
+    import numpy as np
+
+    detail = []
+    for column in frame.columns:
+        if isinstance(dtype, dict) and str(column) not in dtype:
+            continue
+        values = frame[column].to_numpy()
+        if values.dtype.kind != "f":
+            continue
+        finite = np.isfinite(values)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            detail.append(field_error(["body", str(column)], f"row {row} is {values[row]} "
+                                      "(missing or infinite); send a finite number",
+                                      "finite_number"))
+    if detail:
+        raise BadInput("column(s) with missing or infinite values: " +
+                       ", ".join(str(d["loc"][-1]) for d in detail) + "; this API needs finite "
+                       "numbers (the descriptor's allow_nonfinite=True would accept them)",
+                       detail)
+
+
+def _dtype_schema(dtype: Any, finite: bool = False) -> dict[str, Any]:
     if dtype is None:
         return {}
     text = str(dtype)
     if text.startswith(("int", "uint", "Int", "UInt")):
         return {"type": "integer"}
     if text.startswith(("float", "Float")):
+        if finite:
+            return {"type": "number"}
         return {"type": "number", "nullable": True}  # missing values are NaN, written as null
     if text in ("bool", "boolean"):
         return {"type": "boolean"}
@@ -406,28 +516,35 @@ def _dtype_schema(dtype: Any) -> dict[str, Any]:
     return {}
 
 
-def _frame_schema(orient: str, columns: list[str] | None, dtype: Any) -> dict[str, Any]:
+def _frame_schema(orient: str, columns: list[str] | None, dtype: Any, *, max_columns: int,
+                  required: bool = False, finite: bool = False) -> dict[str, Any]:
+    """The JSON schema of a table body: its columns, their types and the bounds checked."""
     def column_schema(column: str) -> dict[str, Any]:
-        return _dtype_schema(dtype.get(column) if isinstance(dtype, dict) else dtype)
+        return _dtype_schema(dtype.get(column) if isinstance(dtype, dict) else dtype, finite)
 
+    width = {"maxItems": max_columns}
     if orient == "values":
-        return {"type": "array", "items": {"type": "array", "items": {}}}
+        return {"type": "array", "items": {"type": "array", "items": {}, **width}}
     if orient == "split":
         return {"type": "object", "required": ["data"], "properties": {
-            "columns": {"type": "array", "items": {"type": "string"}},
+            "columns": {"type": "array", "items": {"type": "string"}, **width},
             "index": {"type": "array"},
-            "data": {"type": "array", "items": {"type": "array"}}}}
+            "data": {"type": "array", "items": {"type": "array", **width}}}}
+    row: dict[str, Any] = {"type": "object", "maxProperties": max_columns}
     if columns:
-        row: dict[str, Any] = {"type": "object",
-                               "properties": {c: column_schema(c) for c in columns}}
-    else:
-        row = {"type": "object"}
+        row["properties"] = {c: column_schema(c) for c in columns}
+        if required and orient != "columns":
+            row["required"] = list(columns)
     if orient == "records":
         return {"type": "array", "items": row}
     if orient == "index":
         return {"type": "object", "additionalProperties": row}
     # "columns": {column: {index: value}}
+    table: dict[str, Any] = {"type": "object", "maxProperties": max_columns,
+                             "additionalProperties": {"type": "object"}}
     if columns:
-        return {"type": "object", "properties": {
-            c: {"type": "object", "additionalProperties": column_schema(c)} for c in columns}}
-    return {"type": "object", "additionalProperties": {"type": "object"}}
+        table["properties"] = {c: {"type": "object", "additionalProperties": column_schema(c)}
+                               for c in columns}
+        if required:
+            table["required"] = list(columns)
+    return table

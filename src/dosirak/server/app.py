@@ -256,22 +256,6 @@ def create_app(
     return app
 
 
-def admission_limit(svc: Service, config: ServingConfig, sync_threads: int) -> int | None:
-    """How many API calls one API worker admits at once (``api_server.max_concurrency``).
-
-    ``auto``: ``sync_threads`` (the pool that runs sync APIs: beyond it calls only queue),
-    unless a runner method or API of ``svc`` batches, whose batcher refuses what it cannot
-    answer within its latency budget: then no limit. Call after ``configure_runners``.
-    """
-    setting = config.api_server.max_concurrency
-    if setting != "auto":
-        return setting
-    batches = any(api.batchable for api in svc.apis.values()) or any(
-        method.signature.batchable and method.max_batch_size > 1
-        for runner in svc.runners for method in runner.methods.values())
-    return None if batches else sync_threads
-
-
 def _apply_input_limits(svc: Service, config: ServingConfig) -> None:
     """Give every API's input the configuration's bounds on what a body may declare (before
     the OpenAPI document is built: the schemas state them)."""

@@ -400,6 +400,16 @@ class LoggingConfig(_Section):
     prediction: PredictionLogConfig = PredictionLogConfig()
 
 
+class ModelStoreConfig(_Section):
+    """The local model store: what an imported archive may ask of it."""
+
+    import_max_size: ByteSize = Field(ByteSize(64 << 30), ge=0, description="Most bytes an "
+                                      "imported archive may unpack (its manifest's sizes, "
+                                      "summed; `100GiB`); larger ones are refused before "
+                                      "anything is written, as are those that would not fit "
+                                      "in the store's free space.")
+
+
 class ServingConfig(_Section):
     """The whole serving configuration; build it with :func:`load_config`."""
 
@@ -407,6 +417,7 @@ class ServingConfig(_Section):
     runners: RunnersConfig = RunnersConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    model_store: ModelStoreConfig = ModelStoreConfig()
 
     def check_runners(self, runners: Mapping[str, Iterable[str]]) -> None:
         """Refuse sections for runners or methods the service does not have (typos).

@@ -237,16 +237,31 @@ def export_model(tag: Tag | str, dest: str, *, progress: Callable[[int], None] |
 
 def import_model(src: str, *, overwrite: bool = False,
                  progress: Callable[[int], None] | None = None,
-                 storage_options: dict[str, Any] | None = None) -> Model:
+                 storage_options: dict[str, Any] | None = None,
+                 max_size: int | None = None) -> Model:
     """Import a ``.dosirakmodel`` archive; checked in full before the model becomes visible.
 
     ``storage_options`` go to fsspec when ``src`` is a URL, as in ``export_model``.
+    ``max_size`` (bytes) bounds what the archive may unpack; by default the setting
+    ``model_store.import_max_size`` (64 GiB). An archive that would not fit in the store's free
+    space is refused too, before anything is written.
     """
     from dosirak.store.archive import import_entry
 
     tag = import_entry(model_store(), src, overwrite=overwrite, progress=progress,
-                       validate=ModelInfo.from_dict, storage_options=storage_options)
+                       validate=ModelInfo.from_dict, storage_options=storage_options,
+                       max_size=_import_max_size(max_size))
     return get(tag)
+
+
+def _import_max_size(max_size: int | None) -> int:
+    if max_size is not None:
+        if type(max_size) is not int or max_size < 0:
+            raise InvalidArgument(f"max_size must be a number of bytes >= 0, not {max_size!r}")
+        return max_size
+    from dosirak.config import load_config  # pydantic, only when an import needs the setting
+
+    return int(load_config().model_store.import_max_size)
 
 
 # ----- saving (used by the framework adapters) ---------------------------------------------

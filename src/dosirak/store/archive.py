@@ -20,6 +20,7 @@ import os
 import posixpath
 import re
 import secrets
+import shutil
 import socket
 import tarfile
 from collections.abc import Callable
@@ -32,8 +33,20 @@ import zstandard
 
 from dosirak.exceptions import InvalidArgument, UnsafeArchive
 from dosirak.store.manifest import CHUNK, INFO_FILE
-from dosirak.store.tar_stream import BackgroundWriter, ForwardReader, TarWriter, copy_hashed
-from dosirak.store.versioned_store import VersionedStore, dump_yaml, fsync_dir, pid_alive
+from dosirak.store.tar_stream import (
+    BackgroundWriter,
+    CheckedTarInfo,
+    ForwardReader,
+    TarWriter,
+    copy_hashed,
+)
+from dosirak.store.versioned_store import (
+    VersionedStore,
+    dump_yaml,
+    fsync_dir,
+    pid_alive,
+    read_yaml,
+)
 from dosirak.tag import Tag
 
 SUFFIX = ".dosirakmodel"
@@ -46,6 +59,12 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
 _PATH_MAX = 1024  # bytes in a member's path; the store's own path comes before it (limit 4096)
 # What a damaged or cut archive raises while it is read (gzip's CRC error is an OSError).
+# Per member, the header blocks, PAX records and GNU long names tarfile may read: dosirak writes
+# a few kilobytes at most (a path of up to _PATH_MAX bytes in a PAX record).
+HEADER_LIMIT = 64 << 10
+DEFAULT_MAX_SIZE = 64 << 30  # model.yaml's manifest sizes, summed; model_store.import_max_size
+_INFO_LIMIT = 64 << 20
+_FREE_RESERVE = 256 << 20  # left free on the store's disk after an import, for everything else
 _CORRUPT = (tarfile.TarError, zstandard.ZstdError, EOFError, gzip.BadGzipFile)
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
 _PARTIAL = re.compile(r"\.partial-(?P<pid>[0-9]+)-[0-9a-f]{8}(?:@(?P<host>[A-Za-z0-9._-]+))?$")
@@ -294,38 +313,20 @@ def _kind(member: tarfile.TarInfo) -> str:
 def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
                  progress: Progress = None,
                  validate: Callable[[dict[str, Any]], Any] | None = None,
-                 storage_options: dict[str, Any] | None = None) -> Tag:
-    """Check and unpack an archive into the store; returns the imported tag."""
-    from dosirak.store.versioned_store import read_yaml
+                 storage_options: dict[str, Any] | None = None,
+                 max_size: int = DEFAULT_MAX_SIZE) -> Tag:
+    """Check and unpack an archive into the store; returns the imported tag.
 
+    ``max_size`` bounds the bytes the archive may unpack (its manifest's sizes, summed).
+    """
     what = f"archive {src}"
     with ExitStack() as stack:
         stream = _open_source(src, stack, storage_options)
-        try:
-            # tarfile parses the headers; member data is read from the ForwardReader directly
-            # (tar_stream.py says why), which also keeps tarfile from ever seeking backwards.
-            reader = ForwardReader(stream)
-            archive = stack.enter_context(tarfile.open(fileobj=reader, mode="r:"))
-            members = iter(archive)
-            first = next(members, None)
-        except (*_CORRUPT, OSError) as error:
-            raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error})") from error
-        if first is None or first.name != INFO_FILE or not first.isreg():
-            raise UnsafeArchive(f"{what} does not start with {INFO_FILE}; it is not a {SUFFIX} "
-                                "archive or it was altered")
-        if first.size > 64 << 20:
-            raise UnsafeArchive(f"{what}: {INFO_FILE} is implausibly large ({first.size} bytes)")
+        reader = ForwardReader(stream, header_limit=HEADER_LIMIT, name=what)
+        archive, first = _open_tar(reader, stack, what)
         draft = store.new_draft()
         try:
-            info_path = draft / INFO_FILE
-            try:
-                _copy_member(archive, first, info_path, what, progress)
-                info = read_yaml(info_path)
-            except _CORRUPT as error:
-                raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
-            except Exception as error:
-                raise UnsafeArchive(f"{what}: {INFO_FILE} cannot be read ({error})") from error
-            info_path.unlink()
+            info = _read_info(archive, first, draft / INFO_FILE, what, progress)
             tag = _tag_of(info, what)
             manifest = _manifest_of(info, what)
             if validate is not None:
@@ -335,22 +336,92 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
                     raise UnsafeArchive(f"{what}: {INFO_FILE} is not valid ({error!r})") from error
             if not overwrite and tag.version in store.versions(tag.name):
                 raise_exists(store, tag)
-            seen: set[str] = set()
-            try:
-                for member in members:
-                    _unpack(archive, member, manifest, seen, draft, what, progress)
-            except _CORRUPT as error:
-                raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
-            if missing := sorted(set(manifest) - seen):
-                raise UnsafeArchive(
-                    f"{what} lacks files its manifest lists: {', '.join(missing[:5])}"
-                )
+            _check_room(manifest, max_size, draft, what)
+            _unpack_all(archive, reader, manifest, draft, what, progress)
             _check_end(reader, what)
             store.commit(draft, tag, info, overwrite=overwrite)
         except BaseException:
             store.discard(draft)
             raise
     return tag
+
+
+def _open_tar(reader: ForwardReader, stack: ExitStack,
+              what: str) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
+    """The tar reader and its first member, which must be the info file."""
+    try:
+        # tarfile parses the headers; member data is read from the ForwardReader directly
+        # (tar_stream.py says why), which also keeps tarfile from ever seeking backwards.
+        archive = stack.enter_context(
+            tarfile.open(fileobj=reader, mode="r:", tarinfo=CheckedTarInfo))  # noqa: SIM115
+        first = archive.next()
+    except (*_CORRUPT, OSError) as error:
+        raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error})") from error
+    if first is None or first.name != INFO_FILE or not first.isreg():
+        raise UnsafeArchive(f"{what} does not start with {INFO_FILE}; it is not a {SUFFIX} "
+                            "archive or it was altered")
+    if first.size > _INFO_LIMIT:
+        raise UnsafeArchive(f"{what}: {INFO_FILE} is implausibly large ({first.size} bytes, "
+                            f"the limit is {_INFO_LIMIT}); refused")
+    return archive, first
+
+
+def _read_info(archive: tarfile.TarFile, first: tarfile.TarInfo, path: Path, what: str,
+               progress: Progress) -> dict[str, Any]:
+    """Unpack and parse the info file; it is rewritten by the store's commit."""
+    try:
+        _copy_member(archive, first, path, what, progress)
+        info = read_yaml(path)
+    except _CORRUPT as error:
+        raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
+    except Exception as error:
+        raise UnsafeArchive(f"{what}: {INFO_FILE} cannot be read ({error})") from error
+    path.unlink()
+    return info
+
+
+def _check_room(manifest: dict[str, Any], max_size: int, draft: Path, what: str) -> None:
+    """Refuse, before a byte of model data is written, an archive too big to unpack here."""
+    total = sum(entry["size"] for entry in manifest.values())
+    if total > max_size:
+        raise UnsafeArchive(
+            f"{what} unpacks to {_human(total)}, over the import limit of {_human(max_size)}; "
+            "if you trust it, raise the limit (models.import_model(max_size=...), `dosirak "
+            "models import --max-size`, or the setting model_store.import_max_size)")
+    free = shutil.disk_usage(draft).free
+    if total + _FREE_RESERVE > free:
+        raise UnsafeArchive(
+            f"{what} unpacks to {_human(total)} but the store's disk has {_human(free)} free "
+            f"(and {_human(_FREE_RESERVE)} must stay free); make room or move $DOSIRAK_HOME")
+
+
+def _human(size: int) -> str:
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):  # noqa: B007 - the last unit is kept
+        if value < 1024:
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def _unpack_all(archive: tarfile.TarFile, reader: ForwardReader, manifest: dict[str, Any],
+                draft: Path, what: str, progress: Progress) -> None:
+    """Unpack every member after the info file; all must be in the manifest, once each."""
+    seen: set[str] = set()
+    try:
+        while True:
+            reader.begin_member()
+            member = archive.next()
+            if member is None:
+                break
+            # tarfile keeps every member it read; a hostile archive of many members, each
+            # with large headers, would grow that list without bound. Nothing needs it.
+            archive.members.clear()
+            _unpack(archive, member, manifest, seen, draft, what, progress)
+    except _CORRUPT as error:
+        raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
+    if missing := sorted(set(manifest) - seen):
+        raise UnsafeArchive(f"{what} lacks files its manifest lists: {', '.join(missing[:5])}")
 
 
 def _check_end(reader: ForwardReader, what: str) -> None:

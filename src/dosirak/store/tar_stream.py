@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from dosirak.exceptions import StoreCorrupted
+from dosirak.exceptions import StoreCorrupted, UnsafeArchive
 
 Progress = Callable[[int], None] | None
 CHUNK = 1 << 20  # big enough that per-chunk Python overhead vanishes, small enough for L2 cache
@@ -126,17 +126,58 @@ class TarWriter:
             self._write(bytes(tarfile.RECORDSIZE - remainder))
 
 
+class CheckedTarInfo(tarfile.TarInfo):
+    """A tar header that refuses, as soon as it is parsed, what dosirak never writes and tarfile
+    would keep for the rest of the archive: global PAX headers (their records apply to every
+    later member, so a hostile archive could pile them up member after member)."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+        """Parse one 512-byte header block, refusing a global PAX header."""
+        member = super().frombuf(buf, encoding, errors)
+        if member.type == tarfile.XGLTYPE:
+            raise UnsafeArchive("the archive holds a global PAX header, which dosirak never "
+                                "writes; the archive was not made by dosirak or was altered; "
+                                "refused")
+        return member
+
+
 class ForwardReader:
     """A readable stream that counts its position and seeks forward only, by reading.
 
     It lets ``tarfile.open(fileobj=..., mode="r:")`` parse headers from a stream that cannot
     rewind (a decompressor, a download) while member data is read here directly, without the
     copies of tarfile's own stream mode. Seeking backwards is refused: an archive is read once.
+
+    ``header_limit`` bounds what tarfile may read for one member's headers: it reads header
+    blocks, PAX extended headers and GNU long names with ``read()`` and holds each whole in
+    memory (a 23 KB archive once asked it for 753 MB), while member data is read here with
+    ``readinto``. A ``read()`` past the limit is refused before a byte is read; call
+    ``begin_member()`` before each member's headers.
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
+    def __init__(self, stream: IO[bytes], *, header_limit: int | None = None,
+                 name: str = "the archive") -> None:
+        self._stream, self._name = stream, name
         self._position = 0
+        self._header_limit = header_limit
+        self._header_bytes = 0
+
+    def begin_member(self) -> None:
+        """Start the header budget of the next member afresh."""
+        self._header_bytes = 0
+
+    def _take_header_bytes(self, size: int | None) -> None:
+        if self._header_limit is None:
+            return
+        if size is None or size < 0 or self._header_bytes + size > self._header_limit:
+            asked = "all the rest" if size is None or size < 0 else f"{size} more bytes"
+            raise UnsafeArchive(
+                f"{self._name}: a member's tar headers (PAX extended header, GNU long name) "
+                f"ask for {asked} after {self._header_bytes}, over the limit of "
+                f"{self._header_limit} bytes; dosirak writes headers of a few kilobytes at "
+                "most, so the archive was altered or is hostile; refused")
+        self._header_bytes += size
 
     def tell(self) -> int:
         return self._position
@@ -147,6 +188,7 @@ class ForwardReader:
         return count or 0
 
     def read(self, size: int = -1) -> bytes:
+        self._take_header_bytes(size)  # only tarfile calls read(): headers
         if size is None or size < 0:
             data = self._stream.read()
             self._position += len(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import hashlib
 import io
@@ -26,6 +27,10 @@ from dosirak.models import Model
 Member = tuple[tarfile.TarInfo, bytes | None]
 LONG_NAME = "weights/" + "w" * 300 + ".bin"
 PAYLOAD = os.urandom(300_000)  # incompressible, so cuts of compressed archives land in the data
+# Levels of nine aliases each: a few hundred bytes that expand to 9**5 strings (9 levels, 1.3 KB,
+# once made 296 MB of /metadata).
+LAUGHS = b"a: &a0 [lol]\n" + b"".join(
+    b"  a%d: &a%d [%s]\n" % (i, i, b", ".join([b"*a%d" % (i - 1)] * 9)) for i in range(1, 6))
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:
@@ -240,9 +245,27 @@ INVALID_INFO: dict[str, tuple[Callable[[Source], bytes], str]] = {
         lambda s: s.info_bytes(manifest={"./" + k: v for k, v in s.info["manifest"].items()}),
         "not a normalised relative path"),
     "bad creation time": (lambda s: s.info_bytes(creation_time="yesterday"), "is not valid"),
+    "creation time in 2999": (lambda s: s.info_bytes(creation_time="2999-01-01T00:00:00+00:00"),
+                              "creation time 2999-01-01T00:00:00+00:00 is in the future"),
+    "version 'latest'": (lambda s: s.info_bytes(version="latest"),
+                         "its version 'latest' is a reserved word"),
+    "yaml alias": (lambda s: s.info_bytes(metadata={"a": "X"}).replace(
+        b"a: X", b"a: &x [1, 2]\n  b: *x"), "uses a YAML anchor or alias (line"),
+    "yaml anchor alone": (lambda s: s.info_bytes(metadata={"a": "X"}).replace(
+        b"a: X", b"a: &x [1, 2]"), "uses a YAML anchor or alias"),
+    "billion laughs": (lambda s: s.info_bytes(metadata={"a": "X"}).replace(b"a: X", LAUGHS),
+                       "uses a YAML anchor or alias"),
     "bad signature": (lambda s: s.info_bytes(signatures={"predict": {"batchable": "yes"}}),
                       "is not valid"),
 }
+
+
+def test_a_creation_time_within_clock_skew_imports(source: Source, tmp_path: Path) -> None:
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    path = tmp_path / "soon.dosirakmodel"
+    path.write_bytes(_tar([_file("model.yaml", source.info_bytes(
+        creation_time=soon.isoformat())), *source.members()[1:]]))
+    assert models.import_model(str(path), overwrite=True).info.creation_time == soon
 
 
 @pytest.mark.parametrize("case", list(INVALID_INFO))

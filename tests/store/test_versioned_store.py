@@ -211,3 +211,13 @@ def test_saving_while_deleting_the_same_name_never_fails() -> None:
     _run([churn for _ in range(3)])
     assert models.list("churn") == []
     assert not (model_store().root / "churn").exists()
+
+
+def test_yaml_written_by_the_store_has_no_anchors_or_aliases() -> None:
+    # Imports refuse them; what dosirak writes must import.
+    from dosirak.store.versioned_store import dump_yaml
+
+    shared = {"k": [1, 2]}
+    text = dump_yaml({"a": shared, "b": shared})
+    assert "&" not in text and "*" not in text
+    assert text.count("k:") == 2

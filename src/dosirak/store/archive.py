@@ -13,6 +13,7 @@ all checks pass, so a refused archive leaves the store unchanged.
 
 from __future__ import annotations
 
+import datetime
 import errno
 import gzip
 import io
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import fsspec
+import yaml
 import zstandard
 
 from dosirak.exceptions import InvalidArgument, UnsafeArchive
@@ -41,7 +43,9 @@ from dosirak.store.tar_stream import (
     copy_hashed,
 )
 from dosirak.store.versioned_store import (
+    YAML_LOADER,
     VersionedStore,
+    creation_time,
     dump_yaml,
     fsync_dir,
     pid_alive,
@@ -64,6 +68,8 @@ _PATH_MAX = 1024  # bytes in a member's path; the store's own path comes before 
 HEADER_LIMIT = 64 << 10
 DEFAULT_MAX_SIZE = 64 << 30  # model.yaml's manifest sizes, summed; model_store.import_max_size
 _INFO_LIMIT = 64 << 20
+RESERVED_VERSIONS = frozenset({"latest"})
+CLOCK_SKEW = datetime.timedelta(days=1)  # how far ahead another machine's clock may be
 _FREE_RESERVE = 256 << 20  # left free on the store's disk after an import, for everything else
 _CORRUPT = (tarfile.TarError, zstandard.ZstdError, EOFError, gzip.BadGzipFile)
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
@@ -328,6 +334,7 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
         try:
             info = _read_info(archive, first, draft / INFO_FILE, what, progress)
             tag = _tag_of(info, what)
+            _check_claims(info, tag, what)
             manifest = _manifest_of(info, what)
             if validate is not None:
                 try:
@@ -337,7 +344,7 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
             if not overwrite and tag.version in store.versions(tag.name):
                 raise_exists(store, tag)
             _check_room(manifest, max_size, draft, what)
-            _unpack_all(archive, reader, manifest, draft, what, progress)
+            _unpack_all(archive, reader, manifest, draft, what, progress, max_size)
             _check_end(reader, what)
             store.commit(draft, tag, info, overwrite=overwrite)
         except BaseException:
@@ -371,13 +378,46 @@ def _read_info(archive: tarfile.TarFile, first: tarfile.TarInfo, path: Path, wha
     """Unpack and parse the info file; it is rewritten by the store's commit."""
     try:
         _copy_member(archive, first, path, what, progress)
+        _refuse_aliases(path, what)
         info = read_yaml(path)
+    except UnsafeArchive:
+        raise
     except _CORRUPT as error:
         raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
     except Exception as error:
         raise UnsafeArchive(f"{what}: {INFO_FILE} cannot be read ({error})") from error
     path.unlink()
     return info
+
+
+def _refuse_aliases(path: Path, what: str) -> None:
+    """Refuse YAML anchors and aliases before any object is built from them.
+
+    An alias repeats the node it names, and may name a node full of aliases: 1.3 KB of them once
+    expanded into 296 MB. dosirak never writes either.
+    """
+    with open(path, "rb") as stream:
+        for event in yaml.parse(stream, Loader=YAML_LOADER):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                mark = event.start_mark
+                raise UnsafeArchive(f"{what}: {INFO_FILE} uses a YAML anchor or alias (line "
+                                    f"{mark.line + 1}), which dosirak never writes and which "
+                                    "can expand a small file enormously; refused")
+
+
+def _check_claims(info: dict[str, Any], tag: Tag, what: str) -> None:
+    """Refuse what would let an archive pass for another version: a reserved version name, a
+    creation time in the future (``latest`` is the newest creation time)."""
+    if tag.version in RESERVED_VERSIONS:
+        raise UnsafeArchive(f"{what}: its version {tag.version!r} is a reserved word (it means "
+                            f"the newest version in a tag); refused")
+    created = creation_time(info)
+    now = datetime.datetime.now(datetime.UTC)
+    if created > now + CLOCK_SKEW:
+        raise UnsafeArchive(f"{what}: its creation time {created.isoformat()} is in the future "
+                            f"(now {now.isoformat(timespec='seconds')}); it would pass for "
+                            "the latest version until then, so it is refused; if the clock of "
+                            "the machine that saved it was wrong, save it again there")
 
 
 def _check_room(manifest: dict[str, Any], max_size: int, draft: Path, what: str) -> None:
@@ -405,9 +445,14 @@ def _human(size: int) -> str:
 
 
 def _unpack_all(archive: tarfile.TarFile, reader: ForwardReader, manifest: dict[str, Any],
-                draft: Path, what: str, progress: Progress) -> None:
-    """Unpack every member after the info file; all must be in the manifest, once each."""
+                draft: Path, what: str, progress: Progress, max_size: int) -> None:
+    """Unpack every member after the info file; all must be in the manifest, once each.
+
+    The bytes written are counted against ``max_size`` as well: the manifest's sum bounds them
+    only as long as every other check holds.
+    """
     seen: set[str] = set()
+    written = 0
     try:
         while True:
             reader.begin_member()
@@ -417,6 +462,10 @@ def _unpack_all(archive: tarfile.TarFile, reader: ForwardReader, manifest: dict[
             # tarfile keeps every member it read; a hostile archive of many members, each
             # with large headers, would grow that list without bound. Nothing needs it.
             archive.members.clear()
+            written += member.size if member.isreg() else 0
+            if written > max_size:
+                raise UnsafeArchive(f"{what} unpacks to more than its limit of "
+                                    f"{_human(max_size)}; refused")
             _unpack(archive, member, manifest, seen, draft, what, progress)
     except _CORRUPT as error:
         raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error

@@ -29,10 +29,17 @@ from dosirak.exceptions import AlreadyExists, InvalidArgument, ModelNotFound, St
 from dosirak.tag import Tag, is_valid_part
 
 try:
-    _Loader: Any = yaml.CSafeLoader
-    _Dumper: Any = yaml.CSafeDumper
+    YAML_LOADER: Any = yaml.CSafeLoader
+    _BaseDumper: Any = yaml.CSafeDumper
 except AttributeError:  # PyYAML built without libyaml
-    _Loader, _Dumper = yaml.SafeLoader, yaml.SafeDumper
+    YAML_LOADER, _BaseDumper = yaml.SafeLoader, yaml.SafeDumper
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]
+    """Never writes anchors and aliases: imports refuse them (they can expand without bound)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 _TMP = ".tmp"
 _COMMIT_ATTEMPTS = 20
@@ -41,7 +48,7 @@ _TRASH = ".trash"
 
 def read_yaml(path: Path) -> dict[str, Any]:
     with open(path, "rb") as stream:
-        data = yaml.load(stream, Loader=_Loader)
+        data = yaml.load(stream, Loader=YAML_LOADER)
     if not isinstance(data, dict):
         raise StoreCorrupted(f"{path} does not hold a mapping")
     return data

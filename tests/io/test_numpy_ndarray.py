@@ -224,4 +224,7 @@ def test_from_sample_sets_dtype_shape_and_example() -> None:
                                      1.7999999523162842]]
     schema = descriptor.schema()
     assert schema["minItems"] == 1 and schema["items"]["maxItems"] == 4
-    assert schema["items"]["items"] == {"type": "number", "format": "float", "nullable": True}
+    # Enforced floats are finite and within float32's range; null (NaN) is refused.
+    largest = float(np.finfo(np.float32).max)
+    assert schema["items"]["items"] == {"type": "number", "format": "float",
+                                        "minimum": -largest, "maximum": largest}

@@ -12,6 +12,8 @@ are refused, so a request can never run code.
 from __future__ import annotations
 
 import io
+import math
+import tokenize
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,12 @@ class NumpyNdarray(IODescriptor):
     converts them as numpy does (``true`` becomes ``1``), and with no dtype declared the array
     is what numpy makes of the lists: all booleans give a bool array, booleans mixed with numbers
     become numbers.
+
+    Non-finite values: with ``enforce_dtype`` and a float or complex ``dtype``, NaN and
+    infinities (in a ``.npy`` body, or from a JSON number too large for ``dtype``) are refused
+    with a 400 naming the first one, since most models fail on them;
+    ``allow_nonfinite=True`` lets them through. The OpenAPI schema then states finite numbers
+    within the dtype's range.
     """
 
     input_media_types = (JSON_MEDIA_TYPE, NPY_MEDIA_TYPE)
@@ -66,6 +74,7 @@ class NumpyNdarray(IODescriptor):
         *,
         schema: Any = None,
         validate: bool | None = None,
+        allow_nonfinite: bool = False,
     ) -> None:
         if schema is not None:
             check_option(dtype is None, "NumpyNdarray: give dtype= or schema=, not both")
@@ -85,9 +94,15 @@ class NumpyNdarray(IODescriptor):
                      "NumpyNdarray: enforce_shape=True needs shape= to enforce")
         self.enforce_dtype = bool(enforce_dtype)
         self.enforce_shape = bool(enforce_shape)
+        self.allow_nonfinite = bool(allow_nonfinite)
+        self._finite = (self.enforce_dtype and not self.allow_nonfinite
+                        and self.dtype is not None and self.dtype.kind in "fc")
         # The schema promises only what is checked: clients and fuzzers take it at its word.
-        self._schema = _array_schema(self.dtype if self.enforce_dtype else None,
-                                     self.shape if self.enforce_shape else None)
+        checked_dtype = self.dtype if self.enforce_dtype else None
+        checked_shape = self.shape if self.enforce_shape else None
+        self._schema = _array_schema(checked_dtype, checked_shape, finite=self._finite)
+        # Responses write NaN and infinities as null, whatever requests may hold.
+        self._output_schema = _array_schema(checked_dtype, checked_shape, finite=False)
 
     @classmethod
     def from_sample(cls, sample: Any, *, enforce_dtype: bool = False,
@@ -152,6 +167,8 @@ class NumpyNdarray(IODescriptor):
     def _check(self, array: np.ndarray) -> np.ndarray:
         if self.dtype is not None and array.dtype != self.dtype:
             array = self._convert(array)
+        if self._finite:
+            _refuse_nonfinite(array)
         return self._check_shape(array)
 
     def _convert(self, array: np.ndarray) -> np.ndarray:
@@ -161,7 +178,11 @@ class NumpyNdarray(IODescriptor):
                 raise BadInput(f"expected an array of {self.dtype}, got {array.dtype}",
                                [field_error(["body"], f"values of type {array.dtype} cannot be "
                                             f"{self.dtype}", "dtype_error")])
-            return array.astype(self.dtype)
+            try:
+                return array.astype(self.dtype)
+            except RuntimeWarning:  # an overflow, where warnings are errors: it becomes inf,
+                with np.errstate(over="ignore"):  # which the finiteness check then names
+                    return array.astype(self.dtype)
         try:
             return array.astype(self.dtype)
         except (ValueError, TypeError):
@@ -209,6 +230,11 @@ class NumpyNdarray(IODescriptor):
     def schema(self) -> dict[str, Any]:
         return dict(self._schema)
 
+    def openapi_response(self) -> dict[str, Any]:
+        response = super().openapi_response()
+        response["content"][JSON_MEDIA_TYPE]["schema"] = dict(self._output_schema)
+        return response
+
     def example(self) -> Any:
         if self.sample is None:
             return None
@@ -218,7 +244,8 @@ class NumpyNdarray(IODescriptor):
     def to_spec(self) -> dict[str, Any]:
         return {"type": "NumpyNdarray", "dtype": None if self.dtype is None else self.dtype.str,
                 "shape": None if self.shape is None else list(self.shape),
-                "enforce_dtype": self.enforce_dtype, "enforce_shape": self.enforce_shape}
+                "enforce_dtype": self.enforce_dtype, "enforce_shape": self.enforce_shape,
+                "allow_nonfinite": self.allow_nonfinite}
 
 
 def load_npy(body: bytes | bytearray) -> np.ndarray:
@@ -237,15 +264,24 @@ def load_npy(body: bytes | bytearray) -> np.ndarray:
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             raise ValueError(f".npy format version {major} is not supported; use 1.0 or 2.0")
-    except ValueError as error:
-        raise BadInput(f"the .npy header is malformed: {error}",
-                       [field_error(["body"], str(error), "npy_invalid")]) from None
+    # The header is a Python literal read by numpy's safe_eval, which raises whatever the
+    # literal makes it raise: any of these means the client sent a header numpy cannot read.
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError, OverflowError,
+            tokenize.TokenError) as error:
+        raise _npy_error(f"the .npy header is malformed: {error}; write the file with "
+                         "numpy.save", str(error)) from None
+    if any(size < 0 for size in shape):
+        raise _npy_error(f"the .npy header's shape {shape} has a negative size; every size "
+                         "must be 0 or more", "negative size in shape")
+    if dtype.itemsize == 0:
+        raise _npy_error(f"the .npy dtype {dtype} has no bytes per item; send a sized dtype "
+                         "such as float32 or S8", "zero-size dtype")
     if dtype.hasobject:
         raise BadInput("the .npy array holds Python objects, which only pickle can read; "
                        "dosirak never unpickles request data: send numbers or strings",
                        [field_error(["body"], f"object dtype {dtype}", "npy_invalid")])
     offset = stream.tell()
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # Python ints: a shape like (2**32, 2**32) cannot overflow
     expected = count * dtype.itemsize
     if len(body) - offset != expected:
         raise BadInput(f"the .npy data is {len(body) - offset} bytes but its header describes "
@@ -256,6 +292,23 @@ def load_npy(body: bytes | bytearray) -> np.ndarray:
     array = array.reshape(shape, order="F" if fortran_order else "C")
     # A bytes body gives a read-only view; API code may write to its input, so copy then.
     return array if array.flags.writeable else array.copy()
+
+
+def _npy_error(message: str, short: str) -> BadInput:
+    return BadInput(message, [field_error(["body"], short, "npy_invalid")])
+
+
+def _refuse_nonfinite(array: np.ndarray) -> None:
+    """Raise ``BadInput`` naming the first NaN or infinity of a float or complex array."""
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    place = [int(index) for index in np.unravel_index(int(np.argmin(finite)), array.shape)]
+    where = "".join(f"[{index}]" for index in place) or "the value"
+    raise BadInput(f"the array holds {array[tuple(place)]} at {where}: this API needs finite "
+                   "numbers (a NaN, an infinity, or a number too large for "
+                   f"{array.dtype}); send finite values, or declare allow_nonfinite=True",
+                   [field_error(["body", *place], "not a finite number", "finite_number")])
 
 
 def dump_npy(array: np.ndarray) -> bytes:
@@ -340,7 +393,7 @@ def _ragged_message(error: ValueError) -> str:
     return text[text.index(marker):] if marker in text else text
 
 
-def _item_schema(dtype: np.dtype | None) -> dict[str, Any]:
+def _item_schema(dtype: np.dtype | None, finite: bool) -> dict[str, Any]:
     if dtype is None:
         return {}
     kind = dtype.kind
@@ -349,16 +402,22 @@ def _item_schema(dtype: np.dtype | None) -> dict[str, Any]:
     if kind in "iu":
         return {"type": "integer", "format": f"{dtype.name}"}
     if kind == "f":
-        # NaN and infinities are written as null (strict JSON has no NaN).
-        return {"type": "number", "format": "float" if dtype.itemsize <= 4 else "double",
-                "nullable": True}
+        schema: dict[str, Any] = {"type": "number",
+                                  "format": "float" if dtype.itemsize <= 4 else "double"}
+        if finite:  # larger numbers would become infinities, which are refused
+            largest = float(np.finfo(dtype).max)
+            schema.update(minimum=-largest, maximum=largest)
+        else:  # NaN and infinities are written as null (strict JSON has no NaN)
+            schema["nullable"] = True
+        return schema
     if kind in "US":
         return {"type": "string"}
     return {}
 
 
-def _array_schema(dtype: np.dtype | None, shape: tuple[int, ...] | None) -> dict[str, Any]:
-    item = _item_schema(dtype)
+def _array_schema(dtype: np.dtype | None, shape: tuple[int, ...] | None, *,
+                  finite: bool) -> dict[str, Any]:
+    item = _item_schema(dtype, finite)
     if shape is None:
         # Any number of dimensions: nested arrays of any depth, or one value (a 0-d array).
         scalar = [item] if item else [{"type": "number"}, {"type": "string"},

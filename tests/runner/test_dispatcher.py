@@ -1,11 +1,16 @@
-"""The adaptive batching dispatcher, driven by real asyncio tasks against sleep-based models."""
+"""The adaptive batching dispatcher, driven by real asyncio tasks against sleep-based models.
+
+The policy tests (when a batch runs, how full, what is refused) run on virtual time
+(:class:`VirtualTimeLoop`): the clock moves only while nothing is ready to run, straight to the
+next timer, so a model that sleeps 5 ms takes exactly 5 ms and a busy machine changes nothing.
+Their bounds state the dispatcher's guarantees, not how fast this machine is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
-import time
+import selectors
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +31,47 @@ QUEUE = 10_000
 BUDGET = 60_000
 
 
+class _JumpingSelector:
+    """The loop's selector, except that a wait for the next timer moves the clock there at once
+    (when nothing is ready); a wait with no timer (a thread's answer) really waits."""
+
+    def __init__(self, selector: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
+        self._selector = selector
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        events = self._selector.select(0 if timeout is not None else None)
+        if not events and timeout:
+            self._loop.now += timeout
+        return events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._selector, name)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on virtual time: ``time()`` starts at 0 and jumps to the next timer
+    whenever every ready callback has run. Work on the loop takes no time at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self._selector = _JumpingSelector(self._selector, self)  # type: ignore[assignment]
+
+    def time(self) -> float:
+        return self.now
+
+
+def on_virtual_time(main: Any) -> Any:
+    """Run the coroutine ``main`` on a :class:`VirtualTimeLoop`; return its result."""
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        return runner.run(main)
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class Model:
     """A batchable model called with merged batches; it records every batch's size."""
 
@@ -42,34 +88,24 @@ class Model:
 
 
 class SleepModel:
-    """The synthetic batch-friendly model: ``fixed + per_row * rows`` seconds, slept in a thread.
-
-    A synchronous model runs off the event loop like this; ``time.sleep`` is exact to ~0.1 ms
-    where ``asyncio.sleep`` wakes up on whole milliseconds (1-2 ms late for a 8.2 ms batch).
-    """
+    """The synthetic batch-friendly model: a batch takes ``fixed + per_row * rows`` seconds (on
+    virtual time, exactly)."""
 
     def __init__(self, fixed: float = 0.005, per_row: float = 0.00005) -> None:
         self.fixed = fixed
         self.per_row = per_row
         self.batch_rows: list[int] = []
         self.busy = 0.0  # seconds spent inside the model
-        self.durations: list[float] = []  # of each batch, as slept (a loaded machine oversleeps)
-        self.stalls: list[tuple[float, float]] = []  # runs the machine made 5 ms+ longer
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        planned = self.fixed + self.per_row * len(x)
-        time.sleep(planned)
-        end = time.perf_counter()
-        self.busy += end - start
-        self.durations.append(end - start)
-        if end - start > planned + 0.005:
-            self.stalls.append((start, end))
-        return x * 2
+    def cost(self, rows: int) -> float:
+        return self.fixed + self.per_row * rows
 
     async def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        self.batch_rows.append(len(args[0]))
-        return await asyncio.get_running_loop().run_in_executor(None, self.run, *args)
+        x = args[0]
+        self.batch_rows.append(len(x))
+        self.busy += self.cost(len(x))
+        await asyncio.sleep(self.cost(len(x)))
+        return x * 2
 
 
 async def submit_all(dispatcher: Dispatcher, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
@@ -246,27 +282,24 @@ def test_batch_cost_learns_the_fixed_and_per_row_parts() -> None:
 def test_a_lone_call_runs_at_once() -> None:
     model = SleepModel()
 
-    async def main() -> tuple[list[float], list[float]]:
+    async def main() -> list[float]:
         dispatcher = Dispatcher(model, max_batch_size=64, max_latency_ms=BUDGET)
-        x = np.ones((1, 4))
-        direct, batched = [], []
+        latencies = []
         for _ in range(25):
-            start = time.perf_counter()
-            await model((x,), {})
-            direct.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            await dispatcher(x)
-            batched.append(time.perf_counter() - start)
-        return direct, batched
+            start = now()
+            await dispatcher(np.ones((1, 4)))
+            latencies.append(now() - start)
+        return latencies
 
-    direct, batched = asyncio.run(main())
-    assert statistics.median(batched) <= statistics.median(direct) * 1.1 + 0.0003
+    latencies = on_virtual_time(main())
+    # No wait before the batch or after it: the model's own time, every time.
+    assert max(latencies) == pytest.approx(model.cost(1), abs=1e-9)
 
 
 def test_a_lone_caller_after_a_burst_is_not_held_back() -> None:
     model = SleepModel()
 
-    async def main() -> tuple[int, list[float], list[float]]:
+    async def main() -> tuple[int, list[float], float]:
         dispatcher = Dispatcher(model, max_batch_size=32, max_latency_ms=BUDGET)
         x = np.ones((1, 4))
         for _ in range(6):  # bursts of 32 concurrent calls teach it to wait for followers
@@ -274,58 +307,67 @@ def test_a_lone_caller_after_a_burst_is_not_held_back() -> None:
         stats = dispatcher.stats()
         # Each burst ran as one batch (its calls are submitted in one turn of the loop).
         assert stats.burstiness > 0.5 and stats.batch_sizes == {32: 6}
-        direct, batched = [], []
+        latencies = []
         for _ in range(12):
-            start = time.perf_counter()
-            await model((x,), {})
-            direct.append(time.perf_counter() - start)
-            start = time.perf_counter()
+            start = now()
             await dispatcher(x)
-            batched.append(time.perf_counter() - start)
-        return dispatcher.stats().held_batches - stats.held_batches, direct, batched
+            latencies.append(now() - start)
+        return dispatcher.stats().held_batches - stats.held_batches, latencies, \
+            stats.cost_fixed_ms / 1000
 
-    held, direct, batched = asyncio.run(main())
-    # At most the first lone call waits for followers that do not come; the rest run at once.
+    held, latencies, fixed = on_virtual_time(main())
+    # At most the first lone call waits for followers that do not come, and at most the fixed
+    # cost learned (from full batches only: all of their cost); the rest run at once.
     assert held <= 1
-    assert statistics.median(batched) <= statistics.median(direct) * 1.1 + 0.0003
+    assert max(latencies) <= model.cost(1) + fixed + 1e-9
+    assert sorted(latencies)[-2] == pytest.approx(model.cost(1), abs=1e-9)
 
 
 def test_independent_calls_at_a_light_load_are_not_held_back() -> None:
     """Random (Poisson) arrivals at 60 calls/s, a third of the model's unbatched capacity."""
     model = SleepModel()
     rng = np.random.default_rng(7)
-    arrivals = np.cumsum(rng.exponential(1 / 60, size=60))
+    arrivals = np.cumsum(rng.exponential(1 / 60, size=200))
 
-    async def main() -> tuple[list[float], Any]:
+    async def main() -> tuple[list[tuple[float, float]], Any]:
         dispatcher = Dispatcher(model, max_batch_size=64, max_latency_ms=BUDGET)
-        latencies: list[float] = []
+        latencies = [(0.0, 0.0)] * len(arrivals)  # (arrival, latency) of each call
 
-        async def one() -> None:
-            start = time.perf_counter()
+        async def one(index: int) -> None:
+            start = now()
             await dispatcher(np.ones((1, 4)))
-            latencies.append(time.perf_counter() - start)
+            latencies[index] = (start, now() - start)
 
         tasks = []
-        start = time.perf_counter()
-        for due in arrivals:
-            await asyncio.sleep(max(0.0, due - (time.perf_counter() - start)))
-            tasks.append(asyncio.create_task(one()))
+        for index, due in enumerate(arrivals):
+            await asyncio.sleep(due - now())
+            tasks.append(asyncio.create_task(one(index)))
         await asyncio.gather(*tasks)
         return latencies, dispatcher.stats()
 
-    latencies, stats = asyncio.run(main())
+    latencies, stats = on_virtual_time(main())
     # A call that finds the model busy waits for it (and joins the next batch), the others run
-    # at once: a few batches are held for a call right behind, most are not. (Latencies are left
-    # to the lone-caller tests: here they would measure how loaded the machine is.)
+    # at once: a few batches are held for a call right behind, most are not, and no call waits
+    # longer than the batch ahead of it, a hold and its own batch.
     assert len(latencies) == len(arrivals)
     assert stats.held_batches <= 0.2 * stats.batches
+    slowest = 2 * model.cost(2) + model.fixed
+    assert max(latency for _, latency in latencies) <= slowest
+    # A call arriving after everything before it was answered finds the model idle: it runs at
+    # once, but for the few held for a follower that seemed likely: at most the fixed cost
+    # learned (from batches of 1-2 rows, hardly less than all of it).
+    idle = [latency for (arrival, latency), before in zip(latencies[1:], arrivals, strict=False)
+            if arrival - before > slowest]
+    assert len(idle) > 40
+    assert max(idle) <= model.cost(1) + model.cost(2)
+    assert sum(1 for latency in idle if latency <= model.cost(1) + 1e-9) >= 0.8 * len(idle)
 
 
 def test_a_few_callers_in_a_loop_are_batched_without_waiting_for_more() -> None:
     """4 callers, room for 64: once the 4 are in, nobody else is coming, so the batch runs."""
     model = SleepModel()
 
-    async def main() -> tuple[list[float], list[float]]:
+    async def main() -> tuple[list[float], list[int]]:
         dispatcher = Dispatcher(model, max_batch_size=64, max_latency_ms=BUDGET)
         latencies: list[float] = []
         running = True
@@ -333,9 +375,9 @@ def test_a_few_callers_in_a_loop_are_batched_without_waiting_for_more() -> None:
         async def caller() -> None:
             x = np.ones((1, 4))
             while running:
-                start = time.perf_counter()
+                start = now()
                 await dispatcher(x)
-                latencies.append(time.perf_counter() - start)
+                latencies.append(now() - start)
 
         tasks = [asyncio.create_task(caller()) for _ in range(4)]
         await asyncio.sleep(0.2)
@@ -344,23 +386,20 @@ def test_a_few_callers_in_a_loop_are_batched_without_waiting_for_more() -> None:
         await asyncio.sleep(0.4)
         running = False
         await asyncio.gather(*tasks)
-        direct = []
-        for _ in range(10):
-            start = time.perf_counter()
-            await model((np.ones((4, 4)),), {})
-            direct.append(time.perf_counter() - start)
-        return latencies, model.batch_rows[batches:-10], direct
+        return latencies, model.batch_rows[batches:]
 
-    latencies, sizes, direct = asyncio.run(main())
+    latencies, sizes = on_virtual_time(main())
     assert sizes.count(4) >= 0.9 * len(sizes)
-    # Waiting for a fifth row would cost fixed / 4 = 1.25 ms per batch.
-    assert statistics.median(latencies) <= statistics.median(direct) + 0.0006
+    # Each call is answered by the batch of the four, run at once: waiting for a fifth row would
+    # cost up to fixed / 4 = 1.25 ms per batch.
+    assert sum(1 for latency in latencies
+               if latency <= model.cost(4) + 1e-9) >= 0.9 * len(latencies)
 
 
 def test_closed_loop_throughput_reaches_the_ideal_within_the_budget() -> None:
     """64 callers in a loop, one row each; ideal = 64 / (5 ms + 64 x 0.05 ms) = 7,805 rows/s."""
     model = SleepModel()
-    ideal = 64 / (0.005 + 64 * 0.00005)
+    ideal = 64 / model.cost(64)
 
     async def main() -> tuple[float, float, list[float], list[int], list[float]]:
         dispatcher = Dispatcher(model, max_batch_size=64)
@@ -371,122 +410,101 @@ def test_closed_loop_throughput_reaches_the_ideal_within_the_budget() -> None:
         async def caller(seed: int) -> None:
             x = np.full((1, 4), seed, dtype=np.float32)
             while running:
-                start = time.perf_counter()
+                start = now()
                 try:
                     y = await dispatcher(x)
-                except ServiceOverloaded:  # the machine stalled the test past the budget
-                    refused.append(time.perf_counter() - start)
+                except ServiceOverloaded:
+                    refused.append(now() - start)
                     continue
-                latencies.append(time.perf_counter() - start)
+                latencies.append(now() - start)
                 assert y[0, 0] == seed * 2
 
         tasks = [asyncio.create_task(caller(seed)) for seed in range(64)]
         await asyncio.sleep(0.3)  # warm up: the cost model and the burst statistics learn
         latencies.clear()
-        busy, start, batches = model.busy, time.perf_counter(), len(model.batch_rows)
+        busy, start, batches = model.busy, now(), len(model.batch_rows)
         await asyncio.sleep(1.5)
-        elapsed = time.perf_counter() - start
+        elapsed = now() - start
         rate, busy = len(latencies) / elapsed, (model.busy - busy) / elapsed
         sizes = model.batch_rows[batches:]
         running = False
         await asyncio.gather(*tasks)
         return rate, busy, latencies, sizes, refused
 
-    rate, busy, latencies, sizes, refused = asyncio.run(main())
+    rate, busy, latencies, sizes, refused = on_virtual_time(main())
     p99 = np.percentile(latencies, 99) * 1000
     print(f"closed loop: {rate:.0f} rows/s = {rate / ideal:.1%} of ideal; p99 {p99:.1f} ms; "
           f"model busy {busy:.1%} of the time; {sizes.count(64)} of {len(sizes)} batches full")
-    # The dispatcher's share: the model works most of the time, and on full batches. The bounds
-    # leave room for a busy machine (where threads and sleepers wake up late): measured 85-88%
-    # of the ideal with the model busy 87-90% of the time on a quiet machine, ~80% on a busy one.
-    assert busy >= 0.75
-    assert len(refused) <= 0.01 * len(latencies)
-    assert sizes.count(64) >= 0.9 * len(sizes)
-    assert rate >= 0.65 * ideal
+    # The dispatcher's share, without the machine's: the model works nearly all the time, on
+    # full batches, and nothing is refused.
+    assert busy >= 0.95
+    assert not refused
+    assert sizes.count(64) >= 0.95 * len(sizes)
+    assert rate >= 0.95 * ideal
     assert p99 <= DEFAULT_MAX_LATENCY_MS
 
 
 def test_overload_refuses_early_and_keeps_accepted_calls_within_budget() -> None:
     """Open-loop arrivals at 5x capacity: 8-row calls at 5 x 7,805 rows/s for 1.5 s."""
     model = SleepModel()
-    capacity = 64 / (0.005 + 64 * 0.00005)
+    capacity = 64 / model.cost(64)
     budget_ms = 50.0
     calls_per_second = 5 * capacity / 8
 
     async def main() -> dict[str, Any]:
         dispatcher = Dispatcher(model, max_batch_size=64, max_latency_ms=budget_ms)
-        accepted: list[tuple[float, float]] = []
+        accepted: list[float] = []
         refused: list[float] = []
         late: list[float] = []
         depth: list[tuple[float, int]] = []
         retry_after: list[float] = []
 
         async def one(x: np.ndarray) -> None:
-            start = time.perf_counter()
+            start = now()
             try:
                 await dispatcher(x)
             except ServiceOverloaded as error:
-                elapsed = time.perf_counter() - start
-                (late if "waited" in str(error) else refused).append(elapsed)
+                (late if "waited" in str(error) else refused).append(now() - start)
                 retry_after.append(error.retry_after)
             else:
-                accepted.append((start, time.perf_counter()))
+                accepted.append(now() - start)
 
-        async def watch() -> None:  # notes when the process itself was stalled
-            last = time.perf_counter()
-            while True:
-                await asyncio.sleep(0.0005)
-                if (now := time.perf_counter()) - last > 0.010:
-                    model.stalls.append((last, now))
-                last = now
-
-        watcher = asyncio.create_task(watch())
         tasks = []
         x = np.ones((8, 4))
-        start = time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < 1.5:
+        start = now()
+        while (elapsed := now() - start) < 1.5:
             while len(tasks) < elapsed * calls_per_second:
                 tasks.append(asyncio.create_task(one(x)))
             depth.append((elapsed, dispatcher.stats().queued_rows))
             await asyncio.sleep(0.0005)
         await asyncio.gather(*tasks)
-        watcher.cancel()
         return {"accepted": accepted, "refused": refused, "late": late, "depth": depth,
                 "retry_after": retry_after, "calls": len(tasks)}
 
-    result = asyncio.run(main())
-    refused = result["refused"]
-    # A stall of the machine (a sleep of 8 ms taking 100 ms, or the event loop not running for
-    # 10 ms+, on a loaded machine) makes every call in the system at that time late, whatever the
-    # dispatcher does: leave those calls out.
-    accepted = [end - start for start, end in result["accepted"]
-                if not any(start < stall_end and end > stall_start
-                           for stall_start, stall_end in model.stalls)]
+    result = on_virtual_time(main())
+    accepted, refused = result["accepted"], result["refused"]
     p99 = np.percentile(accepted, 99) * 1000
-    goodput = len(result["accepted"]) * 8 / 1.5
-    print(f"overload: {result['calls']} calls, {len(result['accepted'])} accepted, "
-          f"{len(result['accepted']) - len(accepted)} of them during {len(model.stalls)} stalls "
-          f"of the machine; p99 of the others {p99:.1f} ms; "
+    goodput = len(accepted) * 8 / 1.5
+    print(f"overload: {result['calls']} calls, {len(accepted)} accepted, p99 {p99:.1f} ms; "
           f"goodput {goodput:.0f} rows/s = {goodput / capacity:.0%} of capacity; {len(refused)} "
-          f"refused at submit (median {np.median(refused) * 1e6:.0f} us); "
-          f"{len(result['late'])} failed late; max queue {max(d for _, d in result['depth'])} rows")
+          f"refused at submit; {len(result['late'])} failed late; "
+          f"max queue {max(d for _, d in result['depth'])} rows")
     assert len(refused) > result["calls"] * 0.5  # 4 in 5 calls cannot be served
-    assert np.median(refused) < 0.001  # refused at submit, not after a wait
+    assert max(refused) == 0  # refused at submit, not after a wait
     assert len(result["late"]) < len(refused) * 0.1
-    assert len(accepted) > len(result["accepted"]) / 2
-    assert p99 <= budget_ms
+    assert max(accepted) * 1000 <= budget_ms  # every accepted call within its budget
     # The queue holds what the budget allows: about budget / batch cost full batches, once the
     # batch cost is known (before, max_queue_rows bounds it).
     assert max(rows for _, rows in result["depth"]) <= 16 * 64
     assert max(rows for elapsed, rows in result["depth"] if elapsed > 0.2) <= 64 * (50 / 8.2 + 2)
     assert min(result["retry_after"]) > 0
-    assert goodput >= 0.6 * capacity
+    assert goodput >= 0.9 * capacity
 
 
 def test_overload_keeps_the_dispatchers_memory_flat() -> None:
     """At 5x capacity for 2 s, what the dispatcher holds stops growing once the queue is full."""
     model = SleepModel()
-    calls_per_second = 5 * (64 / (0.005 + 64 * 0.00005)) / 8
+    calls_per_second = 5 * (64 / model.cost(64)) / 8
 
     async def main() -> tuple[int, int, int]:
         dispatcher = Dispatcher(model, max_batch_size=64, max_latency_ms=50.0)
@@ -504,8 +522,8 @@ def test_overload_keeps_the_dispatchers_memory_flat() -> None:
 
         tracemalloc.start()
         try:
-            start, sent, early = time.perf_counter(), 0, None
-            while (elapsed := time.perf_counter() - start) < 2.0:
+            start, sent, early = now(), 0, None
+            while (elapsed := now() - start) < 2.0:
                 while sent < elapsed * calls_per_second:
                     task = asyncio.create_task(one())
                     pending.add(task)
@@ -520,7 +538,7 @@ def test_overload_keeps_the_dispatchers_memory_flat() -> None:
         await asyncio.gather(*pending)
         return early or 0, late, sent
 
-    early, late, sent = asyncio.run(main())
+    early, late, sent = on_virtual_time(main())
     print(f"overload memory: {early / 1024:.0f} KiB held at 0.5 s, {late / 1024:.0f} KiB at 2 s, "
           f"{sent} calls")
     assert sent > 2500
@@ -614,17 +632,17 @@ def test_queued_calls_fail_when_their_budget_runs_out_instead_of_hanging() -> No
         dispatcher = Dispatcher(execute, max_batch_size=4, max_latency_ms=40)
         stalled = asyncio.ensure_future(dispatcher(np.ones((4, 1))))
         await asyncio.sleep(0.01)
-        start = time.perf_counter()
+        start = now()
         waiting = [asyncio.ensure_future(dispatcher(np.ones((1, 1)))) for _ in range(3)]
         done = await asyncio.gather(*waiting, return_exceptions=True)
-        elapsed = time.perf_counter() - start
+        elapsed = now() - start
         await stalled
         return done, [elapsed]
 
-    done, (elapsed,) = asyncio.run(main())
+    done, (elapsed,) = on_virtual_time(main())
     for error in done:
         assert isinstance(error, ServiceOverloaded) and "waited" in str(error)
-    assert 0.035 < elapsed < 0.2  # failed at its 40 ms budget, not after the 300 ms stall
+    assert 0.04 <= elapsed < 0.06  # failed at its 40 ms budget, not after the 300 ms stall
 
 
 def test_a_cancelled_caller_leaves_nothing_behind() -> None:

@@ -11,6 +11,9 @@ import builtins
 import contextlib
 import datetime
 import importlib
+import importlib.util
+import os
+import pkgutil
 import platform
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +149,7 @@ class Model:
 
     def framework(self) -> Any:
         """The adapter module that saved this model (``dosirak.sklearn`` ...)."""
+        check_module(self.info.module, str(self.tag))
         return importlib.import_module(self.info.module)
 
     def load_model(self, **kwargs: Any) -> Any:
@@ -158,6 +162,27 @@ class Model:
         from dosirak.runner import Runner  # the runner layer sits above the store
 
         return Runner.from_model(self, name=name, **options)
+
+
+def framework_modules() -> builtins.list[str]:
+    """The modules a stored model may name: dosirak's own adapters (``dosirak.sklearn`` ...)."""
+    spec = importlib.util.find_spec("dosirak.frameworks")
+    assert spec is not None and spec.submodule_search_locations is not None
+    return sorted(f"dosirak.{found.name}"
+                  for found in pkgutil.iter_modules(spec.submodule_search_locations))
+
+
+def check_module(module: str, tag: str) -> None:
+    """Refuse a model whose ``module`` is not one of dosirak's adapters.
+
+    Loading imports that module: a model.yaml naming any other (``os``, a module of the
+    archive's author) would run arbitrary code.
+    """
+    allowed = framework_modules()
+    if module not in allowed:
+        raise InvalidArgument(f"model {tag} names the module {module!r}, which is not one of "
+                              f"dosirak's framework adapters ({', '.join(allowed)}); dosirak "
+                              "loads models only through them. Save the model again with one")
 
 
 # ----- the store's API ---------------------------------------------------------------------
@@ -217,7 +242,8 @@ def delete(tag: Tag | str) -> Tag:
 
 def export_model(tag: Tag | str, dest: str, *, progress: Callable[[int], None] | None = None,
                  compression: str = "none",
-                 storage_options: dict[str, Any] | None = None) -> str:
+                 storage_options: dict[str, Any] | None = None,
+                 sign: str | os.PathLike[str] | None = None) -> str:
     """Write a model into a ``.dosirakmodel`` archive at a local path or fsspec URL.
 
     ``compression`` is ``"none"`` (a plain tar, written at copy speed: model weights barely
@@ -227,19 +253,39 @@ def export_model(tag: Tag | str, dest: str, *, progress: Callable[[int], None] |
     A folder (or a URL ending in ``/``) gets ``name-version.dosirakmodel`` inside it. For URLs,
     ``storage_options`` go to fsspec, e.g. ``{"key": ..., "secret": ..., "client_kwargs":
     {"endpoint_url": ...}}`` for s3; without them the environment (``AWS_*``) is used.
+
+    ``sign``: an Ed25519 private key file (``generate_signing_keys``); importers holding its
+    public key can then require that the archive is yours and unaltered.
     """
     from dosirak.store.archive import export_entry
 
     model = get(tag)
     return export_entry(model.path, model.tag, model.info.to_dict(), dest, progress=progress,
-                        compression=compression, storage_options=storage_options)
+                        compression=compression, storage_options=storage_options,
+                        sign_with=sign)
+
+
+def generate_signing_keys(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write a new Ed25519 key pair into ``directory``: (private key, public key) paths.
+
+    Sign exports with the private key (kept 0600, never share it); give importers the public
+    key for ``import_model(require_signature=...)``. Needs ``pip install 'dosirak[signing]'``.
+    """
+    from dosirak.store.signing import generate_keys
+
+    return generate_keys(directory)
 
 
 def import_model(src: str, *, overwrite: bool = False,
                  progress: Callable[[int], None] | None = None,
                  storage_options: dict[str, Any] | None = None,
-                 max_size: int | None = None) -> Model:
+                 max_size: int | None = None,
+                 require_signature: str | os.PathLike[str] | None = None) -> Model:
     """Import a ``.dosirakmodel`` archive; checked in full before the model becomes visible.
+
+    Loading a model runs code from it (pickles): checksums prove only that the archive is
+    whole, not who made it. ``require_signature``: an Ed25519 public key file; the archive must
+    then be signed by its private key (``export_model(sign=...)``) or it is refused.
 
     ``storage_options`` go to fsspec when ``src`` is a URL, as in ``export_model``.
     ``max_size`` (bytes) bounds what the archive may unpack; by default the setting
@@ -249,9 +295,14 @@ def import_model(src: str, *, overwrite: bool = False,
     from dosirak.store.archive import import_entry
 
     tag = import_entry(model_store(), src, overwrite=overwrite, progress=progress,
-                       validate=ModelInfo.from_dict, storage_options=storage_options,
-                       max_size=_import_max_size(max_size))
+                       validate=_valid_info, storage_options=storage_options,
+                       max_size=_import_max_size(max_size), public_key=require_signature)
     return get(tag)
+
+
+def _valid_info(data: dict[str, Any]) -> None:
+    info = ModelInfo.from_dict(data)
+    check_module(info.module, f"{info.name}:{info.version}")
 
 
 def _import_max_size(max_size: int | None) -> int:

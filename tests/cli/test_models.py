@@ -305,3 +305,39 @@ def test_export_without_dest_writes_into_the_current_folder(models: list[dosirak
                             check=False)
     assert result.returncode == 0, result.stderr
     assert [p.name for p in workdir.iterdir()] == [f"iris_clf-{models[1].tag.version}.dosirakmodel"]
+
+
+def test_keygen_signed_export_and_import_that_requires_the_signature(
+    models: list[dosirak.Model], tmp_path: Path
+) -> None:
+    made = run("models", "keygen", str(tmp_path / "keys"))
+    assert made.returncode == 0, made.stderr
+    private, public = (tmp_path / "keys" / name for name in ("dosirak-signing.key",
+                                                             "dosirak-signing.pub"))
+    assert str(private) in made.stdout and oct(private.stat().st_mode & 0o777) == "0o600"
+    signed, unsigned = tmp_path / "signed.dosirakmodel", tmp_path / "unsigned.dosirakmodel"
+    tag = str(models[0].tag)
+    exported = run("models", "export", tag, str(signed), "--sign", str(private))
+    assert exported.returncode == 0 and "(signed)" in exported.stdout, exported.stderr
+    assert run("models", "export", tag, str(unsigned)).returncode == 0
+
+    other = tmp_path / "other-home"
+    assert_user_error(run("models", "import", str(unsigned), "--require-signature", str(public),
+                          home=other), "is not signed")
+    imported = run("models", "import", str(signed), "--require-signature", str(public),
+                   home=other)
+    assert imported.returncode == 0, imported.stderr
+    assert f"imported {tag} (signature checked)" in imported.stdout
+
+
+def test_import_max_size_and_the_warning_in_its_help(models: list[dosirak.Model],
+                                                     tmp_path: Path) -> None:
+    archive = tmp_path / "iris.dosirakmodel"
+    assert run("models", "export", str(models[0].tag), str(archive)).returncode == 0
+    other = tmp_path / "other-home"
+    assert_user_error(run("models", "import", str(archive), "--max-size", "1KiB", home=other),
+                      "over the import limit of 1.0 KiB")
+    assert run("models", "import", str(archive), "--max-size", "1MiB", home=other).returncode == 0
+    bad = run("models", "import", str(archive), "--max-size", "lots")
+    assert bad.returncode == 2 and "is not a size" in bad.stderr
+    assert "runs code from it" in " ".join(run("models", "import", "--help").stdout.split())

@@ -121,7 +121,10 @@ def delete_model(tag: str, yes: bool) -> None:
 @models.command("export")
 @click.argument("tag")
 @click.argument("dest", default=".")
-def export_model(tag: str, dest: str) -> None:
+@click.option("--sign", "key", metavar="KEYFILE", type=click.Path(dir_okay=False),
+              help="Sign the archive with this Ed25519 private key (from `dosirak models "
+                   "keygen`), so importers can require it with --require-signature.")
+def export_model(tag: str, dest: str, key: str | None) -> None:
     """Export TAG into a .dosirakmodel archive at DEST (a path, a folder or an fsspec URL).
 
     Without DEST the archive lands in the current folder as NAME-VERSION.dosirakmodel.
@@ -129,16 +132,53 @@ def export_model(tag: str, dest: str) -> None:
     model = store_api.get(tag)
     with _user_location("export to", dest), \
             _progress(f"export {model.tag}", model.info.size) as advance:
-        where = store_api.export_model(model.tag, dest, progress=advance)
-    click.echo(f"exported {model.tag} to {where}")
+        where = store_api.export_model(model.tag, dest, progress=advance, sign=key)
+    click.echo(f"exported {model.tag} to {where}" + (" (signed)" if key else ""))
+
+
+def _byte_size(_context: object, _param: object, value: str | None) -> int | None:
+    if value is None:
+        return None
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        return int(TypeAdapter(ByteSize).validate_python(value))
+    except ValidationError:
+        raise click.BadParameter(f"{value!r} is not a size; write bytes or a size such as "
+                                 "'100GiB'") from None
 
 
 @models.command("import")
 @click.argument("src")
 @click.option("-f", "--force", is_flag=True, help="Replace the model if its tag exists.")
-def import_model(src: str, force: bool) -> None:
-    """Import a .dosirakmodel archive from SRC (a path or an fsspec URL)."""
+@click.option("--require-signature", "public_key", metavar="PUBKEYFILE",
+              type=click.Path(dir_okay=False),
+              help="Refuse the archive unless it was signed (export --sign) by the private key "
+                   "of this Ed25519 public key.")
+@click.option("--max-size", callback=_byte_size, metavar="SIZE",
+              help="Most bytes the archive may unpack, such as '100GiB' (default: the setting "
+                   "model_store.import_max_size, 64GiB).")
+def import_model(src: str, force: bool, public_key: str | None, max_size: int | None) -> None:
+    """Import a .dosirakmodel archive from SRC (a path or an fsspec URL).
+
+    Loading an imported model runs code from it (pickles): import only archives from people
+    you trust, and require their signature (--require-signature) when they come by a route
+    others could tamper with. Checksums prove an archive is whole, not who made it.
+    """
     # The bar counts unpacked bytes, whose total is known only inside the archive: no total.
     with _user_location("import from", src), _progress(f"import {src}", None) as advance:
-        model = store_api.import_model(src, overwrite=force, progress=advance)
-    click.echo(f"imported {model.tag}")
+        model = store_api.import_model(src, overwrite=force, progress=advance,
+                                       max_size=max_size, require_signature=public_key)
+    click.echo(f"imported {model.tag}" + (" (signature checked)" if public_key else ""))
+
+
+@models.command("keygen")
+@click.argument("directory", type=click.Path(file_okay=False))
+def keygen(directory: str) -> None:
+    """Make an Ed25519 key pair in DIRECTORY for signing exports.
+
+    Writes dosirak-signing.key (private, mode 0600: keep it secret, sign with `export --sign`)
+    and dosirak-signing.pub (give it to importers: `import --require-signature`).
+    """
+    private, public = store_api.generate_signing_keys(directory)
+    click.echo(f"private key: {private}\npublic key: {public}")

@@ -33,7 +33,8 @@ import fsspec
 import yaml
 import zstandard
 
-from dosirak.exceptions import InvalidArgument, UnsafeArchive
+from dosirak.exceptions import InvalidArgument, MissingDependency, UnsafeArchive
+from dosirak.store import signing
 from dosirak.store.manifest import CHUNK, INFO_FILE
 from dosirak.store.tar_stream import (
     BackgroundWriter,
@@ -126,20 +127,25 @@ def parse_compression(spec: str) -> tuple[str, int]:
 
 def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
                  progress: Progress = None, compression: str = "none",
-                 storage_options: dict[str, Any] | None = None) -> str:
+                 storage_options: dict[str, Any] | None = None,
+                 sign_with: str | os.PathLike[str] | None = None) -> str:
     """Write the version at ``root`` to ``dest``; returns where it was written.
 
     A local archive is written beside its final name, fsynced, renamed into place and its
     directory fsynced: after a crash or a power cut the final name holds the whole archive or
     nothing new. ``storage_options`` go to fsspec for a URL (for s3: key, secret, client_kwargs...).
+    ``sign_with``: an Ed25519 private key file; the archive then carries a signature of its
+    ``model.yaml`` (signing.py).
     """
     codec, level = parse_compression(compression)
     target = destination_for(dest, tag, storage_options)
     info_bytes = dump_yaml(info).encode()
+    records = {} if sign_with is None else {signing.PAX_RECORD: signing.sign(info_bytes,
+                                                                             sign_with)}
 
     def write(raw: IO[bytes], *, direct: bool) -> None:
         _write_tar(raw, root, info_bytes, info["manifest"], codec=codec, level=level,
-                   direct=direct, progress=progress)
+                   direct=direct, progress=progress, records=records)
 
     if _is_local(target):
         _export_local(_local_path(target), write, direct=codec == "none")
@@ -203,7 +209,8 @@ def remove_dead_partials(directory: Path) -> None:
 
 
 def _write_tar(raw: IO[bytes], root: Path, info_bytes: bytes, manifest: dict[str, Any], *,
-               codec: str, level: int, direct: bool, progress: Progress) -> None:
+               codec: str, level: int, direct: bool, progress: Progress,
+               records: dict[str, str]) -> None:
     """Write the archive into ``raw``; every layer above it is flushed and closed on return.
 
     ``direct`` (uncompressed, local): file data is copied from file to file in the kernel.
@@ -219,7 +226,7 @@ def _write_tar(raw: IO[bytes], root: Path, info_bytes: bytes, manifest: dict[str
             sink = layers.enter_context(
                 gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0))
         writer = TarWriter(sink, fd=raw.fileno() if direct else None, progress=progress)
-        writer.add_bytes(INFO_FILE, info_bytes)
+        writer.add_bytes(INFO_FILE, info_bytes, records)
         for relative, entry in manifest.items():
             writer.add_file(relative, root / relative, entry["size"])
         writer.close()
@@ -320,10 +327,13 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
                  progress: Progress = None,
                  validate: Callable[[dict[str, Any]], Any] | None = None,
                  storage_options: dict[str, Any] | None = None,
-                 max_size: int = DEFAULT_MAX_SIZE) -> Tag:
+                 max_size: int = DEFAULT_MAX_SIZE,
+                 public_key: str | os.PathLike[str] | None = None) -> Tag:
     """Check and unpack an archive into the store; returns the imported tag.
 
     ``max_size`` bounds the bytes the archive may unpack (its manifest's sizes, summed).
+    ``public_key``: an Ed25519 public key file; the archive must then be signed by its private
+    key, which is checked before anything in ``model.yaml`` is trusted.
     """
     what = f"archive {src}"
     with ExitStack() as stack:
@@ -332,7 +342,7 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
         archive, first = _open_tar(reader, stack, what)
         draft = store.new_draft()
         try:
-            info = _read_info(archive, first, draft / INFO_FILE, what, progress)
+            info = _read_info(archive, first, draft / INFO_FILE, what, progress, public_key)
             tag = _tag_of(info, what)
             _check_claims(info, tag, what)
             manifest = _manifest_of(info, what)
@@ -340,7 +350,7 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
                 try:
                     validate(info)
                 except Exception as error:
-                    raise UnsafeArchive(f"{what}: {INFO_FILE} is not valid ({error!r})") from error
+                    raise UnsafeArchive(f"{what}: {INFO_FILE} is not valid: {error}") from error
             if not overwrite and tag.version in store.versions(tag.name):
                 raise_exists(store, tag)
             _check_room(manifest, max_size, draft, what)
@@ -374,13 +384,16 @@ def _open_tar(reader: ForwardReader, stack: ExitStack,
 
 
 def _read_info(archive: tarfile.TarFile, first: tarfile.TarInfo, path: Path, what: str,
-               progress: Progress) -> dict[str, Any]:
-    """Unpack and parse the info file; it is rewritten by the store's commit."""
+               progress: Progress, public_key: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Unpack, check and parse the info file; it is rewritten by the store's commit."""
     try:
         _copy_member(archive, first, path, what, progress)
+        if public_key is not None:
+            signing.verify(path.read_bytes(), first.pax_headers.get(signing.PAX_RECORD),
+                           public_key, what)
         _refuse_aliases(path, what)
         info = read_yaml(path)
-    except UnsafeArchive:
+    except (InvalidArgument, MissingDependency):  # a refusal, a bad key, no cryptography
         raise
     except _CORRUPT as error:
         raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error

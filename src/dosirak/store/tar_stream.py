@@ -37,10 +37,14 @@ _NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, err
                   errno.EPERM, errno.ETXTBSY}
 
 
-def header(name: str, size: int) -> bytes:
-    """The tar header of a plain file, as ``tarfile`` writes it (PAX; mode 0644, mtime 0)."""
+def header(name: str, size: int, records: dict[str, str] | None = None) -> bytes:
+    """The tar header of a plain file, as ``tarfile`` writes it (PAX; mode 0644, mtime 0).
+
+    ``records`` are extra PAX records (keyword: value) written before it.
+    """
     member = tarfile.TarInfo(name)
     member.size, member.mode, member.mtime = size, 0o644, 0
+    member.pax_headers = dict(records or {})
     return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
@@ -69,9 +73,9 @@ class TarWriter:
         if self._progress is not None:
             self._progress(count)
 
-    def add_bytes(self, name: str, data: bytes) -> None:
-        """Add a file whose content is in memory."""
-        self._write(header(name, len(data)))
+    def add_bytes(self, name: str, data: bytes, records: dict[str, str] | None = None) -> None:
+        """Add a file whose content is in memory, with extra PAX ``records`` if given."""
+        self._write(header(name, len(data), records))
         self._write(data)
         self._pad()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.frameworks import get_model, methods_present, versions_of
+from dosirak.input_spec import input_spec_from_sample, input_spec_of
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.sklearn"
@@ -30,16 +31,25 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
+    input_sample: Any = None,
 ) -> Model:
-    """Save a fitted scikit-learn estimator (or pipeline) into the model store."""
+    """Save a fitted scikit-learn estimator (or pipeline) into the model store.
+
+    What the estimator knows of its input (``n_features_in_``, ``feature_names_in_``) goes into
+    ``model.yaml``, so that calls with rows of another width are refused with a 400 before they
+    reach it; ``input_sample`` (a few rows) stands in for an estimator that does not say.
+    """
     joblib = require("joblib", "sklearn")
     require("sklearn", "sklearn")
+    defaults = methods_present(model, BATCHABLE_METHODS, {"batchable": True, "batch_dim": 0})
+    methods = tuple(defaults)
+    spec = (input_spec_from_sample(input_sample, model, methods) if input_sample is not None
+            else input_spec_of(model, methods))
 
     def write(directory: Path) -> dict[str, Any]:
         joblib.dump(model, directory / MODEL_FILE)
-        return {}
+        return {"input_spec": spec} if spec else {}
 
-    defaults = methods_present(model, BATCHABLE_METHODS, {"batchable": True, "batch_dim": 0})
     return save(
         name, module=MODULE_NAME, write=write, default_signatures=defaults or {"predict": {}},
         labels=labels, metadata=metadata, custom_objects=custom_objects, signatures=signatures,

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import cloudpickle
 
 from dosirak.exceptions import InvalidArgument
+from dosirak.input_spec import input_check
 from dosirak.signature import Signature
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,6 +58,13 @@ class Runnable:
             return function
 
         return mark(fn) if fn is not None else mark
+
+    @classmethod
+    def input_check(cls, method: str) -> Callable[[tuple[Any, ...]], Any] | None:
+        """A check of ``method``'s arguments, run in the calling process before the call is
+        batched or sent to a worker: it raises ``BadInput`` for input the model cannot take,
+        and returns the answer of an empty batch (None: call the model). None: no check."""
+        return None
 
     @classmethod
     def signatures(cls) -> dict[str, Signature]:
@@ -134,6 +142,9 @@ def model_runnable(model: Any) -> type[Runnable]:
     adapt = getattr(framework, "runnable_method", None)
     signatures = dict(model.info.signatures)
     tag = str(model.tag)
+    spec = model.info.options.get("input_spec") or {}
+    checks = {name: input_check(spec, name, signature.batchable)
+              for name, signature in signatures.items()}
 
     class ModelRunnable(Runnable):
         SUPPORTED_RESOURCES = getattr(framework, "SUPPORTED_RESOURCES", ("cpu",))
@@ -159,6 +170,10 @@ def model_runnable(model: Any) -> type[Runnable]:
         @classmethod
         def signatures(cls) -> dict[str, Signature]:
             return dict(signatures)
+
+        @classmethod
+        def input_check(cls, method: str) -> Callable[[tuple[Any, ...]], Any] | None:
+            return checks.get(method)
 
     ModelRunnable.__qualname__ = ModelRunnable.__name__ = f"ModelRunnable[{tag}]"
     return ModelRunnable

@@ -50,6 +50,8 @@ class RunnerMethod:
         self.max_batch_size = max_batch_size
         self.max_latency_ms = max_latency_ms
         self._dispatcher: Any = None
+        # Checked here, in the calling process, for every placement and before batching.
+        self._check_input = runner.runnable_class.input_check(name)
 
     def __repr__(self) -> str:
         return f"RunnerMethod({self.runner.name}.{self.name}, batchable={self.signature.batchable})"
@@ -84,6 +86,8 @@ class RunnerMethod:
         if runner._loop is not asyncio.get_running_loop():
             runner._ensure_started()
             runner._bind_loop()
+        if self._check_input is not None and (empty := self._check_input(args)) is not None:
+            return empty
         if self._dispatcher is not None:
             return await self._dispatcher(*args, **kwargs)
         return await self.runner._execute(self.name, args, kwargs)
@@ -98,6 +102,8 @@ class RunnerMethod:
             if runner._runnable is None:
                 raise RunnerError(f"runner {runner.name!r} runs in worker processes; call "
                                   "it from the service (sync APIs may use .run())")
+            if self._check_input is not None and (empty := self._check_input(args)) is not None:
+                return empty
             return bound_method(runner._runnable, self.name)(*args, **kwargs)
         if threading.get_ident() == runner._loop_thread:
             if loop_bridge.can_wait():  # a sync API the server runs on the loop: no thread hop

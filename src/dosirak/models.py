@@ -292,7 +292,7 @@ def import_model(src: str, *, overwrite: bool = False,
     ``model_store.import_max_size`` (64 GiB). An archive that would not fit in the store's free
     space is refused too, before anything is written.
     """
-    from dosirak.store.archive import import_entry
+    from dosirak.store.unpack import import_entry
 
     tag = import_entry(model_store(), src, overwrite=overwrite, progress=progress,
                        validate=_valid_info, storage_options=storage_options,

@@ -22,7 +22,7 @@ import zstandard
 
 from dosirak import models, picklable_model
 from dosirak.exceptions import UnsafeArchive
-from dosirak.store.archive import HEADER_LIMIT
+from dosirak.store.unpack import HEADER_LIMIT
 
 BOMB = 64 << 20  # what one hostile header or file would take if it were read
 

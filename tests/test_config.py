@@ -200,15 +200,15 @@ def test_unknown_key_names_it_suggests_and_lists_valid_keys(tmp_path):
     message = error_of(environ={"DOSIRAK_CONFIG_OPTIONS": "api_server.wrokers=2"})
     assert "api_server.wrokers" in message
     assert "did you mean 'workers'?" in message
-    assert ("valid keys under api_server: backlog, cors, graceful_timeout, host, input_limits, "
-            "max_concurrency, "
-            "max_request_size, port, sync_apis, timeout, workers") in message
+    assert ("valid keys under api_server: backlog, cors, graceful_timeout, host, http, "
+            "input_limits, max_concurrency, max_request_size, port, sync_apis, timeout, "
+            "workers") in message
     assert "DOSIRAK_CONFIG_OPTIONS" in message
 
     config_file = write(tmp_path / "c.yaml", "metrix:\n  enabled: false\n")
     message = error_of(path=config_file, environ={})
     assert "metrix" in message and "did you mean 'metrics'?" in message
-    assert "valid keys at the top level: api_server, logging, metrics, runners" in message
+    assert "valid keys at the top level: api_server, logging, metrics, model_store, runners" in message
     assert f"config file {config_file}" in message
 
 

@@ -75,6 +75,19 @@ class Toolbox(Runnable):
         return {"handle": object()}
 
 
+class BuildsOnce(Runnable):
+    """Cannot be built again once ``marker`` exists: its restarts fail."""
+
+    def __init__(self, marker: str) -> None:
+        if Path(marker).exists():
+            raise RuntimeError("cannot build")
+
+    @Runnable.method
+    def sleep(self, seconds: float) -> int:
+        time.sleep(seconds)
+        return os.getpid()
+
+
 def children() -> set[int]:
     """Live (non-zombie) child processes of this test process."""
     found = set()
@@ -548,3 +561,23 @@ def test_a_call_whose_only_worker_is_killed_is_refused_with_a_retry_delay(
     assert isinstance(outcome, RunnerUnavailable) and outcome.status == 503
     assert "no other worker was live to run it again" in str(outcome)
     assert 0.1 <= outcome.retry_after < 30  # the restart delay and the time to start one
+
+
+def test_calls_waiting_for_a_worker_that_cannot_be_restarted_are_refused_with_503(
+        tmp_path: Path) -> None:
+    marker = tmp_path / "broken"
+
+    async def scenario() -> list[BaseException | Any]:
+        async with started(RunnableSpec.for_class(BuildsOnce, {"marker": str(marker)})) as pool:
+            running = asyncio.ensure_future(pool.call("sleep", (5.0,), {}))
+            queued = asyncio.ensure_future(pool.call("sleep", (0.0,), {}))
+            await asyncio.sleep(0.2)
+            marker.touch()
+            os.kill(pool.pids[0], signal.SIGKILL)
+            return await asyncio.gather(running, queued, return_exceptions=True)
+
+    running, queued = asyncio.run(scenario())
+    assert isinstance(running, RunnerUnavailable)
+    assert isinstance(queued, RunnerUnavailable) and queued.status == 503
+    assert "no live worker: restarting one failed" in str(queued)
+    assert queued.retry_after > 0

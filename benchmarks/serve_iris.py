@@ -9,6 +9,12 @@ summary tables.
 
     .venv/bin/python benchmarks/serve_iris.py --rounds 1 --duration 10 --conc 64
     .venv/bin/python benchmarks/serve_iris.py --batch      # the synthetic batching workload
+    .venv/bin/python benchmarks/serve_iris.py --baseline 7436c27 \
+        --configs dosirak-1w,dosirak-base-1w,bentoml-2w   # beside an earlier commit, one run
+
+``--baseline REV`` exports that commit's tree (``git archive``) into $PEERS, installs it into a
+venv of its own the same way, and adds the configs ``dosirak-base-1w`` and ``dosirak-base-2w``:
+an A/B of a change on the same machine in the same run.
 """
 
 from __future__ import annotations
@@ -30,19 +36,33 @@ IRIS_PEERS = "limit-uvicorn-1w,bentoml-1w,bentoml-2w,bentoml-legacy-default,fast
 BATCH_PEERS = "batch-bentoml-batched,batch-litserve-batched"
 
 
-def install() -> None:
-    """dosirak and scikit-learn in a venv of their own (again when pyproject.toml changed)."""
-    stamp = VENV / ".pyproject"
-    wanted = (ROOT / "pyproject.toml").read_text()
+def install(venv: Path = VENV, source: Path = ROOT) -> None:
+    """dosirak (from ``source``) and scikit-learn in a venv of their own (again when its
+    pyproject.toml changed)."""
+    stamp = venv / ".pyproject"
+    wanted = (source / "pyproject.toml").read_text()
     if stamp.exists() and stamp.read_text() == wanted:
         return
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-    subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "-e", f"{ROOT}[sklearn]"],
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", f"{source}[sklearn]"],
                    check=True)
     stamp.write_text(wanted)
 
 
-def save_model(home: Path) -> None:
+def export_baseline(revision: str) -> Path:
+    """The tree of ``revision`` (a commit of this repository) under $PEERS, exported afresh."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
+                            cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    source = PEERS / "dosirak-base" / commit[:12]
+    if not (source / "pyproject.toml").exists():
+        source.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT,
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    return source
+
+
+def save_model(home: Path, venv: Path = VENV) -> None:
     """The very model every peer serves, saved into dosirak's store."""
     env = dict(os.environ, DOSIRAK_HOME=str(home))
     code = (
@@ -50,8 +70,21 @@ def save_model(home: Path) -> None:
         "clf = pickle.load(open(sys.argv[1], 'rb'))  # our own harness's file, not a peer's\n"
         "print('saved', dosirak.sklearn.save_model('iris_clf', clf).tag)\n"
     )
-    subprocess.run([str(VENV / "bin" / "python"), "-c", code, str(PEERS / "model" / "iris.pkl")],
+    subprocess.run([str(venv / "bin" / "python"), "-c", code, str(PEERS / "model" / "iris.pkl")],
                    env=env, check=True)
+
+
+def baseline_configs(source: Path, venv: Path, home: Path) -> dict[str, dict]:
+    """dosirak of an earlier commit, served from its own tree and venv."""
+    env = {"DOSIRAK_HOME": str(home)}
+    serve = [str(venv / "bin" / "dosirak"), "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    return {
+        "dosirak-base-1w": {"cmd": [*serve, "examples/iris/service.py:svc"], "health": "/readyz",
+                            "path": "/classify", "cwd": str(source), "env": env},
+        "dosirak-base-2w": {"cmd": [*serve, "--workers", "2", "examples/iris/service.py:svc"],
+                            "health": "/readyz", "path": "/classify", "cwd": str(source),
+                            "env": env},
+    }
 
 
 def configs(home: Path) -> dict[str, dict]:
@@ -84,14 +117,24 @@ def main() -> None:
     parser.add_argument("--conc", default="64")
     parser.add_argument("--batch", action="store_true", help="the synthetic batching workload")
     parser.add_argument("--configs", help="override the list of configs to run")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also serve dosirak of this commit (configs dosirak-base-*)")
     options = parser.parse_args()
     if not (PEERS / "model" / "iris.pkl").exists():
         sys.exit(f"no peers set-up in {PEERS}: run `bash ../shared/bench/setup.sh` first")
     home = PEERS / "dosirak_home"
     install()
     save_model(home)
+    described = configs(home)
+    if options.baseline:
+        source = export_baseline(options.baseline)
+        base_venv = source.parent / f"venv-{source.name}"
+        base_home = source.parent / f"home-{source.name}"
+        install(base_venv, source)
+        save_model(base_home, base_venv)
+        described.update(baseline_configs(source, base_venv, base_home))
     extra = PEERS / "dosirak-peers.json"
-    extra.write_text(json.dumps(configs(home), indent=2))
+    extra.write_text(json.dumps(described, indent=2))
     if options.batch:
         chosen = options.configs or f"batch-dosirak,batch-limit,{BATCH_PEERS}"
     else:

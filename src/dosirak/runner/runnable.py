@@ -151,7 +151,7 @@ def model_runnable(model: Any) -> type[Runnable]:
         SUPPORTS_CPU_MULTI_THREADING = getattr(framework, "SUPPORTS_CPU_MULTI_THREADING", True)
 
         def __init__(self) -> None:
-            self.model = framework.load_model(model)
+            self.model = model.load_model()  # a delete racing the load: ModelNotFound
             self.methods_by_name: dict[str, Callable[..., Any]] = {}
             for name in signatures:
                 if adapt is not None:

@@ -8,11 +8,13 @@ theirs is saved or loaded, so ``import dosirak`` stays light.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
+from dosirak.input_spec import input_spec_from_sample, merge_specs, probe
 from dosirak.models import Model, get
+from dosirak.signature import parse_signatures
 from dosirak.tag import Tag
 
 
@@ -41,3 +43,33 @@ def versions_of(*distributions: str) -> dict[str, str]:
 def methods_present(obj: Any, candidates: Iterable[str], options: dict[str, Any]) -> dict[str, Any]:
     """Default signatures: the candidate methods the object actually has."""
     return {name: dict(options) for name in candidates if callable(getattr(obj, name, None))}
+
+
+def learn_input(
+    own: Callable[[], dict[str, Any]],
+    sample: Any,
+    calls: Callable[[tuple[str, ...]], Mapping[str, Callable[[Any], Any]]],
+    signatures: dict[str, Any] | None,
+    defaults: dict[str, Any],
+    *,
+    exact_dtype: bool = False,
+) -> dict[str, Any]:
+    """The ``input_spec`` option of a model being saved (see ``dosirak.input_spec``).
+
+    ``own()`` is what the model states of its input; ``sample`` (the ``input_sample`` argument,
+    may be None) completes it; ``calls(methods)`` gives the batchable methods as the runner will
+    call them, probed on one row for their answers' form and NaN handling. What cannot be
+    learned is left out: the model's failures never fail the save (a malformed sample does).
+    """
+    try:
+        spec = own()
+    except Exception:  # a model that cannot say what it takes is saved without a spec
+        spec = {}
+    if sample is not None:
+        spec = merge_specs(spec, input_spec_from_sample(sample, exact_dtype=exact_dtype))
+    methods = tuple(name for name, signature in parse_signatures(signatures, defaults).items()
+                    if signature.batchable and signature.batch_dim[0] == 0)
+    try:
+        return probe(spec, calls(methods), sample)
+    except Exception:  # the adapter's own calls could not be built: record what is known
+        return spec

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dosirak.frameworks import get_model, methods_present, versions_of
-from dosirak.input_spec import input_spec_from_sample, input_spec_of
+from dosirak.frameworks import get_model, learn_input, methods_present, versions_of
+from dosirak.input_spec import input_spec_of
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.sklearn"
@@ -35,16 +35,17 @@ def save_model(
 ) -> Model:
     """Save a fitted scikit-learn estimator (or pipeline) into the model store.
 
-    What the estimator knows of its input (``n_features_in_``, ``feature_names_in_``) goes into
-    ``model.yaml``, so that calls with rows of another width are refused with a 400 before they
-    reach it; ``input_sample`` (a few rows) stands in for an estimator that does not say.
+    What the estimator knows of its input (``n_features_in_``, ``feature_names_in_``, whether
+    it takes NaN) goes into ``model.yaml``, so that calls with rows of another width, or with
+    NaN or infinities it would refuse, get a 400 before they reach it; ``input_sample`` (a few
+    rows) stands in for an estimator that does not say.
     """
     joblib = require("joblib", "sklearn")
     require("sklearn", "sklearn")
     defaults = methods_present(model, BATCHABLE_METHODS, {"batchable": True, "batch_dim": 0})
-    methods = tuple(defaults)
-    spec = (input_spec_from_sample(input_sample, model, methods) if input_sample is not None
-            else input_spec_of(model, methods))
+    spec = learn_input(lambda: {**input_spec_of(model), **_nan_policy(model)}, input_sample,
+                       lambda methods: {name: getattr(model, name) for name in methods},
+                       signatures, defaults or {"predict": {}})
 
     def write(directory: Path) -> dict[str, Any]:
         joblib.dump(model, directory / MODEL_FILE)
@@ -55,6 +56,23 @@ def save_model(
         labels=labels, metadata=metadata, custom_objects=custom_objects, signatures=signatures,
         framework_versions=versions_of("scikit-learn", "joblib"),
     )
+
+
+def _nan_policy(estimator: Any) -> dict[str, bool]:
+    """scikit-learn's own word on NaN (its ``allow_nan`` tag); an estimator that refuses NaN
+    validates its input as all finite, so it refuses infinities too."""
+    try:
+        try:
+            from sklearn.utils import get_tags
+        except ImportError:  # scikit-learn < 1.6
+            allow_nan = estimator._get_tags().get("allow_nan")
+        else:
+            allow_nan = get_tags(estimator).input_tags.allow_nan
+    except Exception:  # not a scikit-learn estimator: the probe at save decides
+        return {}
+    if allow_nan is False:
+        return {"allow_nan": False, "allow_inf": False}
+    return {"allow_nan": True} if allow_nan else {}
 
 
 def load_model(tag: Tag | str | Model) -> Any:

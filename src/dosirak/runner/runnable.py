@@ -143,7 +143,7 @@ def model_runnable(model: Any) -> type[Runnable]:
     signatures = dict(model.info.signatures)
     tag = str(model.tag)
     spec = model.info.options.get("input_spec") or {}
-    checks = {name: input_check(spec, name, signature.batchable)
+    checks = {name: input_check(spec, name, signature)
               for name, signature in signatures.items()}
 
     class ModelRunnable(Runnable):

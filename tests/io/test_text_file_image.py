@@ -80,6 +80,17 @@ def test_text_round_trip_and_charsets(client: httpx.Client) -> None:
     assert unknown.status_code == 400 and "unknown charset" in unknown.json()["error"]
 
 
+def test_text_without_a_body_is_the_empty_text_and_the_schema_says_so(
+        client: httpx.Client) -> None:
+    # The empty text is a legitimate value and a request without a body sends it: the
+    # document must not call the body required (it did, while the server answered 200).
+    assert client.post("/shout").text == "!"
+    assert client.post("/shout", content=b"", headers={"content-type": "text/plain"}).text == "!"
+    request_body = client.get("/docs.json").json()["paths"]["/shout"]["post"]["requestBody"]
+    assert request_body["required"] is False
+    assert request_body["content"]["text/plain"]["schema"] == {"type": "string"}
+
+
 def test_file_raw_body_and_form_upload(client: httpx.Client) -> None:
     raw = client.post("/describe", content=b"\x00" * 1000,
                       headers={"content-type": "application/octet-stream"})

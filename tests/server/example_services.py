@@ -12,6 +12,7 @@ import pydantic
 import dosirak
 from dosirak.io import (
     JSON,
+    Image,
     Multipart,
     NumpyNdarray,
     PandasDataFrame,
@@ -30,8 +31,10 @@ def numpy_service() -> dosirak.Service:
         """Sum each row of four measurements."""
         return rows.sum(axis=1)
 
+    # The shape is enforced: unchecked, it would accept arrays the schema cannot state
+    # exactly (any number of dimensions, but never ragged), so fuzzing could not judge it.
     @svc.api(input=NumpyNdarray.from_sample(np.array([[1, 2, 3]], dtype=np.int64),
-                                            enforce_dtype=True),
+                                            enforce_dtype=True, enforce_shape=True),
              output=NumpyNdarray(), route="/v2/models/doubler/infer")
     def double(values: np.ndarray) -> np.ndarray:
         """Double every value."""
@@ -98,10 +101,53 @@ def multipart_service() -> dosirak.Service:
              output=JSON())
     def scaled(rows: np.ndarray, flower: Flower) -> dict[str, Any]:
         """Scale rows by the flower's sepal length."""
-        return {"rows": (rows * flower.sepal_length).tolist(), "name": flower.name}
+        with np.errstate(over="ignore"):  # past the double range is inf, written as null
+            scaled = rows * flower.sepal_length
+        return {"rows": scaled.tolist(), "name": flower.name}
+
+    return svc
+
+
+def iris_service() -> dosirak.Service:
+    """The seeds' iris classifier: a real scikit-learn model behind a batching runner."""
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression
+
+    iris = datasets.load_iris()
+    clf = LogisticRegression(max_iter=1000, random_state=0).fit(iris.data, iris.target)
+    model = dosirak.sklearn.save_model("iris_clf", clf, signatures={
+        "predict": {"batchable": True, "batch_dim": 0}})
+    runner = model.to_runner()
+    svc = dosirak.Service("iris_example", runners=[runner])
+
+    @svc.api(input=NumpyNdarray(dtype="float64", shape=(-1, 4), enforce_dtype=True,
+                                enforce_shape=True), output=NumpyNdarray())
+    def classify(rows: np.ndarray) -> np.ndarray:
+        """The iris class of each row of four measurements."""
+        return runner.predict.run(rows)
+
+    return svc
+
+
+def image_service() -> dosirak.Service:
+    from PIL import Image as PILImage
+
+    svc = dosirak.Service("image_example")
+
+    @svc.api(input=Image(pilmode="L"), output=JSON())
+    def brightness(image: PILImage.Image) -> dict[str, Any]:
+        """Size and mean brightness of a grey-scale image."""
+        pixels = np.asarray(image, dtype=np.float64)
+        return {"width": image.width, "height": image.height,
+                "mean": float(pixels.mean()) if pixels.size else 0.0}
+
+    @svc.api(input=Image(), output=Image(mime_type="image/png"))
+    def flip(image: PILImage.Image) -> PILImage.Image:
+        """The image upside down."""
+        return image.transpose(PILImage.Transpose.FLIP_TOP_BOTTOM)
 
     return svc
 
 
 EXAMPLES = {"numpy": numpy_service, "pandas": pandas_service, "json": json_service,
-            "multipart": multipart_service}
+            "multipart": multipart_service, "iris": iris_service, "image": image_service}

@@ -28,15 +28,16 @@ from dosirak.io.file import FORM_MEDIA_TYPE, decode_base64, single_upload, uploa
 from dosirak.io.form import parse_form
 from dosirak.io.limits import DEFAULT_LIMITS, InputLimits, limit_exceeded
 
+# {"b64": ...} holds nothing else (other keys are refused); the instances wrapper may.
+_B64_OBJECT: dict[str, Any] = {"type": "object",
+                               "properties": {"b64": {"type": "string", "format": "byte"}},
+                               "required": ["b64"], "additionalProperties": False}
 _B64_SCHEMA: dict[str, Any] = {
     "oneOf": [
-        {"type": "object", "properties": {"b64": {"type": "string", "format": "byte"}},
-         "required": ["b64"]},
+        _B64_OBJECT,
         {"type": "object", "properties": {"instances": {
-            "type": "array", "minItems": 1, "maxItems": 1,
-            "items": {"type": "object", "properties": {"b64": {"type": "string",
-                                                               "format": "byte"}},
-                      "required": ["b64"]}}}, "required": ["instances"]},
+            "type": "array", "minItems": 1, "maxItems": 1, "items": _B64_OBJECT}},
+         "required": ["instances"]},
     ],
 }
 
@@ -187,7 +188,10 @@ class Image(IODescriptor):
             media_type: {"schema": dict(BINARY_SCHEMA)}
             for media_type in self.input_media_types[:-2]
         }
-        content[FORM_MEDIA_TYPE] = {"schema": upload_form_schema("image")}
+        # The part is an image file: saying so lets clients (and fuzzers) send one.
+        part_types = ", ".join(t for t in self.input_media_types[:-2])
+        content[FORM_MEDIA_TYPE] = {"schema": upload_form_schema("image"),
+                                    "encoding": {"image": {"contentType": part_types}}}
         content[JSON_MEDIA_TYPE] = {"schema": _B64_SCHEMA}
         return {"required": True, "content": content}
 

@@ -166,8 +166,7 @@ class Multipart(IODescriptor):
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             schema["required"] = required
-        if json_body:
-            schema["additionalProperties"] = False
+        schema["additionalProperties"] = False  # unknown fields are refused, as parts or keys
         return schema
 
     def components(self) -> dict[str, dict[str, Any]]:

@@ -103,10 +103,26 @@ class NumpyNdarray(IODescriptor):
             np.finfo(self.dtype).max < np.finfo(np.float64).max
         # The schema promises only what is checked: clients and fuzzers take it at its word.
         checked_dtype = self.dtype if self.enforce_dtype else None
-        checked_shape = self.shape if self.enforce_shape else None
-        self._schema = _array_schema(checked_dtype, checked_shape, finite=self._finite)
+        self._schema = self._array_schema(checked_dtype, finite=self._finite)
         # Responses write NaN and infinities as null, whatever requests may hold.
-        self._output_schema = _array_schema(checked_dtype, checked_shape, finite=False)
+        self._output_schema = self._array_schema(checked_dtype, finite=False)
+
+    def _array_schema(self, dtype: np.dtype | None, *, finite: bool) -> dict[str, Any]:
+        item = _item_schema(dtype, finite)
+        if self.enforce_shape or (self.shape is not None and item):
+            assert self.shape is not None
+            # An unchecked shape is still the form the API expects: its number of dimensions
+            # and inner sizes (axis 0 left free), which keeps every schema-valid array
+            # rectangular. Arrays of another form are accepted but not promised.
+            shape = self.shape if self.enforce_shape else (-1, *self.shape[1:])
+            return _nested_schema(item, shape)
+        if item:
+            # Nested lists of any depth cannot be stated without allowing ragged ones, which
+            # numpy refuses: promise one value or a flat list of them.
+            return {"anyOf": [{"type": "array", "items": item}, item]}
+        # Any number of dimensions: nested arrays of any depth, or one value (a 0-d array).
+        return {"anyOf": [{"type": "array", "items": {}}, {"type": "number"},
+                          {"type": "string"}, {"type": "boolean"}]}
 
     @classmethod
     def from_sample(cls, sample: Any, *, enforce_dtype: bool = False,
@@ -419,14 +435,7 @@ def _item_schema(dtype: np.dtype | None, finite: bool) -> dict[str, Any]:
     return {}
 
 
-def _array_schema(dtype: np.dtype | None, shape: tuple[int, ...] | None, *,
-                  finite: bool) -> dict[str, Any]:
-    item = _item_schema(dtype, finite)
-    if shape is None:
-        # Any number of dimensions: nested arrays of any depth, or one value (a 0-d array).
-        scalar = [item] if item else [{"type": "number"}, {"type": "string"},
-                                      {"type": "boolean"}]
-        return {"anyOf": [{"type": "array", "items": {}}, *scalar]}
+def _nested_schema(item: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
     schema = item
     for size in reversed(shape):
         schema = {"type": "array", "items": schema}

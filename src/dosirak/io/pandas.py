@@ -129,9 +129,11 @@ class PandasDataFrame(IODescriptor):
         self._max_columns = self.max_columns or limits.max_dataframe_columns
         self._max_cells = limits.max_dataframe_cells
         # The schema states the bound, so a client that follows it is never refused.
+        width = self.shape[1] if self.enforce_shape and self.shape is not None else -1
         self._schema = _frame_schema(self.orient, self.columns, self.dtype,
-                                     max_columns=self._max_columns, required=self.enforce_shape,
-                                     finite=self._finite)
+                                     max_columns=self._max_columns if width == -1
+                                     else min(width, self._max_columns),
+                                     required=self.enforce_shape, finite=self._finite)
 
     @classmethod
     def from_sample(cls, sample: Any, *, orient: str = "records", enforce_dtype: bool = False,
@@ -284,9 +286,10 @@ class PandasSeries(IODescriptor):
         self.shape = tuple(shape) if shape is not None else None
         self.enforce_shape = enforce_shape
         item = _dtype_schema(dtype)
-        self._schema: dict[str, Any] = (
-            {"type": "array", "items": item} if orient == "records"
-            else {"type": "object", "additionalProperties": item})
+        # Both forms are read whatever the orient (which decides how answers are written).
+        forms = [{"type": "array", "items": item},
+                 {"type": "object", "additionalProperties": item}]
+        self._schema: dict[str, Any] = {"anyOf": forms if orient == "records" else forms[::-1]}
 
     @classmethod
     def from_sample(cls, sample: Any, *, enforce_dtype: bool = False) -> PandasSeries:
@@ -316,6 +319,11 @@ class PandasSeries(IODescriptor):
                            [field_error(["body", "axis 0"], f"has {len(series)} element(s), "
                                         f"expected {self.shape[0]}", "shape_error")])
         if self.dtype is not None:
+            if self.enforce_dtype and _holds_non_numbers(series, self.dtype):
+                raise BadInput(f"expected {self.dtype} numbers, got {_kind_of(series)}; send "
+                               "JSON numbers (text and true/false are not read as numbers)",
+                               [field_error(["body"], f"{_kind_of(series)} where {self.dtype} "
+                                            "numbers were expected", "dtype_error")])
             try:
                 series = series.astype(self.dtype)
             except (ValueError, TypeError) as error:
@@ -463,6 +471,10 @@ def _apply_dtype(frame: Any, dtype: Any, enforce: bool) -> Any:
         target = targets.get(str(column))
         if target is None or str(frame[column].dtype) == target:
             continue
+        if enforce and _holds_non_numbers(frame[column], target):
+            detail.append(field_error(["body", str(column)], f"cannot be {target}: it holds "
+                                      f"{_kind_of(frame[column])}, not numbers", "dtype_error"))
+            continue
         try:
             frame[column] = frame[column].astype(target)
         except (ValueError, TypeError) as error:
@@ -473,6 +485,35 @@ def _apply_dtype(frame: Any, dtype: Any, enforce: bool) -> Any:
         raise BadInput("column(s) with the wrong type: " +
                        ", ".join(str(d["loc"][-1]) for d in detail), detail)
     return frame
+
+
+# The column kinds a numeric target dtype takes (by its kind); pandas' astype would also turn
+# text ("1.5") and booleans into numbers, which a schema of numbers refuses.
+_NUMBER_SOURCES = {"i": "iu", "u": "iu", "f": "iuf"}
+_NUMBERS_INFERRED = {"i": ("empty", "integer"), "u": ("empty", "integer"),
+                     "f": ("empty", "integer", "floating", "mixed-integer-float")}
+
+
+def _holds_non_numbers(values: Any, target: Any) -> bool:
+    """Whether a numeric ``target`` dtype is given text, booleans or floats for integers.
+
+    A column already of a number kind costs one comparison; only object columns (missing
+    values, mixed JSON) are looked at value by value, in pandas' C inference.
+    """
+    types = _pd().api.types
+    kind = types.pandas_dtype(target).kind
+    wanted = _NUMBER_SOURCES.get(kind)
+    if wanted is None or len(values) == 0 or values.dtype.kind in wanted:
+        return False
+    if values.dtype.kind != "O":
+        return True
+    return types.infer_dtype(values, skipna=True) not in _NUMBERS_INFERRED[kind]
+
+
+def _kind_of(values: Any) -> str:
+    if values.dtype.kind == "O":
+        return _pd().api.types.infer_dtype(values, skipna=True) + " values"
+    return f"{values.dtype} values"
 
 
 def _refuse_nonfinite(frame: Any, dtype: Any) -> None:

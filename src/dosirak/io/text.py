@@ -12,7 +12,11 @@ _CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
 class Text(IODescriptor):
-    """A ``str``: the request body decoded with its charset (UTF-8 unless it names another)."""
+    """A ``str``: the request body decoded with its charset (UTF-8 unless it names another).
+
+    The empty text is a value like any other, and a request without a body sends it: the
+    OpenAPI request body is therefore not ``required``.
+    """
 
     input_media_types = (TEXT_MEDIA_TYPE,)
     output_media_types = (TEXT_MEDIA_TYPE,)
@@ -52,6 +56,9 @@ class Text(IODescriptor):
 
     def schema(self) -> dict[str, Any]:
         return {"type": "string"}
+
+    def openapi_request_body(self) -> dict[str, Any]:
+        return {"required": False, "content": self.openapi_content(self.input_media_types)}
 
     def openapi_content(self, media_types: tuple[str, ...]) -> dict[str, Any]:
         entry: dict[str, Any] = {"schema": {"type": "string"}}

@@ -57,7 +57,8 @@ def input_spec_from_shape(dims: Sequence[Any], dtype: Any = None,
     if dtype is not None:
         import numpy as np
 
-        spec["dtype"] = np.dtype(dtype).str
+        if np.dtype(dtype).kind not in "OSUV":  # strings: the model's conversion decides
+            spec["dtype"] = np.dtype(dtype).str
     if names:
         spec["feature_names"] = [str(name) for name in names]
     return _clean(spec)

@@ -34,7 +34,9 @@ def test_model_predicts_the_same_in_a_fresh_process(fresh_process):
     saved = dosirak.keras.save_model("clf", model, metadata={"epochs": 0})
 
     assert saved.info.options == {
-        "format": "keras", "backend": "torch", "model_class": "Functional"}
+        "format": "keras", "backend": "torch", "model_class": "Functional",
+        "input_spec": {"n_features": 4,
+                       "outputs": {"predict": {"dtype": "<f4", "shape": [-1, 3]}}}}
     assert saved.info.signatures["predict"].to_dict() == {"batchable": True, "batch_dim": [0, 0]}
     assert {"keras", "torch"} <= set(saved.info.context["framework_versions"])
     out = fresh_process.run("""

@@ -33,7 +33,8 @@ def test_booster_and_estimators_predict_the_same_in_a_fresh_process(fresh_proces
     clf = dosirak.lightgbm.save_model("clf", classifier)
     dosirak.lightgbm.save_model("reg", regressor)
 
-    assert saved.info.options == {"model_class": "Booster", "format": "txt"}
+    assert saved.info.options == {"model_class": "Booster", "format": "txt", "input_spec": {
+        "n_features": 3, "outputs": {"predict": {"dtype": "<f8", "shape": [-1]}}}}
     assert list(saved.info.signatures) == ["predict"]
     assert set(clf.info.signatures) == {"predict", "predict_proba"}
     assert not list(clf.path.glob("*.pkl"))  # nothing pickled

@@ -40,7 +40,9 @@ def test_module_predicts_the_same_in_a_fresh_process(fresh_process):
     saved = dosirak.tensorflow.save_model("affine", module, labels={"team": "tf"})
 
     assert saved.info.options == {"format": "saved_model",
-                                  "serving_signatures": ["serving_default"]}
+                                  "serving_signatures": ["serving_default"], "input_spec": {
+                                      "n_features": 4, "outputs": {"__call__": {
+                                          "dtype": "<f4", "shape": [-1, 3]}}}}
     assert saved.info.signatures["__call__"].to_dict() == {"batchable": True, "batch_dim": [0, 0]}
     assert "tensorflow-cpu" in saved.info.context["framework_versions"]
     out = fresh_process.run("""

@@ -27,7 +27,10 @@ def test_booster_and_estimators_predict_the_same_in_a_fresh_process(fresh_proces
     dosirak.xgboost.save_model("clf", classifier)
     dosirak.xgboost.save_model("reg", regressor)
 
-    assert saved.info.options == {"model_class": "Booster", "format": "ubj"}
+    assert saved.info.options == {  # NaN is xgboost's missing value; a DMatrix refuses inf
+        "model_class": "Booster", "format": "ubj", "input_spec": {
+            "n_features": 4, "allow_inf": False,
+            "outputs": {"predict": {"dtype": "<f4", "shape": [-1]}}}}
     assert list(saved.info.signatures) == ["predict"]
     assert saved.info.signatures["predict"].batchable
     assert set(dosirak.xgboost.get("clf").info.signatures) == {"predict", "predict_proba", "apply"}

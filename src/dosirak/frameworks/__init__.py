@@ -7,6 +7,7 @@ theirs is saved or loaded, so ``import dosirak`` stays light.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -54,7 +55,8 @@ def learn_input(
     *,
     exact_dtype: bool = False,
 ) -> dict[str, Any]:
-    """The ``input_spec`` option of a model being saved (see ``dosirak.input_spec``).
+    """The ``input_spec`` option of a model being saved (see ``dosirak.input_spec``), as a
+    dict to merge into its options (empty when nothing could be learned).
 
     ``own()`` is what the model states of its input; ``sample`` (the ``input_sample`` argument,
     may be None) completes it; ``calls(methods)`` gives the batchable methods as the runner will
@@ -69,7 +71,25 @@ def learn_input(
         spec = merge_specs(spec, input_spec_from_sample(sample, exact_dtype=exact_dtype))
     methods = tuple(name for name, signature in parse_signatures(signatures, defaults).items()
                     if signature.batchable and signature.batch_dim[0] == 0)
-    try:
-        return probe(spec, calls(methods), sample)
-    except Exception:  # the adapter's own calls could not be built: record what is known
-        return spec
+    with contextlib.suppress(Exception):  # the adapter's calls could not be built: keep spec
+        spec = probe(spec, calls(methods), sample)
+    return {"input_spec": spec} if spec else {}
+
+
+def calls_of(model: Any, adapt: Callable[[Any, str], Any] | None = None
+             ) -> Callable[[tuple[str, ...]], dict[str, Callable[[Any], Any]]]:
+    """The methods of ``model`` as the runner will call them (through the adapter's
+    ``runnable_method`` when it has one), for ``learn_input``."""
+
+    def calls(methods: tuple[str, ...]) -> dict[str, Callable[[Any], Any]]:
+        found = {}
+        for name in methods:
+            if adapt is not None:
+                function = adapt(model, name)
+            else:
+                function = model if name == "__call__" else getattr(model, name, None)
+            if callable(function):
+                found[name] = function
+        return found
+
+    return calls

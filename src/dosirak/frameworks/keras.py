@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
-from dosirak.frameworks import get_model, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, versions_of
+from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.keras"
@@ -36,8 +37,14 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
+    input_sample: Any = None,
 ) -> Model:
-    """Save a built ``keras.Model`` into the model store as a ``.keras`` file."""
+    """Save a built ``keras.Model`` into the model store as a ``.keras`` file.
+
+    A model built on an ``Input`` of one tensor records its shape in ``input_spec``, checked
+    before each call (a 400 for another width), and the form of its answer, learned from one
+    row of zeros. ``input_sample`` (a few rows) stands in for a model built without ``Input``.
+    """
     keras = require("keras", "keras")
     if not isinstance(model, keras.Model):
         raise InvalidArgument(
@@ -46,10 +53,13 @@ def save_model(
             "dosirak.picklable_model"
         )
     backend = keras.backend.backend()
+    learned = learn_input(lambda: _input_of(model), input_sample,
+                          calls_of(model, runnable_method), signatures, DEFAULT_SIGNATURES)
 
     def write(directory: Path) -> dict[str, Any]:
         model.save(directory / MODEL_FILE)
-        return {"format": "keras", "backend": backend, "model_class": type(model).__name__}
+        return {"format": "keras", "backend": backend, "model_class": type(model).__name__,
+                **learned}
 
     distributions = ["keras", BACKEND_DISTRIBUTIONS.get(backend, backend)]
     if backend == "tensorflow":
@@ -77,6 +87,12 @@ def load_model(tag: Tag | str | Model, **kwargs: Any) -> Any:
 def get(tag: Tag | str | Model) -> Model:
     """The stored model, checked to be a Keras one."""
     return get_model(MODULE_NAME, tag)
+
+
+def _input_of(model: Any) -> dict[str, Any]:
+    """The shape of a built model's one input (Keras converts dtypes itself)."""
+    inputs = model.inputs  # AttributeError until the model is built: learn_input records none
+    return input_spec_from_shape(tuple(inputs[0].shape)) if len(inputs) == 1 else {}
 
 
 def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from dosirak.exceptions import InvalidArgument
-from dosirak.frameworks import get_model, methods_present, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, methods_present, versions_of
+from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.lightgbm"
@@ -38,10 +39,14 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
+    input_sample: Any = None,
 ) -> Model:
     """Save an ``lgb.Booster`` or a fitted LightGBM estimator into the model store.
 
-    The options record ``model_class`` (the class rebuilt at load) and ``format``.
+    The options record ``model_class`` (the class rebuilt at load), ``format`` and
+    ``input_spec``: the booster's feature count (and names, when it was trained on named
+    columns), checked before each call; NaN is LightGBM's missing value and is let through.
+    ``input_sample`` (a few rows) adds what the booster does not say.
     """
     lgb = require("lightgbm", "lightgbm")
     model_class = type(model).__name__
@@ -56,13 +61,16 @@ def save_model(
             "dosirak.picklable_model"
         )
 
+    defaults = methods_present(model, BATCHABLE_METHODS, {"batchable": True, "batch_dim": 0})
+    learned = learn_input(lambda: _input_of(booster), input_sample, calls_of(model), signatures,
+                       defaults)
+
     def write(directory: Path) -> dict[str, Any]:
         booster.save_model(str(directory / MODEL_FILE))
         if state is not None:
             (directory / ESTIMATOR_FILE).write_text(state)
-        return {"model_class": model_class, "format": "txt"}
+        return {"model_class": model_class, "format": "txt", **learned}
 
-    defaults = methods_present(model, BATCHABLE_METHODS, {"batchable": True, "batch_dim": 0})
     return save(
         name, module=MODULE_NAME, write=write, default_signatures=defaults,
         labels=labels, metadata=metadata, custom_objects=custom_objects, signatures=signatures,
@@ -89,6 +97,14 @@ def load_model(tag: Tag | str | Model) -> Any:
 def get(tag: Tag | str | Model) -> Model:
     """The stored model, checked to be a LightGBM one."""
     return get_model(MODULE_NAME, tag)
+
+
+def _input_of(booster: Any) -> dict[str, Any]:
+    """The booster's width, and its feature names unless they are LightGBM's made-up ones."""
+    width = booster.num_feature()
+    names = booster.feature_name()
+    made_up = names == [f"Column_{index}" for index in range(width)]
+    return input_spec_from_shape((None, width), None, None if made_up else names)
 
 
 def _fitted_booster(estimator: Any) -> Any:

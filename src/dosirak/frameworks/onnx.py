@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument, NotFound
-from dosirak.frameworks import get_model, versions_of
+from dosirak.frameworks import get_model, learn_input, versions_of
+from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.onnx"
@@ -38,10 +39,14 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
+    input_sample: Any = None,
 ) -> Model:
     """Save an ``onnx.ModelProto``, or the ``.onnx`` file at a path, into the model store.
 
-    The options record the graph's ``inputs`` and ``outputs`` names and its ``opset``.
+    The options record the graph's ``inputs`` and ``outputs`` names, its ``opset`` and, for a
+    graph of one input, ``input_spec``: its rank, fixed dimensions and element type, checked
+    before each call (ONNX Runtime converts nothing: another dtype or shape is a 400), and the
+    form of a single output's answer. ``input_sample`` may add a DataFrame's columns.
     """
     onnx = require("onnx", "onnx")
     if isinstance(model, (str, os.PathLike)):
@@ -53,6 +58,8 @@ def save_model(
         raise InvalidArgument(f"dosirak.onnx saves onnx.ModelProto objects or .onnx file paths, "
                               f"got {type(model).__name__}")
     large = model.ByteSize() > PROTOBUF_LIMIT
+    learned = learn_input(lambda: _input_of(model.graph, onnx), input_sample, lambda methods: {},
+                       signatures, DEFAULT_SIGNATURES)
 
     def write(directory: Path) -> dict[str, Any]:
         path = str(directory / MODEL_FILE)
@@ -66,6 +73,7 @@ def save_model(
             "inputs": [value.name for value in model.graph.input],
             "outputs": [value.name for value in model.graph.output],
             "opset": {entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
+            **learned,
         }
 
     return save(
@@ -93,6 +101,25 @@ def load_model(
 def get(tag: Tag | str | Model) -> Model:
     """The stored model, checked to be an ONNX one."""
     return get_model(MODULE_NAME, tag)
+
+
+def _input_of(graph: Any, onnx: Any) -> dict[str, Any]:
+    """What a one-input graph takes (shape and element type), and the form of the answer of a
+    one-output graph; ``{}`` for other graphs."""
+    if len(graph.input) != 1 or not graph.input[0].type.HasField("tensor_type"):
+        return {}
+    spec = input_spec_from_shape(*_tensor_form(graph.input[0].type.tensor_type, onnx))
+    if len(graph.output) == 1 and graph.output[0].type.HasField("tensor_type"):
+        dims, dtype = _tensor_form(graph.output[0].type.tensor_type, onnx)
+        if dims and all(isinstance(dim, int) for dim in dims[1:]):
+            spec["outputs"] = {"run": {"dtype": dtype.str, "shape": [-1, *dims[1:]]}}
+    return spec
+
+
+def _tensor_form(tensor: Any, onnx: Any) -> tuple[list[int | None], Any]:
+    """A tensor type's dimensions (None where not fixed) and numpy dtype."""
+    dims = [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim]
+    return dims, onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
 
 
 def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:

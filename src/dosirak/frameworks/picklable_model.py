@@ -11,7 +11,7 @@ from typing import Any
 
 import cloudpickle
 
-from dosirak.frameworks import get_model, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, versions_of
 from dosirak.models import Model, Tag, save
 
 MODULE_NAME = "dosirak.picklable_model"
@@ -26,13 +26,19 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
+    input_sample: Any = None,
 ) -> Model:
-    """Save any picklable object; its default signature is ``__call__``, not batchable."""
+    """Save any picklable object; its default signature is ``__call__``, not batchable.
+
+    ``input_sample`` (a few rows) records their shape in ``input_spec``, checked before each
+    call (a 400 for another width), and what calling the object on one of them shows.
+    """
+    learned = learn_input(dict, input_sample, calls_of(model), signatures, {"__call__": {}})
 
     def write(directory: Path) -> dict[str, Any]:
         with open(directory / MODEL_FILE, "wb") as stream:
             cloudpickle.dump(model, stream, protocol=5)
-        return {}
+        return learned
 
     return save(
         name, module=MODULE_NAME, write=write, default_signatures={"__call__": {}},

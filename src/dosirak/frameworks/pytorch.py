@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dosirak.exceptions import InvalidArgument, MissingDependency
-from dosirak.frameworks import get_model, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, versions_of
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.pytorch"
@@ -38,10 +38,15 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
+    input_sample: Any = None,
 ) -> Model:
     """Save a ``torch.nn.Module`` or a TorchScript module into the model store.
 
     The options record ``torchscript`` (True for ``torch.jit`` modules) and the model's class.
+    A module does not say what it takes: ``input_sample`` (a few rows, an array or a tensor)
+    records its shape and dtype in ``input_spec``, checked before each call (torch converts
+    neither: another width or dtype is a 400), and, for a module in eval mode, the form of its
+    answer and whether it raises on NaN, learned by calling it on the sample's first row.
     """
     torch = require("torch", "pytorch")
     if not isinstance(model, torch.nn.Module):
@@ -51,13 +56,20 @@ def save_model(
         )
     torchscript = isinstance(model, torch.jit.ScriptModule)
     model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+    if isinstance(input_sample, torch.Tensor):
+        input_sample = input_sample.detach().cpu().numpy()
+    # A module in training mode is not called: a batch norm would learn from the probe.
+    calls = calls_of(model, runnable_method) if not model.training else (lambda methods: {})
+    learned = learn_input(dict, input_sample, calls, signatures, DEFAULT_SIGNATURES,
+                       exact_dtype=True)
 
     def write(directory: Path) -> dict[str, Any]:
         if torchscript:
             torch.jit.save(model, str(directory / MODEL_FILE))
         else:
             torch.save(model, directory / MODEL_FILE)
-        return {"torchscript": torchscript, "model_class": model_class}
+        return {"torchscript": torchscript, "model_class": model_class,
+                **learned}
 
     return save(
         name, module=MODULE_NAME, write=write, default_signatures=DEFAULT_SIGNATURES,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dosirak.frameworks import get_model, learn_input, methods_present, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, methods_present, versions_of
 from dosirak.input_spec import input_spec_of
 from dosirak.models import Model, Tag, require, save
 
@@ -43,13 +43,12 @@ def save_model(
     joblib = require("joblib", "sklearn")
     require("sklearn", "sklearn")
     defaults = methods_present(model, BATCHABLE_METHODS, {"batchable": True, "batch_dim": 0})
-    spec = learn_input(lambda: {**input_spec_of(model), **_nan_policy(model)}, input_sample,
-                       lambda methods: {name: getattr(model, name) for name in methods},
-                       signatures, defaults or {"predict": {}})
+    learned = learn_input(lambda: {**input_spec_of(model), **_nan_policy(model)}, input_sample,
+                       calls_of(model), signatures, defaults or {"predict": {}})
 
     def write(directory: Path) -> dict[str, Any]:
         joblib.dump(model, directory / MODEL_FILE)
-        return {"input_spec": spec} if spec else {}
+        return learned
 
     return save(
         name, module=MODULE_NAME, write=write, default_signatures=defaults or {"predict": {}},

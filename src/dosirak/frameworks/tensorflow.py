@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
-from dosirak.frameworks import get_model, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, versions_of
+from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.tensorflow"
@@ -37,8 +38,15 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
+    input_sample: Any = None,
 ) -> Model:
-    """Save a ``tf.Module`` into the model store as a SavedModel directory."""
+    """Save a ``tf.Module`` into the model store as a SavedModel directory.
+
+    When ``__call__`` has an ``input_signature`` of one tensor, its shape goes into
+    ``input_spec``, checked before each call (a 400 for another width); else ``input_sample``
+    (a few rows) gives the shape and the dtype (a SavedModel runs only the dtypes it was traced
+    with). The form of the answer is learned by calling the module on one row.
+    """
     if type(model).__module__.split(".")[0] in ("keras", "tf_keras"):
         raise InvalidArgument(f"{type(model).__name__} is a Keras object: save it with "
                               "dosirak.keras.save_model, which keeps its Keras config")
@@ -50,10 +58,14 @@ def save_model(
             "dosirak.picklable_model"
         )
     serving = _serving_signatures(model, tf)
+    declared = _input_of(model, tf)
+    learned = learn_input(lambda: declared, input_sample, calls_of(model, runnable_method),
+                       signatures, DEFAULT_SIGNATURES, exact_dtype=not declared)
 
     def write(directory: Path) -> dict[str, Any]:
         tf.saved_model.save(model, str(directory / MODEL_DIRECTORY), signatures=serving or None)
-        return {"format": "saved_model", "serving_signatures": sorted(serving)}
+        return {"format": "saved_model", "serving_signatures": sorted(serving),
+                **learned}
 
     return save(
         name, module=MODULE_NAME, write=write, default_signatures=DEFAULT_SIGNATURES,
@@ -88,6 +100,16 @@ def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
         return tf.nest.map_structure(to_numpy, function(*args, **kwargs))
 
     return run
+
+
+def _input_of(model: Any, tf: Any) -> dict[str, Any]:
+    """The shape of ``__call__``'s one-tensor input signature (TensorFlow casts the dtype)."""
+    call = model.__call__ if callable(model) else None
+    signature = getattr(call, "input_signature", None) or ()
+    if len(signature) != 1 or not isinstance(signature[0], tf.TensorSpec) \
+            or signature[0].shape.rank is None:
+        return {}
+    return input_spec_from_shape(signature[0].shape.as_list())
 
 
 def _serving_signatures(model: Any, tf: Any) -> dict[str, Any]:

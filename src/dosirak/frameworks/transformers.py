@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument, MissingDependency
-from dosirak.frameworks import get_model, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, versions_of
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.transformers"
@@ -37,11 +37,14 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
+    input_sample: Any = None,
 ) -> Model:
     """Save a pipeline, or any object with ``save_pretrained``, into the model store.
 
     The options record ``kind`` ("pipeline" or "pretrained"), the object's class and, for a
-    pipeline, its ``task`` and its model's class.
+    pipeline, its ``task`` and its model's class. A pipeline's empty batch (``[]``) is a 400
+    without calling it; ``input_sample`` (an array of a few rows, for models called with
+    arrays) records their shape, checked before each call.
     """
     transformers = require("transformers", "transformers")
     if isinstance(model, transformers.Pipeline):
@@ -62,6 +65,9 @@ def save_model(
             f"from_pretrained (models, tokenizers, processors), got {type(model).__name__}; "
             "save other objects with dosirak.picklable_model"
         )
+
+    if input_sample is not None:
+        options.update(learn_input(dict, input_sample, calls_of(model), signatures, defaults))
 
     def write(directory: Path) -> dict[str, Any]:
         model.save_pretrained(str(directory / MODEL_DIRECTORY))

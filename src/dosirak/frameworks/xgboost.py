@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
-from dosirak.frameworks import get_model, methods_present, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, methods_present, versions_of
+from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.xgboost"
@@ -34,10 +35,14 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
+    input_sample: Any = None,
 ) -> Model:
     """Save an ``xgb.Booster`` or a fitted ``XGBClassifier``/``XGBRegressor``/``XGBRanker``...
 
-    The options record ``model_class`` (the class rebuilt at load) and ``format``.
+    The options record ``model_class`` (the class rebuilt at load), ``format`` and
+    ``input_spec``: the booster's feature count and names, checked before each call (a 400 for
+    rows of another width); NaN is XGBoost's missing value and is let through.
+    ``input_sample`` (a few rows) adds what the booster does not say (a DataFrame's columns).
     """
     xgb = require("xgboost", "xgboost")
     model_class = type(model).__name__
@@ -49,11 +54,14 @@ def save_model(
             "dosirak.picklable_model"
         )
 
+    defaults = methods_present(model, BATCHABLE_METHODS, {"batchable": True, "batch_dim": 0})
+    learned = learn_input(lambda: _input_of(model, xgb), input_sample,
+                          calls_of(model, runnable_method), signatures, defaults)
+
     def write(directory: Path) -> dict[str, Any]:
         model.save_model(directory / MODEL_FILE)
-        return {"model_class": model_class, "format": "ubj"}
+        return {"model_class": model_class, "format": "ubj", **learned}
 
-    defaults = methods_present(model, BATCHABLE_METHODS, {"batchable": True, "batch_dim": 0})
     return save(
         name, module=MODULE_NAME, write=write, default_signatures=defaults,
         labels=labels, metadata=metadata, custom_objects=custom_objects, signatures=signatures,
@@ -79,6 +87,12 @@ def load_model(tag: Tag | str | Model) -> Any:
 def get(tag: Tag | str | Model) -> Model:
     """The stored model, checked to be an XGBoost one."""
     return get_model(MODULE_NAME, tag)
+
+
+def _input_of(model: Any, xgb: Any) -> dict[str, Any]:
+    """The booster's width and feature names (None unless it was trained on named columns)."""
+    booster = model if isinstance(model, xgb.Booster) else model.get_booster()
+    return input_spec_from_shape((None, booster.num_features()), None, booster.feature_names)
 
 
 def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:

@@ -189,18 +189,18 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
                         "(api_server.http.max_headers)")
     max_bytes = limits.max_header_bytes
     max_headers = limits.max_headers
-    # uvicorn's own callbacks, called directly: a super() lookup per callback costs more, and
-    # these run several times per request.
+    # uvicorn's own methods, called directly: a super() lookup costs more, and these run on
+    # every request. Only the callbacks that must see each request are overridden; body progress
+    # is noted once per read instead of once per body callback.
+    receive_data = HttpToolsProtocol.data_received
     begin_message = HttpToolsProtocol.on_message_begin
     complete_head = HttpToolsProtocol.on_headers_complete
-    read_body = HttpToolsProtocol.on_body
-    complete_message = HttpToolsProtocol.on_message_complete
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
         # When the head began to arrive (or the connection opened), until it is complete.
         _head_since: float | None = None
-        # When the body last made progress, until it is complete.
-        _body_since: float | None = None
+        # When bytes last arrived (a body is timed from there while it is incomplete).
+        _last_data = 0.0
         _head_begun = False
         _head_bytes = 0
         _refused: tuple[int, str, str] | None = None
@@ -223,7 +223,8 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
 
         def data_received(self, data: bytes) -> None:
             if not self._turned_away:
-                super().data_received(data)
+                self._last_data = sweeper.now
+                receive_data(self, data)
 
         def on_message_begin(self) -> None:
             begin_message(self)
@@ -258,16 +259,7 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
                               f"HTTP/{version} is not supported; send HTTP/1.1"))
             self._head_since = None
             self._head_begun = False
-            self._body_since = sweeper.now
             complete_head(self)
-
-        def on_body(self, body: bytes) -> None:
-            self._body_since = sweeper.now
-            read_body(self, body)
-
-        def on_message_complete(self) -> None:
-            self._body_since = None
-            complete_message(self)
 
         def _refuse(self, refusal_: tuple[int, str, str]) -> None:
             self._refused = refusal_
@@ -294,12 +286,14 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
                     transport.write(head_too_slow)
                 transport.close()
                 return True
-            since = self._body_since
-            if since is None or now - since <= limits.body_timeout or self.flow.read_paused:
-                return False
-            self._body_since = None
             cycle = self.cycle
-            if cycle is not None and not cycle.response_started:
+            # A body is awaited while its request's cycle wants more and has not been answered;
+            # a read the server paused itself (flow control) is not the client's delay.
+            if cycle is None or not cycle.more_body or cycle.response_complete \
+                    or self._head_begun or self.flow.read_paused \
+                    or now - self._last_data <= limits.body_timeout:
+                return False
+            if not cycle.response_started:
                 cycle.scope[CLOSED_WITH] = 408
                 transport.write(body_too_slow)
                 cycle.disconnected = True

@@ -71,3 +71,10 @@ def test_image_schemas_say_what_an_upload_and_b64_object_hold() -> None:
     assert not valid(b64, {"b64": "", "extra": 1})  # refused by the server: not base64 text
     assert not valid(b64, {"instances": [{"b64": "", "extra": 1}]})
     assert valid(b64, {"instances": [{"b64": ""}]})
+
+
+def test_series_answers_keep_every_digit() -> None:
+    # pandas' to_json kept 10 digits: the largest double was written past the double range.
+    body, _ = PandasSeries(dtype="float64").render(np.array([-1.7976931348623157e308, 0.1 + 0.2,
+                                                             np.nan]), "application/json")
+    assert body == b"[-1.7976931348623157e+308,0.30000000000000004,null]"

@@ -27,7 +27,7 @@ from dosirak.io.base import (
     check_option,
     field_error,
 )
-from dosirak.io.encoding import loads, to_jsonable
+from dosirak.io.encoding import dumps, loads, to_jsonable
 from dosirak.io.limits import DEFAULT_LIMITS, InputLimits, limit_exceeded
 
 CSV_MEDIA_TYPE = "text/csv"
@@ -335,6 +335,10 @@ class PandasSeries(IODescriptor):
     def render(self, value: Any, media_type: str) -> tuple[bytes, str]:
         pd = _pd()
         series = value if isinstance(value, pd.Series) else pd.Series(value)
+        if self.orient == "records" and series.dtype.kind in "iufb":
+            # pandas writes 10 significant digits: 1.7976931348623157e308 became 1.797693135e308,
+            # past the double range (read back as infinity); orjson writes the shortest exact form.
+            return dumps(series.to_numpy()), JSON_MEDIA_TYPE
         return series.to_json(orient=self.orient, date_format="iso").encode(), JSON_MEDIA_TYPE
 
     def schema(self) -> dict[str, Any]:

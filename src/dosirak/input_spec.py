@@ -79,12 +79,16 @@ def input_spec_from_sample(sample: Any, *, exact_dtype: bool = False) -> dict[st
 
 
 def merge_specs(own: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
-    """The model's own spec, completed by the sample's; a sample of another width is refused."""
-    for key in ("n_features", "shape"):
-        if key in own and key in sample and own[key] != sample[key]:
-            raise InvalidArgument(f"input_sample has {key} {sample[key]}, but the model takes "
-                                  f"{own[key]}: give a sample of the rows the model takes")
-    return {**sample, **own}
+    """The model's own spec, completed by the sample's; a sample of another shape is refused."""
+    declared, given = _row_dims(own), _row_dims(sample)
+    if declared is None or given is None:
+        return {**sample, **own}
+    if len(declared) != len(given) or _misfit((0, *given), declared):
+        raise InvalidArgument(f"input_sample has rows of shape {given}, but the model takes "
+                              f"rows of shape {declared} (-1: any size): give a sample of the "
+                              "rows the model takes")
+    shapeless = {key: value for key, value in sample.items() if key not in ("n_features", "shape")}
+    return {**shapeless, **own}
 
 
 def probe(spec: dict[str, Any], calls: Mapping[str, Call], sample: Any = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import dosirak
+from dosirak.exceptions import BadInput, InvalidArgument
 from dosirak.io import NumpyNdarray
 from live_server import serve
 from test_input_spec import npy
@@ -35,11 +36,14 @@ class Case:
     pick: Callable[[Any], Any] = lambda answer: answer
 
 
-def save_xgboost() -> dosirak.Model:
+def xgboost_booster() -> Any:
     import xgboost as xgb
 
-    booster = xgb.train({"max_depth": 2}, xgb.DMatrix(ROWS, label=TARGET), num_boost_round=5)
-    return dosirak.xgboost.save_model("xgb", booster)
+    return xgb.train({"max_depth": 2}, xgb.DMatrix(ROWS, label=TARGET), num_boost_round=5)
+
+
+def save_xgboost() -> dosirak.Model:
+    return dosirak.xgboost.save_model("xgb", xgboost_booster())
 
 
 def save_lightgbm() -> dosirak.Model:
@@ -139,3 +143,19 @@ def test_a_model_that_says_nothing_is_saved_without_a_spec() -> None:
     # in training mode the module is not called (its batch norms would learn from the probe)
     spec = dosirak.pytorch.save_model("training", net.train(), input_sample=ROWS[:1]).info.options
     assert spec["input_spec"] == {"n_features": 4, "dtype": "<f8"}
+
+
+def test_a_sample_gives_the_shape_of_rows_of_any_rank() -> None:
+
+    model = dosirak.picklable_model.save_model(
+        "channels", lambda images: images.sum(axis=(1, 2)), input_sample=np.ones((2, 3, 5)),
+        signatures={"__call__": {"batchable": True, "batch_dim": 0}})
+    assert model.info.options["input_spec"]["shape"] == [-1, 3, 5]
+    runner = model.to_runner()
+    runner.init_local()
+    assert runner.run(np.ones((2, 3, 5))).tolist() == [15.0, 15.0]
+    with pytest.raises(BadInput, match=r"3-D input of shape \(rows, 3, 5\)"):
+        runner.run(np.ones((2, 5, 3)))
+    assert runner.run(np.ones((0, 3, 5))).shape == (0,)  # the recorded answer form
+    with pytest.raises(InvalidArgument, match="input_sample has rows of shape"):
+        dosirak.xgboost.save_model("xgb", xgboost_booster(), input_sample=ROWS[:, :3])

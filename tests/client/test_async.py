@@ -89,18 +89,20 @@ def test_every_kind_of_value(tables: Served, media: Served, tmp_path: Path) -> N
 
 
 def test_errors_are_typed(iris: Served, media: Served) -> None:
-    async def main() -> tuple[BaseException, BaseException]:
+    async def main() -> tuple[BaseException, ...]:
         async with AsyncHTTPClient(media.url) as client, AsyncHTTPClient(iris.url) as iris_client:
-            invalid, crashed = await asyncio.gather(
+            return tuple(await asyncio.gather(
                 client.sepal_area({"sepal_length": -1.0, "sepal_width": 1.0}),
-                iris_client.classify(np.ones((1, 3))),  # the model wants 4 features: it raises
-                return_exceptions=True)
-        return invalid, crashed
+                iris_client.classify(np.ones((1, 3))),  # the model takes 4 features: checked
+                iris_client.call("close", np.array(["a", "b"])),  # -array of text: it raises
+                return_exceptions=True))
 
-    invalid, crashed = asyncio.run(main())
+    invalid, misfit, crashed = asyncio.run(main())
     assert isinstance(invalid, BadInput)
     assert invalid.status == 400
     assert invalid.detail[0]["loc"] == ["body", "sepal_length"]
+    assert isinstance(misfit, BadInput)
+    assert "rows of 4 features" in str(misfit)
     assert isinstance(crashed, RemoteError)
     assert crashed.status == 500
     assert crashed.request_id and crashed.request_id in str(crashed)

@@ -67,7 +67,7 @@ def apis_from_openapi(document: Any) -> dict[str, RemoteAPI]:
         request = {media_type.lower(): _resolve(entry.get("schema", {}), schemas)
                    for media_type, entry in content.items()}
         answer = operation.get("responses", {}).get("200", {}).get("content", {})
-        fields, field_schemas = _fields(content.get(FORM_MEDIA_TYPE), schemas)
+        fields, field_schemas = _fields(content, schemas)
         apis[name] = RemoteAPI(
             name=name, route=route, request=request,
             response=tuple(media_type.lower() for media_type in answer),
@@ -76,11 +76,14 @@ def apis_from_openapi(document: Any) -> dict[str, RemoteAPI]:
     return apis
 
 
-def _fields(form: dict[str, Any] | None,
+def _fields(content: dict[str, Any],
             schemas: dict[str, Any]) -> tuple[dict[str, str] | None, dict[str, dict[str, Any]]]:
-    # A form with an "encoding" map is a Multipart input; a form without one is the upload
-    # form of a single File or Image input, which takes one value, not keyword arguments.
-    if not form or "encoding" not in form:
+    # A Multipart input reads only forms and their JSON twin. A form beside other media types
+    # (image/*, */*) is the upload form of a single File or Image input, which takes one value,
+    # not keyword arguments, even when its "encoding" names the part's types.
+    form = content.get(FORM_MEDIA_TYPE)
+    if not form or any(media_type.lower() not in (FORM_MEDIA_TYPE, "application/json")
+                       for media_type in content):
         return None, {}
     properties = _resolve(form.get("schema", {}), schemas).get("properties", {})
     encoding = form["encoding"]

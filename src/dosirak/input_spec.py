@@ -23,6 +23,7 @@ The keys, each present only when known:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -250,6 +251,10 @@ def _check_names(columns: Any, names: list[str]) -> None:
                        f"{given}", detail)
 
 
+# Arrays up to this many values are checked for finiteness in Python (see _finite_check).
+_SMALL = 32
+
+
 def _finite_check(spec: dict[str, Any]) -> Callable[[Any], None] | None:
     """A vectorised check of float arrays and float DataFrame columns for the values the model
     refuses (numpy does the per-element work; Python only looks at each column's dtype)."""
@@ -261,7 +266,15 @@ def _finite_check(spec: dict[str, Any]) -> Callable[[Any], None] | None:
     bad = np.isinf if allow_nan else np.isnan if allow_inf else None
     refused = "infinity" if allow_nan else "NaN" if allow_inf else "NaN or infinity"
 
+    # For the few values of a typical request, Python's math over a list beats a ufunc and a
+    # reduction (~0.3 us against ~1 us for a row of 4); numpy wins from a few dozen values on.
+    small = {np.isnan: math.isnan, np.isinf: math.isinf}.get(bad)  # type: ignore[call-overload]
+
     def fits(array: Any) -> bool:
+        if array.size <= _SMALL:
+            values = array.ravel().tolist()
+            return all(map(math.isfinite, values)) if bad is None else \
+                not any(map(small, values))
         return not bad(array).any() if bad is not None else bool(np.isfinite(array).all())
 
     def check(value: Any) -> None:

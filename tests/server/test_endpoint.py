@@ -32,12 +32,22 @@ class SlowText(Text):
         return threading.current_thread().name
 
 
+class CostlyText(SlowText):
+    """A descriptor that knows its parse is costly per byte."""
+
+    parse_on_loop_below = 100
+
+
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
     svc = dosirak.Service("endpoint")
 
     @svc.api(input=SlowText(), output=JSON())
     async def where(thread: str) -> str:
+        return thread
+
+    @svc.api(input=CostlyText(), output=JSON())
+    async def where_costly(thread: str) -> str:
         return thread
 
     @svc.api(input=JSON(), output=JSON())
@@ -95,3 +105,22 @@ def test_a_kind_of_body_that_held_the_loop_is_parsed_off_it_from_then_on(url: st
     assert post_text(url, b"fast" + padding).json() != "uvicorn-test"
     # Small bodies of that type still stay on the loop, where they cost least.
     assert post_text(url, b"hello").json() == "uvicorn-test"
+
+
+def test_bodies_over_the_descriptors_own_bound_are_parsed_off_the_loop(url: str) -> None:
+    def where(body: bytes) -> str:
+        return httpx.post(f"{url}/where_costly", content=body,
+                          headers={"content-type": "text/plain"}).json()
+
+    assert where(b"x" * 100) == "uvicorn-test"
+    assert where(b"x" * 101) != "uvicorn-test"
+
+
+def test_the_descriptors_bounds_follow_their_parse_costs() -> None:
+    from dosirak.io import Image, Multipart, NumpyNdarray, PandasDataFrame
+
+    assert NumpyNdarray().parse_on_loop_below == endpoint.OFF_LOOP_BYTES
+    assert Image().parse_on_loop_below < PandasDataFrame().parse_on_loop_below \
+        < NumpyNdarray().parse_on_loop_below
+    assert Multipart(a=NumpyNdarray(), b=Image()).parse_on_loop_below == \
+        Image().parse_on_loop_below

@@ -47,6 +47,10 @@ class IODescriptor:
     output_media_types: tuple[str, ...] = (JSON_MEDIA_TYPE,)
     #: True when parsed values hold resources to release after the call (temporary files).
     needs_cleanup: bool = False
+    #: Bodies larger than this are parsed in the thread pool, not on the event loop, where the
+    #: API is run (the server also learns it from parses that took long). JSON and .npy parse at
+    #: hundreds of MB/s, so 1 MiB costs the loop a few milliseconds at most.
+    parse_on_loop_below: int = 1 << 20
     #: The Python type the API function receives, for documentation.
     python_type: str = "Any"
 

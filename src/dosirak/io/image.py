@@ -67,6 +67,9 @@ class Image(IODescriptor):
     """
 
     python_type = "PIL.Image.Image"
+    # A compressed image decodes to many times its size (a 64 KB JPEG to about a megapixel,
+    # ~5 ms): decode larger ones off the event loop.
+    parse_on_loop_below = 64 * 1024
 
     def __init__(self, pilmode: str | None = None, mime_type: str = "image/png",
                  allowed_mime_types: list[str] | tuple[str, ...] | None = None,

@@ -49,6 +49,8 @@ class Multipart(IODescriptor):
         self.fields = dict(fields)
         self.optional: frozenset[str] = frozenset()
         self.needs_cleanup = any(d.needs_cleanup for d in fields.values())
+        # The form costs what its costliest part costs to parse.
+        self.parse_on_loop_below = min(d.parse_on_loop_below for d in fields.values())
 
     def apply_limits(self, limits: InputLimits) -> None:
         for descriptor in self.fields.values():

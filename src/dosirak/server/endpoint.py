@@ -82,7 +82,7 @@ class APIEndpoint:
         self.max_request_size = max_request_size
         self._executor = executor
         self._accepted = list(api.input.input_media_types)
-        self._on_loop_below = getattr(api.input, "parse_on_loop_below", OFF_LOOP_BYTES)
+        self._on_loop_below = api.input.parse_on_loop_below
         # Per media type: the body size from which parses were seen to stall the loop.
         self._learned_below: dict[str, int] = {}
         self._slow_parses = 0

@@ -240,3 +240,18 @@ def test_loading_a_model_deleted_after_get_is_model_not_found() -> None:
         first.load_model()
     with pytest.raises(ModelNotFound, match="was deleted while it was being loaded"):
         second.custom_objects  # noqa: B018 - the property loads the file
+
+
+def test_an_adapters_load_model_racing_a_delete_is_model_not_found() -> None:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression().fit(np.array([[0.0], [1.0]]), [0, 1])
+    sklearn.save_model("gone", clf)
+    for load in (sklearn.load_model, picklable_model.load_model):
+        if load is picklable_model.load_model:
+            picklable_model.save_model("gone", b"weights")
+        got = models.get("gone")
+        models.delete("gone")
+        with pytest.raises(ModelNotFound, match="was deleted while it was being loaded"):
+            load(got)

@@ -121,16 +121,16 @@ class Model:
         if self._custom_objects is None:
             path = self.path / CUSTOM_OBJECTS_FILE
             if CUSTOM_OBJECTS_FILE in self.info.manifest:
-                with self._reading(), open(path, "rb") as stream:
+                with self.reading(), open(path, "rb") as stream:
                     self._custom_objects = cloudpickle.load(stream)
             else:
                 self._custom_objects = {}
         return self._custom_objects
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[None]:
-        """A file that vanishes while the model is read means the version was deleted meanwhile:
-        say so (ModelNotFound), not with a bare FileNotFoundError."""
+    def reading(self) -> Iterator[None]:
+        """A context for reading this model's files: a file that vanishes meanwhile means the
+        version was deleted, which is said as ModelNotFound, not a bare FileNotFoundError."""
         try:
             yield
         except FileNotFoundError as error:
@@ -154,7 +154,7 @@ class Model:
 
     def load_model(self, **kwargs: Any) -> Any:
         """Load the model object with the framework that saved it."""
-        with self._reading():
+        with self.reading():
             return self.framework().load_model(self, **kwargs)
 
     def to_runner(self, name: str | None = None, **options: Any) -> Runner:

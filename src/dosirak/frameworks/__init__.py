@@ -8,6 +8,7 @@ theirs is saved or loaded, so ``import dosirak`` stays light.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -28,6 +29,19 @@ def get_model(module: str, tag: Tag | str | Model) -> Model:
             f"load it with {model.info.module}.load_model({str(model.tag)!r})"
         )
     return model
+
+
+def loads_model(load: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate an adapter's ``load_model(tag, ...)``: a model deleted while its files are read
+    raises ModelNotFound (a load racing a delete), never a bare FileNotFoundError."""
+
+    @functools.wraps(load)
+    def load_model(tag: Tag | str | Model, *args: Any, **kwargs: Any) -> Any:
+        model = get(tag)
+        with model.reading():
+            return load(model, *args, **kwargs)
+
+    return load_model
 
 
 def versions_of(*distributions: str) -> dict[str, str]:

@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from dosirak.exceptions import InvalidArgument
-from dosirak.frameworks import calls_of, get_model, learn_input, methods_present, versions_of
+from dosirak.frameworks import (
+    calls_of,
+    get_model,
+    learn_input,
+    loads_model,
+    methods_present,
+    versions_of,
+)
 from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
@@ -78,6 +85,7 @@ def save_model(
     )
 
 
+@loads_model
 def load_model(tag: Tag | str | Model) -> Any:
     """Load the booster, or rebuild the estimator around it."""
     model = get_model(MODULE_NAME, tag)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument, NotFound
-from dosirak.frameworks import get_model, learn_input, versions_of
+from dosirak.frameworks import get_model, learn_input, loads_model, versions_of
 from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
@@ -83,6 +83,7 @@ def save_model(
     )
 
 
+@loads_model
 def load_model(
     tag: Tag | str | Model,
     *,

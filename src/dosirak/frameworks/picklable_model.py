@@ -11,7 +11,7 @@ from typing import Any
 
 import cloudpickle
 
-from dosirak.frameworks import calls_of, get_model, learn_input, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, loads_model, versions_of
 from dosirak.models import Model, Tag, save
 
 MODULE_NAME = "dosirak.picklable_model"
@@ -47,6 +47,7 @@ def save_model(
     )
 
 
+@loads_model
 def load_model(tag: Tag | str | Model) -> Any:
     """Load the object back."""
     model = get_model(MODULE_NAME, tag)

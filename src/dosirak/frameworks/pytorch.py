@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dosirak.exceptions import InvalidArgument, MissingDependency
-from dosirak.frameworks import calls_of, get_model, learn_input, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, loads_model, versions_of
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.pytorch"
@@ -78,6 +78,7 @@ def save_model(
     )
 
 
+@loads_model
 def load_model(tag: Tag | str | Model, *, device: str = "cpu") -> Any:
     """Load the module back onto ``device`` (``"cpu"``, ``"cuda:0"`` ...), in the mode it was saved.
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dosirak.frameworks import calls_of, get_model, learn_input, methods_present, versions_of
+from dosirak.frameworks import (
+    calls_of,
+    get_model,
+    learn_input,
+    loads_model,
+    methods_present,
+    versions_of,
+)
 from dosirak.input_spec import input_spec_of
 from dosirak.models import Model, Tag, require, save
 
@@ -74,6 +81,7 @@ def _nan_policy(estimator: Any) -> dict[str, bool]:
     return {"allow_nan": True} if allow_nan else {}
 
 
+@loads_model
 def load_model(tag: Tag | str | Model) -> Any:
     """Load the estimator back."""
     model = get_model(MODULE_NAME, tag)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
-from dosirak.frameworks import calls_of, get_model, learn_input, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, loads_model, versions_of
 from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
@@ -74,6 +74,7 @@ def save_model(
     )
 
 
+@loads_model
 def load_model(tag: Tag | str | Model, **kwargs: Any) -> Any:
     """Load the SavedModel back with ``tf.saved_model.load`` (keyword arguments go there)."""
     model = get_model(MODULE_NAME, tag)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument, MissingDependency
-from dosirak.frameworks import calls_of, get_model, learn_input, versions_of
+from dosirak.frameworks import calls_of, get_model, learn_input, loads_model, versions_of
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.transformers"
@@ -80,6 +80,7 @@ def save_model(
     )
 
 
+@loads_model
 def load_model(tag: Tag | str | Model, **kwargs: Any) -> Any:
     """Load the pipeline or object back from the store's directory.
 

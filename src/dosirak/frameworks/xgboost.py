@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
-from dosirak.frameworks import calls_of, get_model, learn_input, methods_present, versions_of
+from dosirak.frameworks import (
+    calls_of,
+    get_model,
+    learn_input,
+    loads_model,
+    methods_present,
+    versions_of,
+)
 from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
@@ -69,6 +76,7 @@ def save_model(
     )
 
 
+@loads_model
 def load_model(tag: Tag | str | Model) -> Any:
     """Load the booster or estimator back, as the class it was saved as."""
     model = get_model(MODULE_NAME, tag)

@@ -194,8 +194,28 @@ def input_check(spec: dict[str, Any], method: str, signature: Any
     free = dims is not None and -1 in dims
     rank = None if dims is None else len(dims) + 1
 
+    # The usual call, a plain array of whole rows of the recorded width, is checked with as few
+    # steps as can be: this runs on every request. Anything else takes the general path.
+    fast_rows = None if dims is None or free or names is not None else dims
+    fast_finite = spec.get("allow_nan", True) is False and spec.get("allow_inf", True) is False
+    ndarray = np.ndarray
+
     def check(args: tuple[Any, ...]) -> Any:
         value = args[0] if args else None
+        if type(value) is ndarray and fast_rows is not None:
+            shape = value.shape
+            if shape[1:] == fast_rows and len(shape) == rank and shape[0] and (
+                    dtype is None or value.dtype == dtype):
+                if finite is None or value.dtype.kind != "f":
+                    return None
+                if fast_finite and value.size <= _SMALL and \
+                        all(map(math.isfinite, value.ravel().tolist())):
+                    return None
+                finite(value)
+                return None
+        return check_value(value)
+
+    def check_value(value: Any) -> Any:
         shape = getattr(value, "shape", None)
         if shape is None:  # lists and other values: the model's own conversion decides
             return _empty(output) if batchable and type(value) is list and not value else None

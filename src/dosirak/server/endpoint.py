@@ -9,10 +9,11 @@ parse and render, so the event loop never decodes or encodes a body for it; an a
 
 - a body larger than the descriptor's ``parse_on_loop_below`` bytes (1 MiB unless the
   descriptor knows its parse costs more per byte) is parsed in the thread pool;
-- every parse on the loop is timed; when one takes more than ``BLOCKING_PARSE`` seconds, or
-  ``SLOW_PARSES`` in a row more than ``SLOW_PARSE`` each, bodies of that media type and of more
-  than the size that parse could afford (``SLOW_PARSE`` worth of bytes at its speed) go to the
-  thread pool from then on. Other requests then never wait behind a costly parse for long.
+- every parse on the loop of a body over ``MIN_ON_LOOP_BYTES`` is timed; when one takes more
+  than ``BLOCKING_PARSE`` seconds, or ``SLOW_PARSES`` in a row more than ``SLOW_PARSE`` each,
+  bodies of that media type and of more than the size that parse could afford (``SLOW_PARSE``
+  worth of bytes at its speed) go to the thread pool from then on. Other requests then never
+  wait behind a costly parse for long.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ BLOCKING_PARSE = 0.05
 #: So do ``SLOW_PARSES`` parses in a row of more than ``SLOW_PARSE`` seconds each.
 SLOW_PARSE = 0.002
 SLOW_PARSES = 3
-#: Bodies at least this small stay on the loop whatever was learned: their parse is bounded by
-#: the descriptors' limits, and moving them would cost more than it saves.
+#: Bodies at least this small stay on the loop, untimed, whatever was learned: their parse is
+#: bounded by the descriptors' limits, and moving them would cost more than it saves.
 MIN_ON_LOOP_BYTES = 1024
 # RFC 9110: type "/" subtype, each a token.
 _MEDIA_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+$")
@@ -192,7 +193,9 @@ class APIEndpoint:
                          params: dict[str, str], accept: str | None) -> tuple[bytes, str]:
         loop = asyncio.get_running_loop()
         size = len(body)
-        if size > self._on_loop_below or size > self._learned_below.get(media_type, size):
+        if size <= MIN_ON_LOOP_BYTES and size <= self._on_loop_below:  # whatever was learned
+            value = self.input.parse(body, media_type, params)
+        elif size > self._on_loop_below or size > self._learned_below.get(media_type, size):
             value = await loop.run_in_executor(self._executor(), self.input.parse, body,
                                                media_type, params)
         else:

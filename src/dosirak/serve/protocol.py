@@ -193,7 +193,6 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
     # every request. Only the callbacks that must see each request are overridden; body progress
     # is noted once per read instead of once per body callback.
     receive_data = HttpToolsProtocol.data_received
-    begin_message = HttpToolsProtocol.on_message_begin
     complete_head = HttpToolsProtocol.on_headers_complete
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
@@ -222,15 +221,16 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
                 super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if not self._turned_away:
-                self._last_data = sweeper.now
-                receive_data(self, data)
-
-        def on_message_begin(self) -> None:
-            begin_message(self)
-            self._head_since = sweeper.now
-            self._head_begun = True
-            self._head_bytes = 0
+            if self._turned_away:
+                return
+            now = self._last_data = sweeper.now
+            if not self._head_begun:
+                cycle = self.cycle
+                if cycle is None or not cycle.more_body:  # no body awaited: a head begins
+                    self._head_begun = True
+                    if self._head_since is None:  # (set when the connection opened)
+                        self._head_since = now
+            receive_data(self, data)
 
         def on_url(self, url: bytes) -> None:
             self.url += url
@@ -259,6 +259,7 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
                               f"HTTP/{version} is not supported; send HTTP/1.1"))
             self._head_since = None
             self._head_begun = False
+            self._head_bytes = 0
             complete_head(self)
 
         def _refuse(self, refusal_: tuple[int, str, str]) -> None:

@@ -190,8 +190,8 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
     max_bytes = limits.max_header_bytes
     max_headers = limits.max_headers
     # uvicorn's own methods, called directly: a super() lookup costs more, and these run on
-    # every request. Only the callbacks that must see each request are overridden; body progress
-    # is noted once per read instead of once per body callback.
+    # every request. Only one parser callback is overridden (the head's end); sizes and progress
+    # are noted once per read instead of once per header or body callback.
     receive_data = HttpToolsProtocol.data_received
     complete_head = HttpToolsProtocol.on_headers_complete
 
@@ -230,33 +230,29 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
                     self._head_begun = True
                     if self._head_since is None:  # (set when the connection opened)
                         self._head_since = now
+            if self._head_begun:
+                # Counted per read, not per header: an upper bound of the head's size (the read
+                # may hold body bytes too), made exact only when it passes the limit.
+                self._head_bytes += len(data)
             receive_data(self, data)
-
-        def on_url(self, url: bytes) -> None:
-            self.url += url
-            self._head_bytes += len(url)
-            if self._head_bytes > max_bytes:
-                self._refuse(url_too_long)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._head_bytes += len(name) + len(value) + _FIELD_OVERHEAD
-            if self._head_bytes > max_bytes:
-                self._refuse(head_too_large)
-            headers = self.headers
-            if len(headers) >= max_headers:
-                self._refuse(too_many_headers)
-            name = name.lower()
-            # llhttp keeps trailing whitespace, which is not part of a field's value (RFC 9110).
-            value = value.rstrip(b" \t")
-            if name == b"expect" and value.lower() == b"100-continue":
-                self.expect_100_continue = True
-            headers.append((name, value))
+            if self._head_begun and self._head_bytes > max_bytes \
+                    and not self.transport.is_closing():  # the head goes on past the limit
+                self._send_refusal(url_too_long if len(self.url) > max_bytes else head_too_large)
 
         def on_headers_complete(self) -> None:
             version = self.parser.get_http_version()
             if version != "1.1" and version != "1.0":
                 self._refuse((505, "HTTP Version Not Supported",
                               f"HTTP/{version} is not supported; send HTTP/1.1"))
+            headers = self.headers
+            if len(headers) > max_headers:
+                self._refuse(too_many_headers)
+            if self._head_bytes > max_bytes:  # an upper bound: measure the head itself
+                if len(self.url) > max_bytes:
+                    self._refuse(url_too_long)
+                if len(self.url) + sum(len(name) + len(value) + _FIELD_OVERHEAD
+                                       for name, value in headers) > max_bytes:
+                    self._refuse(head_too_large)
             self._head_since = None
             self._head_begun = False
             self._head_bytes = 0
@@ -270,9 +266,12 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
             # uvicorn answers every parser error 400; a limit of ours has its own status.
             if self._refused is None:
                 super().send_400_response(msg)
-                return
-            status, reason, message = self._refused
-            self.transport.write(refusal(status, reason, message))
+            else:
+                self._send_refusal(self._refused)
+
+        def _send_refusal(self, refusal_: tuple[int, str, str]) -> None:
+            self._head_begun = False
+            self.transport.write(refusal(*refusal_))
             self.transport.close()
 
         def timed_out(self, now: float, limits: ConnectionLimits) -> bool:

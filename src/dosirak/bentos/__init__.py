@@ -1,0 +1,15 @@
+"""Bentos: a service's code, the models it uses (by tag and digest) and its environment, built
+from ``bentofile.yaml`` into the bento store under a tag ``name:version``.
+
+    >>> import dosirak
+    >>> bento = dosirak.bentos.build("examples/iris")
+    >>> dosirak.bentos.get("iris_classifier:latest").digest
+    >>> dosirak.bentos.list(), dosirak.bentos.delete(bento.tag)
+"""
+
+from __future__ import annotations
+
+from dosirak.bentos.build import build
+from dosirak.bentos.store import Bento, delete, get, list
+
+__all__ = ["Bento", "build", "delete", "get", "list"]

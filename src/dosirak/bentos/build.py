@@ -1,0 +1,236 @@
+"""``dosirak build``: a bento from a build directory and its bentofile.
+
+A bento is a version directory in the bento store:
+
+    src/                          the included files of the build directory
+    env/python/requirements.txt   what the bentofile asks for, plus dosirak
+    env/python/requirements.lock.txt   every requirement pinned to the build environment
+    env/python/wheels/            the bentofile's wheels
+    README.md                     the description
+    bento.yaml                    tag, service, models (tag and digest), environment, manifest
+
+Models are referenced by tag and digest, never copied: the model store keeps them. The digest
+covers the sources, the models' digests and the environment, not the version nor the time, so
+the same inputs give the same digest.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dosirak.__about__ import __version__
+from dosirak.bentos.bentofile import Bentofile, DescriptionFile, load_bentofile
+from dosirak.bentos.sources import inside, select
+from dosirak.bentos.store import Bento, bento_store
+from dosirak.exceptions import AlreadyExists, InvalidArgument, ModelNotFound
+from dosirak.store.manifest import Manifest, build_manifest
+from dosirak.tag import Tag, new_version
+
+API_VERSION = 1
+README = "README.md"
+PYTHON_DIR = "env/python"
+
+
+def build(directory: str | os.PathLike[str] = ".",
+          bentofile: str | os.PathLike[str] | None = None, *,
+          version: str | None = None, labels: Mapping[str, str] | None = None) -> Bento:
+    """Build a bento from ``directory`` into the bento store and return it.
+
+    ``bentofile`` defaults to ``directory/bentofile.yaml`` (or ``[tool.dosirak.bento]`` in its
+    ``pyproject.toml``); ``version`` to a fresh one; ``labels`` are added to the bentofile's.
+
+        >>> bento = dosirak.bentos.build("examples/iris")
+        >>> bento.tag, bento.digest
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise InvalidArgument(f"build directory {root} is not a directory; give the folder that "
+                              "holds the service and its bentofile.yaml")
+    root = root.resolve()
+    spec = load_bentofile(root, bentofile)
+    if labels is not None and not isinstance(labels, Mapping):
+        raise InvalidArgument(f"labels must be a dict of str -> str, got {type(labels).__name__}")
+    tag = Tag(spec.name or _name_of(root), version or new_version())
+    models = [_model_entry(ref.tag, ref.alias) for ref in spec.models]
+    files = select(root, spec)
+
+    store = bento_store()
+    draft = store.new_draft()
+    try:
+        for relative in files:
+            _copy(root / relative, draft / "src" / relative)
+        environment = _write_environment(root, spec, draft)
+        description = _description(root, spec, tag)
+        (draft / README).write_text(description, encoding="utf-8")
+        manifest = build_manifest(draft)
+        info = {
+            "api_version": API_VERSION,
+            "name": tag.name,
+            "version": tag.version,
+            "digest": bento_digest(manifest, models, environment),
+            "service": spec.service,
+            "description": description,
+            "labels": {**spec.labels, **{str(k): str(v) for k, v in (labels or {}).items()}},
+            "creation_time": datetime.datetime.now(datetime.UTC).isoformat(),
+            "dosirak_version": __version__,
+            "python_version": platform.python_version(),
+            "models": models,
+            "environment": environment,
+            "size": sum(entry["size"] for entry in manifest.values()),
+            "manifest": manifest,
+        }
+        path = store.commit(draft, tag, info)
+    except AlreadyExists:
+        store.discard(draft)
+        raise AlreadyExists(f"bento {tag} exists already; build with another --version, or "
+                            f"delete it first (`dosirak delete {tag}`)") from None
+    except BaseException:
+        store.discard(draft)
+        raise
+    return Bento(tag, path, info)
+
+
+def bento_digest(manifest: Manifest, models: list[dict[str, Any]],
+                 environment: dict[str, Any]) -> str:
+    """sha256 over the files (paths and checksums, sorted; not the README, which describes),
+    the models' contents (name, alias and digest; not their versions) and the environment."""
+    content = {
+        "files": sorted((path, entry["sha256"]) for path, entry in manifest.items()
+                        if path != README),
+        "models": sorted((Tag.parse(m["tag"]).name, m["alias"] or "", m["digest"])
+                         for m in models),
+        "environment": environment,
+    }
+    return _sha256_of(content)
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """A stored model's digest: sha256 over its manifest (paths, sizes, checksums)."""
+    return _sha256_of({path: [entry["size"], entry["sha256"]] for path, entry in manifest.items()})
+
+
+def _sha256_of(content: Any) -> str:
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _name_of(root: Path) -> str:
+    name = re.sub(r"[^a-z0-9._-]+", "_", root.name.lower()).strip("._-")
+    if not name:
+        raise InvalidArgument(f"no bento name: the bentofile has no `name:` and the build "
+                              f"directory's name {root.name!r} cannot be made one; add `name:`")
+    return name[:63].rstrip("._-")
+
+
+def _model_entry(text: str, alias: str | None) -> dict[str, Any]:
+    from dosirak import models  # the model API loads the adapters' registry: only when needed
+
+    try:
+        model = models.get(text)
+    except ModelNotFound as error:
+        raise ModelNotFound(f"the bentofile lists the model {text}, which the model store does "
+                            f"not hold: save or import it first ({error})") from None
+    return {"tag": str(model.tag), "digest": manifest_digest(model.info.manifest),
+            "alias": alias}
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+
+
+def _description(root: Path, spec: Bentofile, tag: Tag) -> str:
+    if isinstance(spec.description, DescriptionFile):
+        return inside(root, spec.description.file, "description file").read_text(encoding="utf-8")
+    if spec.description:
+        return spec.description
+    return f"# {tag.name}\n\nA bento of the service `{spec.service}`, built by dosirak.\n"
+
+
+# --- the Python environment ----------------------------------------------------------------------
+
+
+def _write_environment(root: Path, spec: Bentofile, draft: Path) -> dict[str, Any]:
+    """Write env/python/ into the draft; return the environment as bento.yaml records it."""
+    python = spec.python
+    requirements = [*python.packages]
+    if python.requirements_txt:
+        text = inside(root, python.requirements_txt, "requirements_txt").read_text("utf-8")
+        requirements += [line.split(" #")[0].strip() for line in text.splitlines()
+                         if line.strip() and not line.lstrip().startswith(("#", "-"))]
+    requirements.append(f"dosirak=={__version__}")
+    folder = draft / PYTHON_DIR
+    folder.mkdir(parents=True)
+    (folder / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements), "utf-8")
+    lock = lock_requirements(requirements) if python.lock else None
+    if lock is not None:
+        (folder / "requirements.lock.txt").write_text("".join(f"{r}\n" for r in lock), "utf-8")
+    wheels = []
+    for wheel in python.wheels:
+        source = inside(root, wheel, "wheel")
+        _copy(source, folder / "wheels" / source.name)
+        wheels.append(f"wheels/{source.name}")
+    return {
+        "python": {
+            "version": platform.python_version(),
+            "requirements": requirements,
+            "lock": lock,
+            "index_url": python.index_url,
+            "extra_index_url": python.extra_index_url,
+            "find_links": python.find_links,
+            "wheels": wheels,
+        },
+        "docker": spec.docker.model_dump(),
+        "envs": [env.model_dump() for env in spec.envs],
+    }
+
+
+def lock_requirements(requirements: list[str]) -> list[str]:
+    """Every requirement and its dependencies, pinned to the installed versions.
+
+    Read from the build environment's installed distributions (no network, no resolver): the
+    same environment always gives the same lock. A requirement not installed is kept as
+    written, marked so, and its dependencies are unknown.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    pinned: dict[str, str] = {}
+    missing: set[str] = set()
+    seen: set[tuple[str, frozenset[str]]] = set()
+    pending: list[tuple[str, frozenset[str]]] = [(text, frozenset({""})) for text in requirements]
+    while pending:
+        text, parent_extras = pending.pop()
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            raise InvalidArgument(f"python requirement {text!r} is not valid: {error}; write it "
+                                  "as pip does, e.g. 'scikit-learn>=1.3'") from None
+        marker = requirement.marker
+        if marker is not None and not any(marker.evaluate({"extra": extra})
+                                          for extra in parent_extras):
+            continue
+        name = canonicalize_name(requirement.name)
+        key = (name, frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            distribution = importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.add(f"{requirement}  # not installed in the build environment")
+            continue
+        pinned[name] = distribution.version
+        extras = frozenset({"", *requirement.extras})
+        pending.extend((dependency, extras) for dependency in distribution.requires or [])
+    return sorted(f"{name}=={pinned[name]}" for name in pinned) + sorted(missing)

@@ -1,0 +1,103 @@
+"""The bento store: ``$DOSIRAK_HOME/bentos/<name>/<version>/`` on the same ``VersionedStore`` as
+models (atomic, crash-safe, concurrent-safe), with ``bento.yaml`` as each version's info file.
+
+    >>> bento = dosirak.bentos.get("iris_classifier:latest")
+    >>> bento.tag, bento.digest, bento.path
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dosirak.exceptions import ModelNotFound
+from dosirak.store import VersionedStore, home
+from dosirak.store.versioned_store import creation_time
+from dosirak.tag import Tag
+
+BENTO_FILE = "bento.yaml"
+
+
+class _BentoStore(VersionedStore):
+    def not_found(self, tag: Tag | str) -> ModelNotFound:
+        # VersionedStore's readers catch ModelNotFound, its "nothing stored under that tag".
+        return ModelNotFound(f"no bento {str(tag)!r} in {self.root}; see what is there with "
+                             "`dosirak list`, or build it with `dosirak build`")
+
+
+def bento_store() -> VersionedStore:
+    """The bento store under the current home."""
+    return _BentoStore(home() / "bentos", BENTO_FILE, kind="bento")
+
+
+@dataclass(frozen=True)
+class Bento:
+    """A bento in the store: its tag, its directory and what its ``bento.yaml`` says."""
+
+    tag: Tag
+    path: Path
+    info: dict[str, Any] = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the sources, the models' digests and the environment (not the version)."""
+        return str(self.info["digest"])
+
+    @property
+    def service(self) -> str:
+        return str(self.info["service"])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.info.get("labels") or {})
+
+    @property
+    def models(self) -> builtins.list[dict[str, Any]]:
+        """The models the bento uses: ``tag``, ``digest`` and ``alias`` of each."""
+        return builtins.list(self.info.get("models") or [])
+
+    @property
+    def size(self) -> int:
+        """Bytes of the bento's own files (its models are counted in the model store)."""
+        return int(self.info.get("size", 0))
+
+    @property
+    def creation_time(self) -> datetime.datetime:
+        return creation_time(self.info)
+
+    def summary(self) -> dict[str, Any]:
+        """The fields ``dosirak list`` shows."""
+        return {"tag": str(self.tag), "service": self.service, "size": self.size,
+                "models": [m["tag"] for m in self.models], "labels": self.labels,
+                "creation_time": self.creation_time.isoformat()}
+
+
+def get(tag: Tag | str) -> Bento:
+    """The stored bento for ``name``, ``name:latest``, ``name:version`` or a version prefix."""
+    store = bento_store()
+    full = store.resolve(tag)
+    return Bento(full, store.path(full), store.read_info(full))
+
+
+def list(name: str | None = None) -> builtins.list[Bento]:  # BentoML's name
+    """Every stored bento (or every version of one name), newest first."""
+    store = bento_store()
+    found = []
+    for tag in store.iter_tags(name):
+        try:
+            found.append(Bento(tag, store.path(tag), store.read_info(tag)))
+        except ModelNotFound:  # deleted while listing
+            continue
+    found.sort(key=lambda b: (b.creation_time, b.tag.version), reverse=True)
+    return found
+
+
+def delete(tag: Tag | str) -> Tag:
+    """Delete one bento version (``name:latest`` deletes the newest); returns its full tag.
+
+    Its models stay in the model store: other bentos may use them.
+    """
+    return bento_store().delete(tag)

@@ -22,6 +22,10 @@ _COMMANDS = {
     "run": "dosirak.cli.run:run",
     "batch": "dosirak.cli.batch:batch",
     "serve": "dosirak.cli.serve:serve",
+    "build": "dosirak.cli.bentos:build",
+    "list": "dosirak.cli.bentos:list_bentos",
+    "get": "dosirak.cli.bentos:get_bento",
+    "delete": "dosirak.cli.bentos:delete_bento",
 }
 
 

@@ -1,0 +1,105 @@
+"""``dosirak build``, ``list``, ``get`` and ``delete``: bentos, at the top level as BentoML has
+them."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from dosirak import bentos as bento_api
+from dosirak.cli.models import _human_size
+from dosirak.exceptions import InvalidArgument
+from dosirak.store.versioned_store import dump_yaml
+
+
+def _labels(_context: object, _param: object, values: tuple[str, ...]) -> dict[str, str]:
+    labels = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE; write e.g. --label stage=dev")
+        labels[key] = text
+    return labels
+
+
+@click.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=True))
+@click.option("-f", "--bentofile", type=click.Path(dir_okay=False),
+              help="The bentofile (default: DIRECTORY/bentofile.yaml, else the "
+                   "[tool.dosirak.bento] table of DIRECTORY/pyproject.toml).")
+@click.option("--version", help="The bento's version (default: a new one, sorting by time).")
+@click.option("--label", "labels", multiple=True, callback=_labels, metavar="KEY=VALUE",
+              help="A label added to the bentofile's; repeat for more.")
+@click.option("-o", "--output", type=click.Choice(["table", "tag", "json"]), default="table",
+              show_default=True)
+def build(directory: str, bentofile: str | None, version: str | None, labels: dict[str, str],
+          output: str) -> None:
+    """Build a bento from DIRECTORY (default: here) into the bento store."""
+    bento = bento_api.build(directory, bentofile, version=version, labels=labels)
+    if output == "tag":
+        click.echo(str(bento.tag))
+    elif output == "json":
+        click.echo(json.dumps({**bento.summary(), "digest": bento.digest,
+                               "path": str(bento.path)}, indent=2))
+    else:
+        click.echo(f"built {bento.tag} ({_human_size(bento.size)}, digest "
+                   f"{bento.digest[:16]}) in {bento.path}")
+
+
+@click.command("list")
+@click.argument("name", required=False)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table",
+              show_default=True)
+def list_bentos(name: str | None, output: str) -> None:
+    """List stored bentos, newest first (optionally only the versions of NAME)."""
+    rows = [bento.summary() for bento in bento_api.list(name)]
+    if output != "table":
+        click.echo(json.dumps(rows, indent=2) if output == "json" else dump_yaml({"bentos": rows}))
+        return
+    console = Console()
+    piped = not console.is_terminal
+    if piped:  # one plain line per bento, so grep and awk see whole tags
+        console = Console(width=1 << 16)
+    table = Table("Tag", "Service", "Size", "Models", "Labels", "Created",
+                  box=None if piped else box.HEAVY_HEAD, pad_edge=not piped)
+    table.columns[0].no_wrap = True
+    for row in rows:
+        table.add_row(row["tag"], row["service"], _human_size(row["size"]),
+                      ", ".join(row["models"]),
+                      ", ".join(f"{k}={v}" for k, v in row["labels"].items()),
+                      row["creation_time"][:19].replace("T", " "))
+    console.print(table)
+
+
+@click.command("get")
+@click.argument("tag")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json", "path"]), default="yaml",
+              show_default=True)
+def get_bento(tag: str, output: str) -> None:
+    """Show what bento.yaml says about TAG (or, with -o path, where the bento is)."""
+    bento = bento_api.get(tag)
+    if output == "path":
+        click.echo(str(bento.path))
+        return
+    data = {"tag": str(bento.tag), **bento.info, "path": str(bento.path)}
+    click.echo(json.dumps(data, indent=2, default=str) if output == "json" else dump_yaml(data))
+
+
+@click.command("delete")
+@click.argument("tag")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_bento(tag: str, yes: bool) -> None:
+    """Delete one version of a bento (TAG or name:latest); its models stay in the model store."""
+    bento = bento_api.get(tag)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidArgument(f"refusing to delete {bento.tag} without confirmation: stdin "
+                                  "is not a terminal; pass -y to delete from a script")
+        click.confirm(f"Delete {bento.tag}?", abort=True)
+    bento_api.delete(bento.tag)
+    click.echo(f"deleted {bento.tag}")

@@ -112,3 +112,35 @@ def test_bad_builds_say_how_to_fix(iris_project: Path, tmp_path: Path,
         dosirak.bentos.build(iris_project)
     assert dosirak.bentos.list() == []
     assert not list((dosirak_home / "bentos" / ".tmp").iterdir())  # drafts discarded
+
+
+def test_service_must_be_shipped(iris_project: Path) -> None:
+    text = (iris_project / "bentofile.yaml").read_text()
+    (iris_project / "bentofile.yaml").write_text(text.replace('"*.py"', '"train.py"'))
+    with pytest.raises(InvalidArgument, match=r"none of service\.py is among the included "
+                                              "files .* add it to `include:`"):
+        dosirak.bentos.build(iris_project)
+
+
+def test_wheels_docker_and_envs_are_recorded(iris_project: Path) -> None:
+    wheel = iris_project / "wheels" / "extra-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    wheel.write_bytes(b"wheel bytes")
+    (iris_project / "bentofile.yaml").write_text(
+        "service: service.py:svc\nname: iris\npython:\n  lock: false\n"
+        "  wheels: [wheels/extra-1.0-py3-none-any.whl]\n"
+        "docker: {distro: debian, system_packages: [libgomp1], env: {A: '1'}}\n"
+        "envs: [{name: STAGE, value: demo}]\n")
+    bento = dosirak.bentos.build(iris_project)
+    folder = bento.path / "env/python"
+    assert (folder / "wheels/extra-1.0-py3-none-any.whl").read_bytes() == b"wheel bytes"
+    assert not (folder / "requirements.lock.txt").exists()
+    environment = bento.info["environment"]
+    assert environment["python"]["lock"] is None
+    assert environment["python"]["wheels"] == ["wheels/extra-1.0-py3-none-any.whl"]
+    assert environment["docker"]["distro"] == "debian"
+    assert environment["docker"]["system_packages"] == ["libgomp1"]
+    assert environment["docker"]["env"] == {"A": "1"}
+    assert environment["envs"] == [{"name": "STAGE", "value": "demo"}]
+    wheel.write_bytes(b"wheel byteZ")
+    assert dosirak.bentos.build(iris_project).digest != bento.digest

@@ -65,6 +65,14 @@ def test_defaults(tmp_path: Path) -> None:
     assert spec.models == [] and spec.name is None
 
 
+def test_numbers_are_strings_where_strings_are_meant(tmp_path: Path) -> None:
+    spec = load_bentofile(_write(tmp_path, "service: s:svc\nlabels: {version: 2}\n"
+                                           "docker: {env: {THREADS: 1}}\n"
+                                           "envs: [{name: A, value: 1.5}]\n"))
+    assert spec.labels == {"version": "2"} and spec.docker.env == {"THREADS": "1"}
+    assert spec.envs[0].value == "1.5"
+
+
 def test_pyproject_table(tmp_path: Path) -> None:
     _write(tmp_path, '[tool.dosirak.bento]\nservice = "app:svc"\ninclude = ["*.py"]\n'
                      '[tool.dosirak.bento.python]\npackages = ["numpy"]\n', "pyproject.toml")
@@ -89,6 +97,8 @@ def test_explicit_file_wins(tmp_path: Path) -> None:
     ("service: s:svc\nenvs: [{nmae: A}]\n", "(did you mean 'name'?)"),
     ("name: x\n", "service: missing, it is required"),
     ("service: svc\n", "is not 'module:attribute'"),
+    ("service: a/b:svc\n", "is not 'module:attribute'"),
+    ("service: ../up.py:svc\n", "reaches outside the build directory"),
     ("service: s:svc\nname: Bad Name\n", "name = 'Bad Name': invalid name"),
     ("service: s:svc\nmodels: ['Iris:v1']\n", "is not lowercase"),
     ("service: s:svc\nmodels: ['iris:']\n", "ends with ':'"),
@@ -112,3 +122,20 @@ def test_no_bentofile(tmp_path: Path) -> None:
         load_bentofile(tmp_path)
     with pytest.raises(InvalidArgument, match="does not exist; check the path given with -f"):
         load_bentofile(tmp_path, tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(("service", "files"), [
+    ("service:svc", ("service.py", "service/__init__.py")),
+    ("pkg.app:svc.inner", ("pkg/app.py", "pkg/app/__init__.py")),
+    ("./src/app.py:svc", ("src/app.py",)),
+])
+def test_service_forms(tmp_path: Path, service: str, files: tuple[str, ...]) -> None:
+    assert load_bentofile(_write(tmp_path, f"service: {service}\n")).service_files() == files
+
+
+def test_pyproject_without_the_table(tmp_path: Path) -> None:
+    _write(tmp_path, "[project]\nname = 'x'\n", "pyproject.toml")
+    with pytest.raises(InvalidArgument, match=r"no bentofile\.yaml in"):
+        load_bentofile(tmp_path)
+    with pytest.raises(InvalidArgument, match=r"has no \[tool\.dosirak\.bento\] table"):
+        load_bentofile(tmp_path, tmp_path / "pyproject.toml")

@@ -12,6 +12,7 @@ refused with a did-you-mean, as the serving configuration does.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import tomllib
 import typing
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dosirak.config import _did_you_mean, _Section, _short, _string_list, _unwrap
 from dosirak.exceptions import InvalidArgument
@@ -27,7 +28,14 @@ from dosirak.tag import Tag
 
 BENTOFILE = "bentofile.yaml"
 PYPROJECT = "pyproject.toml"
-_SERVICE = re.compile(r"[A-Za-z_][\w.]*(?:\.py)?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+# "pkg.module:svc" or "dir/module.py:svc" (a file relative to the build directory).
+_SERVICE = re.compile(r"(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*|(?:[\w.-]+/)*[A-Za-z_]\w*\.py)"
+                      r":[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+
+
+class _Keys(_Section):
+    # `OMP_NUM_THREADS: 1` and `version: 2` mean strings in labels and environment variables.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class PythonOptions(_Section):
@@ -49,7 +57,7 @@ class PythonOptions(_Section):
                              mode="before")(_string_list)
 
 
-class DockerOptions(_Section):
+class DockerOptions(_Keys):
     """``docker:``: recorded in the bento now, used when it is containerized."""
 
     distro: str | None = None
@@ -87,14 +95,14 @@ class DescriptionFile(_Section):
     file: str
 
 
-class EnvVar(_Section):
+class EnvVar(_Keys):
     """One environment variable set when the bento is served."""
 
     name: str
     value: str = ""
 
 
-class Bentofile(_Section):
+class Bentofile(_Keys):
     """The whole bentofile; only ``service`` is required."""
 
     service: str = Field(description="the service to serve, 'module:attribute' or "
@@ -120,7 +128,16 @@ class Bentofile(_Section):
         if not _SERVICE.fullmatch(service):
             raise ValueError(f"{service!r} is not 'module:attribute'; write e.g. "
                              "'service:svc' or 'service.py:svc'")
+        check_inside(service.partition(":")[0])
         return service
+
+    def service_files(self) -> tuple[str, ...]:
+        """The files (relative posix paths) that may hold the service's module."""
+        module = self.service.partition(":")[0]
+        if module.endswith(".py"):
+            return (posixpath.normpath(module),)
+        path = module.replace(".", "/")
+        return (f"{path}.py", f"{path}/__init__.py")
 
     @field_validator("name")
     @classmethod
@@ -165,6 +182,9 @@ def load_bentofile(directory: Path, path: str | os.PathLike[str] | None = None) 
     if path is not None:
         file = Path(path)
         data = _read_toml(file) if file.suffix == ".toml" else _read_yaml(file)
+        if data is None and file.suffix == ".toml":
+            raise InvalidArgument(f"{file} has no [tool.dosirak.bento] table; add one with at "
+                                  "least `service = \"service.py:svc\"`")
     elif (directory / BENTOFILE).is_file():
         file = directory / BENTOFILE
         data = _read_yaml(file)

@@ -63,6 +63,10 @@ def build(directory: str | os.PathLike[str] = ".",
     tag = Tag(spec.name or _name_of(root), version or new_version())
     models = [_model_entry(ref.tag, ref.alias) for ref in spec.models]
     files = select(root, spec)
+    if not set(spec.service_files()) & set(files):
+        raise InvalidArgument(f"the service {spec.service!r} would not be in the bento: none of "
+                              f"{', '.join(spec.service_files())} is among the included files "
+                              f"of {root}; add it to `include:` (or fix `service:`)")
 
     store = bento_store()
     draft = store.new_draft()

@@ -1,4 +1,5 @@
-"""A build killed with SIGKILL at a random moment leaves no partial bento visible."""
+"""Builds killed with SIGKILL at random moments leave no partial bento visible; concurrent builds
+all land whole."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dosirak
@@ -66,3 +68,12 @@ def test_sigkill_during_build_leaves_no_partial_bento(iris_project: Path,
     _assert_complete(after)
     assert digests == {after.digest}  # every visible bento is the same, whole build
     assert os.listdir(dosirak_home / "bentos" / ".tmp") == []  # dead builders' drafts removed
+
+
+def test_concurrent_builds(iris_project: Path) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        built = list(pool.map(lambda _: dosirak.bentos.build(iris_project), range(8)))
+    assert len({b.tag for b in built}) == 8 and len({b.digest for b in built}) == 1
+    assert sorted(b.tag for b in dosirak.bentos.list()) == sorted(b.tag for b in built)
+    for bento in built:
+        _assert_complete(bento)

@@ -55,6 +55,10 @@ class ModelNotFound(NotFound):
     """No model in the store matches the tag."""
 
 
+class BentoNotFound(NotFound):
+    """No bento in the bento store matches the tag."""
+
+
 class AlreadyExists(DosirakError):
     """The thing being created exists already."""
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import dosirak
-from dosirak.exceptions import InvalidArgument, ModelNotFound
+from dosirak.exceptions import BentoNotFound, InvalidArgument
 
 DOSIRAK = [str(Path(sys.executable).parent / "dosirak")]
 
@@ -34,7 +34,7 @@ def test_get_list_delete(iris_project: Path) -> None:
     assert dosirak.bentos.delete("iris_classifier:latest") == new.tag
     assert not new.path.exists()
     assert dosirak.bentos.get("iris_classifier").tag == old.tag
-    with pytest.raises(ModelNotFound, match=r"no bento 'iris_classifier:2new' .* `dosirak list`"):
+    with pytest.raises(BentoNotFound, match=r"no bento 'iris_classifier:2new' .* `dosirak list`"):
         dosirak.bentos.get("iris_classifier:2new")
     with pytest.raises(InvalidArgument, match="not lowercase"):
         dosirak.bentos.get("Iris")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dosirak.exceptions import ModelNotFound
+from dosirak.exceptions import BentoNotFound, NotFound
 from dosirak.store import VersionedStore, home
 from dosirak.store.versioned_store import creation_time
 from dosirak.tag import Tag
@@ -22,9 +22,8 @@ BENTO_FILE = "bento.yaml"
 
 
 class _BentoStore(VersionedStore):
-    def not_found(self, tag: Tag | str) -> ModelNotFound:
-        # VersionedStore's readers catch ModelNotFound, its "nothing stored under that tag".
-        return ModelNotFound(f"no bento {str(tag)!r} in {self.root}; see what is there with "
+    def not_found(self, tag: Tag | str) -> BentoNotFound:
+        return BentoNotFound(f"no bento {str(tag)!r} in {self.root}; see what is there with "
                              "`dosirak list`, or build it with `dosirak build`")
 
 
@@ -89,7 +88,7 @@ def list(name: str | None = None) -> builtins.list[Bento]:  # BentoML's name
     for tag in store.iter_tags(name):
         try:
             found.append(Bento(tag, store.path(tag), store.read_info(tag)))
-        except ModelNotFound:  # deleted while listing
+        except NotFound:  # deleted while listing
             continue
     found.sort(key=lambda b: (b.creation_time, b.tag.version), reverse=True)
     return found

@@ -25,7 +25,13 @@ from typing import Any
 
 import yaml
 
-from dosirak.exceptions import AlreadyExists, InvalidArgument, ModelNotFound, StoreCorrupted
+from dosirak.exceptions import (
+    AlreadyExists,
+    InvalidArgument,
+    ModelNotFound,
+    NotFound,
+    StoreCorrupted,
+)
 from dosirak.tag import Tag, is_valid_part
 
 try:
@@ -169,8 +175,9 @@ class VersionedStore:
         except FileNotFoundError:
             raise self.not_found(tag) from None
 
-    def not_found(self, tag: Tag | str) -> ModelNotFound:
-        """The error for a tag the store does not hold."""
+    def not_found(self, tag: Tag | str) -> NotFound:
+        """The error for a tag the store does not hold (a store of other things than models
+        overrides it with its own NotFound class)."""
         text = str(tag)
         return ModelNotFound(f"no {self.kind} {text!r} in {self.root}; "
                              f"see what is there with `dosirak {self.kind}s list`")
@@ -198,7 +205,7 @@ class VersionedStore:
         for version in versions:
             try:
                 info = self.read_info(Tag(name, version))
-            except ModelNotFound:  # deleted while we looked
+            except NotFound:  # deleted while we looked
                 continue
             created[version] = creation_time(info)
         if not created:

@@ -75,6 +75,11 @@ class UnsafeArchive(InvalidArgument):
     """An archive was refused before anything was unpacked (traversal, link, device, tamper)."""
 
 
+class ServiceImportFailed(InvalidArgument):
+    """``dosirak build`` could not import the bentofile's service (the message names the file and
+    line of the failing import)."""
+
+
 class MissingDependency(DosirakError):
     """An optional framework is needed but not installed."""
 

@@ -19,7 +19,8 @@ def test_iris_example_builds(iris_project: Path, iris_model: dosirak.Model) -> N
     assert bento.tag.name == "iris_classifier" and bento.path.is_dir()
     files = sorted(p.relative_to(bento.path).as_posix()
                    for p in bento.path.rglob("*") if p.is_file())
-    assert files == ["README.md", "bento.yaml", "env/python/requirements.lock.txt",
+    assert files == ["README.md", "apis/openapi.yaml", "bento.yaml",
+                     "env/python/requirements.lock.txt",
                      "env/python/requirements.txt", "src/service.py", "src/train.py"]
     assert (bento.path / "src/service.py").read_bytes() == \
         (iris_project / "service.py").read_bytes()
@@ -73,7 +74,11 @@ def test_same_inputs_same_digest_one_byte_changes_it(iris_project: Path) -> None
 
 def test_another_model_content_changes_the_digest(iris_project: Path) -> None:
     first = dosirak.bentos.build(iris_project)
-    dosirak.picklable_model.save_model("iris_clf", {"not": "the same model"})
+    # Another classifier under the same name (the service imports it: same framework).
+    from sklearn.dummy import DummyClassifier
+
+    other = DummyClassifier().fit([[0.0, 0.0, 0.0, 0.0]], [0])
+    dosirak.sklearn.save_model("iris_clf", other, signatures={"predict": {"batchable": True}})
     assert dosirak.bentos.build(iris_project).digest != first.digest
 
 
@@ -88,11 +93,16 @@ def test_version_and_labels(iris_project: Path) -> None:
         dosirak.bentos.build(iris_project, version="V 2")
 
 
-def test_name_defaults_to_the_directory(tmp_path: Path) -> None:
+def test_name_defaults_to_the_service_then_the_directory(tmp_path: Path,
+                                                          iris_model: dosirak.Model) -> None:
     project = tmp_path / "My Project"
     project.mkdir()
     (project / "bentofile.yaml").write_text("service: app:svc\n")
-    (project / "app.py").write_text("svc = None\n")
+    (project / "app.py").write_text("import dosirak\nsvc = dosirak.Service('from_service')\n")
+    assert dosirak.bentos.build(project).tag.name == "from_service"
+    # The service cannot be imported here (and the bentofile lists its model): the directory.
+    (project / "bentofile.yaml").write_text("service: app:svc\nmodels: [iris_clf:latest]\n")
+    (project / "app.py").write_text("import not_installed_anywhere\n")
     assert dosirak.bentos.build(project).tag.name == "my_project"
 
 

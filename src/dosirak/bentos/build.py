@@ -7,11 +7,19 @@ A bento is a version directory in the bento store:
     env/python/requirements.lock.txt   every requirement pinned to the build environment
     env/python/wheels/            the bentofile's wheels
     README.md                     the description
-    bento.yaml                    tag, service, models (tag and digest), environment, manifest
+    apis/openapi.yaml             the service's OpenAPI document
+    bento.yaml                    tag, service, runners, APIs, models (tag and digest),
+                                  environment, manifest
+
+The service is imported in a child process (``service_info.py``) to read its name (the default
+bento name), runners, APIs and the models it uses; models it uses that the bentofile does not list
+are added. When the bentofile lists models and the service fails to import only for a missing
+module (a framework not installed in CI), the build goes on with runners and APIs unknown.
 
 Models are referenced by tag and digest, never copied: the model store keeps them. The digest
 covers the sources, the models' digests and the environment, not the version nor the time, so
-the same inputs give the same digest.
+the same inputs give the same digest; not the runners and APIs either: they derive from the
+sources and the environment, and are unknown when the build environment lacks a framework.
 """
 
 from __future__ import annotations
@@ -20,34 +28,42 @@ import datetime
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from dosirak.__about__ import __version__
 from dosirak.bentos.bentofile import Bentofile, DescriptionFile, load_bentofile
+from dosirak.bentos.service_info import ServiceImportFailure, ServiceInfo, start_reading
 from dosirak.bentos.sources import inside, select
 from dosirak.bentos.store import Bento, bento_store
-from dosirak.exceptions import AlreadyExists, InvalidArgument, ModelNotFound
+from dosirak.exceptions import AlreadyExists, InvalidArgument, ModelNotFound, ServiceImportFailed
 from dosirak.store.manifest import Manifest, build_manifest
+from dosirak.store.versioned_store import dump_yaml
 from dosirak.tag import Tag, new_version
 
 API_VERSION = 1
 README = "README.md"
 PYTHON_DIR = "env/python"
+OPENAPI = "apis/openapi.yaml"
+_log = logging.getLogger("dosirak.bentos")
 
 
 def build(directory: str | os.PathLike[str] = ".",
           bentofile: str | os.PathLike[str] | None = None, *,
-          version: str | None = None, labels: Mapping[str, str] | None = None) -> Bento:
+          version: str | None = None, labels: Mapping[str, str] | None = None,
+          report: Callable[[str], None] | None = None) -> Bento:
     """Build a bento from ``directory`` into the bento store and return it.
 
     ``bentofile`` defaults to ``directory/bentofile.yaml`` (or ``[tool.dosirak.bento]`` in its
     ``pyproject.toml``); ``version`` to a fresh one; ``labels`` are added to the bentofile's.
+    ``report`` gets one line per thing the user should know (models added, APIs unknown);
+    by default they are logged as warnings of the ``dosirak.bentos`` logger.
 
         >>> bento = dosirak.bentos.build("examples/iris")
         >>> bento.tag, bento.digest
@@ -60,7 +76,9 @@ def build(directory: str | os.PathLike[str] = ".",
     spec = load_bentofile(root, bentofile)
     if labels is not None and not isinstance(labels, Mapping):
         raise InvalidArgument(f"labels must be a dict of str -> str, got {type(labels).__name__}")
-    tag = Tag(spec.name or _name_of(root), version or new_version())
+    if version is not None:
+        Tag(spec.name or "bento", version)  # a bad version fails before the service is imported
+    report = report or _log.warning
     models = [_model_entry(ref.tag, ref.alias) for ref in spec.models]
     files = select(root, spec)
     if not set(spec.service_files()) & set(files):
@@ -68,12 +86,16 @@ def build(directory: str | os.PathLike[str] = ".",
                               f"{', '.join(spec.service_files())} is among the included files "
                               f"of {root}; add it to `include:` (or fix `service:`)")
 
+    reading = start_reading(root, spec.service)  # runs while the files are copied
     store = bento_store()
-    draft = store.new_draft()
+    draft = None
     try:
+        draft = store.new_draft()
         for relative in files:
             _copy(root / relative, draft / "src" / relative)
         environment = _write_environment(root, spec, draft)
+        service = _service_section(spec, reading.result(), models, draft, report)
+        tag = Tag(spec.name or service.pop("name") or _name_of(root), version or new_version())
         description = _description(root, spec, tag)
         (draft / README).write_text(description, encoding="utf-8")
         manifest = build_manifest(draft)
@@ -83,6 +105,7 @@ def build(directory: str | os.PathLike[str] = ".",
             "version": tag.version,
             "digest": bento_digest(manifest, models, environment),
             "service": spec.service,
+            **service,
             "description": description,
             "labels": {**spec.labels, **{str(k): str(v) for k, v in (labels or {}).items()}},
             "creation_time": datetime.datetime.now(datetime.UTC).isoformat(),
@@ -99,9 +122,40 @@ def build(directory: str | os.PathLike[str] = ".",
         raise AlreadyExists(f"bento {tag} exists already; build with another --version, or "
                             f"delete it first (`dosirak delete {tag}`)") from None
     except BaseException:
-        store.discard(draft)
+        reading.kill()
+        if draft is not None:
+            store.discard(draft)
         raise
     return Bento(tag, path, info)
+
+
+def _service_section(spec: Bentofile, found: ServiceInfo | ServiceImportFailure,
+                     models: list[dict[str, Any]], draft: Path,
+                     report: Callable[[str], None]) -> dict[str, Any]:
+    """What bento.yaml says of the service (``name`` is popped by the caller); writes
+    apis/openapi.yaml and adds to ``models`` those the service uses but the bentofile omits."""
+    if isinstance(found, ServiceImportFailure):
+        if found.missing_module is None or not spec.models:
+            hint = ("; install it in the build environment, or list the service's models "
+                    "under `models:` in the bentofile to build without it"
+                    if found.missing_module else "; fix it and build again")
+            raise ServiceImportFailed(f"cannot import the service {spec.service!r} to read its "
+                                      f"APIs: {found}{hint}")
+        reason = (f"the service could not be imported at build time ({found}); the OpenAPI "
+                  "document will be produced on first serve")
+        report(f"warning: runners and APIs unknown: {reason}")
+        return {"name": None, "runners": None, "apis": None, "apis_unknown_reason": reason}
+    listed = {entry["tag"] for entry in models}
+    for text in found.models:
+        if text not in listed:
+            models.append({**_model_entry(text, None), "added": "used by the service, not "
+                           "listed in the bentofile"})
+            listed.add(text)
+            report(f"added the model {text}: the service uses it and the bentofile does not "
+                   "list it (list it under `models:` to say so)")
+    (draft / OPENAPI).parent.mkdir(parents=True)
+    (draft / OPENAPI).write_text(dump_yaml(found.openapi), encoding="utf-8")
+    return {"name": found.name, "runners": found.runners, "apis": found.apis}
 
 
 def bento_digest(manifest: Manifest, models: list[dict[str, Any]],

@@ -40,7 +40,8 @@ def _labels(_context: object, _param: object, values: tuple[str, ...]) -> dict[s
 def build(directory: str, bentofile: str | None, version: str | None, labels: dict[str, str],
           output: str) -> None:
     """Build a bento from DIRECTORY (default: here) into the bento store."""
-    bento = bento_api.build(directory, bentofile, version=version, labels=labels)
+    bento = bento_api.build(directory, bentofile, version=version, labels=labels,
+                            report=lambda line: click.echo(line, err=True))
     if output == "tag":
         click.echo(str(bento.tag))
     elif output == "json":

@@ -52,8 +52,16 @@ def serve(
     if config_file is not None:
         config_file = str(Path(config_file).absolute())
     parsed = parse_target(target)  # a missing file is reported before anything starts
-    template = WorkerSpec(target=target, config_file=config_file, overrides=overrides,
-                          development=development)
+    if parsed.bento is not None and reload:
+        from dosirak.exceptions import InvalidArgument
+
+        raise InvalidArgument(f"--reload cannot serve the bento {parsed.bento}: a bento's "
+                              "sources are fixed when it is built; serve the project directory "
+                              "with --reload while developing (dosirak serve DIR --reload), or "
+                              "the bento without it")
+    # Workers get the bento's full tag: a build landing meanwhile must not change what they serve.
+    template = WorkerSpec(target=parsed.bento or target, config_file=config_file,
+                          overrides=overrides, development=development)
     if in_process:
         return _serve_here(template)
     return _supervise(template, parsed, reload)

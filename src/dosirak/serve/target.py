@@ -4,6 +4,12 @@
     >>> load_service("examples/iris/service.py:svc")
     >>> load_service("examples/iris")           # a directory: its bentofile.yaml or service.py
     >>> load_service("service")                 # no ``:name``: the one Service the module defines
+    >>> load_service("iris_classifier:latest")  # a bento in the bento store, by tag
+
+A path that exists or a module that can be found wins; otherwise a target that reads as a tag
+names a bento, whose service is imported from the bento's own ``src/`` with the current
+directory taken off ``sys.path`` (the user's working copy must never stand in for the bento's
+code), once the models it was built with are checked to be in the model store.
 
 A file's directory goes first on ``sys.path`` and the file is imported under its own module name,
 so its sibling modules import as they would when run from there, and runnables defined in it can
@@ -25,8 +31,8 @@ from dosirak.exceptions import InvalidArgument
 
 SERVICE_FILE = "service.py"
 BENTOFILE = "bentofile.yaml"
-_FORMS = ("module:svc (importable from the current directory), path/to/file.py:svc, or a "
-          "directory holding service.py")
+_FORMS = ("module:svc (importable from the current directory), path/to/file.py:svc, a "
+          "directory holding service.py, or a bento's tag (name:version)")
 
 
 class ServeTargetError(InvalidArgument):
@@ -43,6 +49,7 @@ class Target:
     directory: Path
     attribute: str | None
     file: Path | None = None
+    bento: str | None = None  # the full tag ``name:version`` of a bento target
 
     @property
     def watch_root(self) -> Path:
@@ -55,6 +62,9 @@ def parse_target(text: str, cwd: str | os.PathLike[str] | None = None) -> Target
     if not isinstance(text, str) or not text.strip():
         raise ServeTargetError(f"no serve target given; write one of: {_FORMS}")
     base = Path(cwd or os.getcwd())
+    bento = _bento_target(text, base)
+    if bento is not None:
+        return bento
     location, attribute = _split_attribute(text)
     path = base / location
     looks_like_path = location.endswith(".py") or os.sep in location or "/" in location \
@@ -123,6 +133,8 @@ def import_target_module(target: Target) -> Any:
     """Import the target's module from its directory, turning import failures into clear errors.
     """
     directory = str(target.directory)
+    if target.bento is not None:  # the bento's code only, never a same-named working copy
+        sys.path[:] = [entry for entry in sys.path if entry not in ("", os.getcwd())]
     if directory in sys.path:
         sys.path.remove(directory)
     sys.path.insert(0, directory)
@@ -184,17 +196,69 @@ def _directory_target(text: str, directory: Path) -> Target:
     if bentofile.is_file():
         service = _bentofile_service(bentofile)
         if service:
-            location, attribute = _split_attribute(service)
-            if location.endswith(".py"):
-                file = (directory / location).resolve()
-                return Target(text, file.stem, file.parent, attribute, file)
-            return Target(text, location, directory, attribute)
+            return _service_target(text, directory, service)
     file = directory / SERVICE_FILE
     if not file.is_file():
         raise ServeTargetError(f"serve target {text!r}: the directory {directory} has neither "
                                f"{SERVICE_FILE} nor a {BENTOFILE} naming a service; give the "
                                "file (path/to/file.py:svc) or add service.py")
     return Target(text, file.stem, directory, None, file.resolve())
+
+
+def _service_target(text: str, directory: Path, service: str,
+                    bento: str | None = None) -> Target:
+    """The target of a bentofile's ``service`` ("module:attr" or "file.py:attr") in
+    ``directory``."""
+    location, attribute = _split_attribute(service)
+    if location.endswith(".py"):
+        file = (directory / location).resolve()
+        return Target(text, file.stem, file.parent, attribute, file, bento)
+    return Target(text, location, directory, attribute, None, bento)
+
+
+def _bento_target(text: str, base: Path) -> Target | None:
+    """The bento ``text`` names, or None when it reads as a path or a findable module (those
+    win). A tag that is neither a module nor a stored bento is an error naming both readings."""
+    from dosirak.tag import Tag
+
+    location = text.partition(":")[0]
+    if location.endswith(".py") or "/" in location or os.sep in location \
+            or (base / location).exists() or _module_exists(location, base):
+        return None
+    try:
+        tag = Tag.parse(text)
+    except InvalidArgument:
+        return None  # not a tag either: the module reading reports what is wrong
+    from dosirak.bentos.serving import SOURCE_DIR, check_models
+    from dosirak.bentos.store import bento_store, get
+    from dosirak.exceptions import BentoNotFound
+
+    try:
+        bento = get(tag)
+    except BentoNotFound:
+        raise ServeTargetError(
+            f"serve target {text!r}: no module named {location!r} in {base} or on the Python "
+            f"path, and no bento {tag} in the bento store ({bento_store().root}); run dosirak "
+            "serve from the directory that holds the module, or give its path, or build the "
+            "bento (`dosirak build DIR`; `dosirak list` shows the bentos stored)") from None
+    check_models(bento)
+    return _service_target(text, bento.path / SOURCE_DIR, bento.service, str(bento.tag))
+
+
+def _module_exists(location: str, base: Path) -> bool:
+    """Whether the top package of ``location`` can be found in ``base`` or on ``sys.path``,
+    without importing anything."""
+    import importlib.machinery
+    import importlib.util
+
+    top = location.split(".")[0]
+    if not top.isidentifier():
+        return False
+    try:
+        return (importlib.machinery.PathFinder.find_spec(top, [str(base)]) is not None
+                or importlib.util.find_spec(top) is not None)
+    except (ImportError, ValueError):
+        return True  # something by that name is there: let the import report it
 
 
 def _bentofile_service(path: Path) -> str | None:

@@ -1,0 +1,112 @@
+"""Serving, running and batching a bento by tag: real ``dosirak`` processes, started from a
+directory whose decoy ``service.py`` would fail if the working copy were used instead of the
+bento's own ``src/``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import dosirak
+from dosirak.serve.target import ServeTargetError, load_service, parse_target
+from live_server import Served
+
+DOSIRAK = str(Path(sys.executable).parent / "dosirak")
+ROW = [[5.1, 3.5, 1.4, 0.2]]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOSIRAK, *args], capture_output=True, text=True, cwd=cwd,
+                          env=os.environ.copy(), timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path) -> Path:
+    """A working directory whose decoy service.py fails on import."""
+    directory = tmp_path / "elsewhere"
+    directory.mkdir()
+    (directory / "service.py").write_text("raise SystemExit('the decoy service.py was imported')\n")
+    return directory
+
+
+@pytest.fixture
+def bento(iris_project: Path) -> dosirak.bentos.Bento:
+    built = dosirak.bentos.build(iris_project)
+    (iris_project / "service.py").write_text("raise SystemExit('the working copy was imported')\n")
+    return built
+
+
+def test_serve_by_tag_from_another_directory(bento: dosirak.bentos.Bento, elsewhere: Path
+                                             ) -> None:
+    for target in ("iris_classifier:latest", f"iris_classifier:{bento.tag.version[:6]}"):
+        with Served([target], cwd=elsewhere) as server:
+            status, _, answer = server.post("/classify", ROW)
+            assert (status, answer) == (200, [0])
+        assert server.process.returncode == 0
+        assert not any("decoy" in line for line in server.lines)
+
+
+def test_run_and_batch_by_tag(bento: dosirak.bentos.Bento, elsewhere: Path) -> None:
+    done = _cli("run", "iris_classifier:latest", "classify", "--input", "[[5.1,3.5,1.4,0.2]]",
+                cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[0]"
+    pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]],
+                 columns=["sepal_length", "sepal_width", "petal_length", "petal_width"]
+                 ).to_csv(elsewhere / "in.csv", index=False)
+    done = _cli("batch", str(bento.tag), "classify", "--input", "in.csv", "--output", "out.csv",
+                "--workers", "2", cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert pd.read_csv(elsewhere / "out.csv")["result"].tolist() == [0, 2]
+
+
+def test_bento_target_imports_the_bentos_src_not_the_cwd(bento: dosirak.bentos.Bento,
+                                                          elsewhere: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.syspath_prepend(str(elsewhere))
+    monkeypatch.delitem(sys.modules, "service", raising=False)
+    parsed = parse_target("iris_classifier")
+    assert parsed.bento == str(bento.tag) and parsed.file == bento.path / "src" / "service.py"
+    assert load_service(parsed).name == "iris_classifier"
+    assert str(elsewhere) not in sys.path and "" not in sys.path
+    sys.modules.pop("service", None)
+
+
+def test_an_existing_module_or_path_wins_over_a_bento(bento: dosirak.bentos.Bento,
+                                                     tmp_path: Path) -> None:
+    (tmp_path / "iris_classifier.py").write_text("")
+    assert parse_target("iris_classifier:latest", cwd=tmp_path).bento is None
+    (tmp_path / "iris_classifier.py").unlink()
+    assert parse_target("iris_classifier:latest", cwd=tmp_path).bento == str(bento.tag)
+
+
+def test_a_bento_whose_model_is_gone_or_replaced_does_not_serve(bento: dosirak.bentos.Bento,
+                                                               elsewhere: Path) -> None:
+    model = bento.models[0]["tag"]
+    dosirak.models.delete(model)
+    with Served(["iris_classifier:latest"], cwd=elsewhere, wait=False) as server:
+        assert server.process.wait(60) == 1
+    output = "\n".join(server.lines)
+    assert f"bento {bento.tag} uses the model {model}, which the model store" in output
+    assert "dosirak models import" in output and "dosirak import" in output
+    done = _cli("run", "iris_classifier", "classify", "--input", "[[1,2,3,4]]", cwd=elsewhere)
+    assert done.returncode == 1 and f"uses the model {model}" in done.stderr
+
+
+def test_unknown_tag_and_reload_are_clear_errors(bento: dosirak.bentos.Bento, elsewhere: Path
+                                                 ) -> None:
+    done = _cli("serve", "nope:latest", "--port", "0", cwd=elsewhere)
+    assert done.returncode == 1
+    assert "no module named 'nope'" in done.stderr and "no bento nope:latest" in done.stderr
+    assert "dosirak list" in done.stderr
+    done = _cli("serve", "iris_classifier", "--reload", "--port", "0", cwd=elsewhere)
+    assert done.returncode == 1
+    assert f"--reload cannot serve the bento {bento.tag}" in done.stderr
+    with pytest.raises(ServeTargetError, match="no bento iris_classifier:0nothere"):
+        parse_target("iris_classifier:0nothere", cwd=elsewhere)

@@ -80,8 +80,8 @@ def batch(target: str, api: str, input_path: Path, output_path: Path, on_error: 
           chunk_rows: int | None, input_format: str | None, output_format: str | None) -> None:
     """Run API of TARGET over every row of --input and write the results to --output.
 
-    TARGET is module:svc, path/to/file.py:svc, a directory with service.py, or a generic
-    service config (.yaml, .yml, .json).
+    TARGET is module:svc, path/to/file.py:svc, a directory with service.py, a bento tag, or a
+    generic service config (.yaml, .yml, .json).
 
         dosirak batch service:svc classify --input iris.parquet --output labels.parquet
     """

@@ -25,9 +25,9 @@ def run(target: str, api: str, input_text: str | None, input_file: Path | None,
         content_type: str | None, accept: str | None, output_file: Path | None) -> None:
     """Call API of TARGET once and print the answer, as the HTTP API would send it.
 
-    TARGET is module:svc, path/to/file.py:svc, a directory with service.py, or a generic
-    service config (.yaml, .yml, .json). Exit status 1 when the API fails (the failure body is
-    printed all the same).
+    TARGET is module:svc, path/to/file.py:svc, a directory with service.py, a bento tag, or a
+    generic service config (.yaml, .yml, .json). Exit status 1 when the API fails (the failure
+    body is printed all the same).
 
         dosirak run service:svc classify --input '[[5.1, 3.5, 1.4, 0.2]]'
     """

@@ -26,13 +26,15 @@ def serve(target: str, host: str | None, port: int | None, workers: int | None, 
           development: bool, config_file: str | None) -> None:
     """Serve the service TARGET over HTTP until SIGTERM or Ctrl-C.
 
-    TARGET is module:svc (importable from the current directory), path/to/file.py:svc, or a
-    directory holding service.py (or a bentofile.yaml naming the service). Without ':svc' the
-    one Service the module defines is served.
+    TARGET is module:svc (importable from the current directory), path/to/file.py:svc, a
+    directory holding service.py (or a bentofile.yaml naming the service), or the tag of a
+    built bento (name, name:latest, name:version) when no such path or module exists. Without
+    ':svc' the one Service the module defines is served.
 
     \b
     Examples:
       dosirak serve service.py:svc
+      dosirak serve iris_classifier:latest
       dosirak serve service:svc --reload
       dosirak serve examples/iris --workers 2 --port 8080
     """

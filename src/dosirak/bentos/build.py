@@ -160,11 +160,12 @@ def _service_section(spec: Bentofile, found: ServiceInfo | ServiceImportFailure,
 
 def bento_digest(manifest: Manifest, models: list[dict[str, Any]],
                  environment: dict[str, Any]) -> str:
-    """sha256 over the files (paths and checksums, sorted; not the README, which describes),
-    the models' contents (name, alias and digest; not their versions) and the environment."""
+    """sha256 over the files (paths and checksums, sorted; not the README, which describes, nor
+    apis/, which derives from src/ and the environment and may be unknown at build time), the
+    models' contents (name, alias and digest; not their versions) and the environment."""
     content = {
         "files": sorted((path, entry["sha256"]) for path, entry in manifest.items()
-                        if path != README),
+                        if path != README and not path.startswith("apis/")),
         "models": sorted((Tag.parse(m["tag"]).name, m["alias"] or "", m["digest"])
                          for m in models),
         "environment": environment,

@@ -162,9 +162,11 @@ def _failure(root: Path, error: Exception) -> dict[str, Any]:
               and not Path(frame.filename).resolve().is_relative_to(ours)]
     own = [frame for frame in frames if Path(frame.filename).resolve().is_relative_to(root)]
     frame = (own or frames or [None])[-1]
-    missing = None
-    if isinstance(original, ModuleNotFoundError) and original is not error:
-        missing = original.name
+    missing = None  # a module not installed, even behind a framework's MissingDependency
+    cause: BaseException | None = original if original is not error else None
+    while cause is not None and missing is None:
+        missing = cause.name if isinstance(cause, ModuleNotFoundError) else None
+        cause = cause.__cause__
     message = str(error) if original is error else f"{type(original).__name__}: {original}"
     return {"message": message, "missing_module": missing,
             "file": _shown(root, frame.filename) if frame else None,

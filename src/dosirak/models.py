@@ -15,7 +15,7 @@ import importlib.util
 import os
 import pkgutil
 import platform
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +196,7 @@ def get(tag: Tag | str | Model, *, verify: bool = False) -> Model:
     if isinstance(tag, Model):
         return tag
     store = model_store()
+    tag = _pinned(Tag.parse(tag))
     for attempt in range(_READ_ATTEMPTS):
         last = attempt + 1 == _READ_ATTEMPTS
         full = store.resolve(tag)
@@ -219,6 +220,23 @@ def get(tag: Tag | str | Model, *, verify: bool = False) -> Model:
 
 
 _READ_ATTEMPTS = 5
+_PINS: dict[str, Tag] = {}
+
+
+def pin_versions(tags: Iterable[Tag | str]) -> None:
+    """From now on in this process, ``name`` and ``name:latest`` of each tag's model mean that
+    tag's version: a bento's service (``get("iris_clf:latest")``) then loads the models the bento
+    was built with, not one saved under the same name since (as BentoML's bento-local store).
+    """
+    for tag in tags:
+        full = Tag.parse(tag)
+        if full.version is None:
+            raise InvalidArgument(f"cannot pin {full}: give the model's full tag name:version")
+        _PINS[full.name] = full
+
+
+def _pinned(tag: Tag) -> Tag:
+    return _PINS.get(tag.name, tag) if tag.version is None else tag
 
 
 def list(name: str | None = None) -> builtins.list[Model]:  # the seeds' name

@@ -14,6 +14,7 @@ import pytest
 
 import dosirak
 from dosirak.serve.target import ServeTargetError, load_service, parse_target
+from dosirak.tag import Tag
 from live_server import Served
 
 DOSIRAK = str(Path(sys.executable).parent / "dosirak")
@@ -70,11 +71,13 @@ def test_bento_target_imports_the_bentos_src_not_the_cwd(bento: dosirak.bentos.B
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(elsewhere)
     monkeypatch.syspath_prepend(str(elsewhere))
+    monkeypatch.setattr(dosirak.models, "_PINS", {})  # what loading the bento pins ends here
     monkeypatch.delitem(sys.modules, "service", raising=False)
     parsed = parse_target("iris_classifier")
     assert parsed.bento == str(bento.tag) and parsed.file == bento.path / "src" / "service.py"
     assert load_service(parsed).name == "iris_classifier"
     assert str(elsewhere) not in sys.path and "" not in sys.path
+    assert dosirak.models.get("iris_clf").tag == Tag.parse(bento.models[0]["tag"])
     sys.modules.pop("service", None)
 
 
@@ -110,3 +113,25 @@ def test_unknown_tag_and_reload_are_clear_errors(bento: dosirak.bentos.Bento, el
     assert f"--reload cannot serve the bento {bento.tag}" in done.stderr
     with pytest.raises(ServeTargetError, match="no bento iris_classifier:0nothere"):
         parse_target("iris_classifier:0nothere", cwd=elsewhere)
+
+
+def test_a_bento_loads_the_model_it_was_built_with_not_a_newer_one(
+        bento: dosirak.bentos.Bento, elsewhere: Path) -> None:
+    from sklearn import datasets
+    from sklearn.dummy import DummyClassifier
+
+    iris = datasets.load_iris()
+    always_two = DummyClassifier(strategy="constant", constant=2).fit(iris.data, iris.target)
+    newer = dosirak.sklearn.save_model("iris_clf", always_two,
+                                       signatures={"predict": {"batchable": True}})
+    assert dosirak.models.get("iris_clf:latest").tag == newer.tag
+    by_tag = _cli("run", "iris_classifier", "classify", "--input", "[[5.1,3.5,1.4,0.2]]",
+                  cwd=elsewhere)
+    assert by_tag.returncode == 0, by_tag.stderr
+    assert by_tag.stdout.strip() == "[0]"  # the bento's iris_clf, not the newer constant one
+    with Served(["iris_classifier:latest"], cwd=elsewhere) as server:
+        assert server.post("/classify", ROW)[2] == [0]
+    source = dosirak.bentos.get("iris_classifier").path / "src" / "service.py"
+    by_file = _cli("run", f"{source}:svc", "classify", "--input", "[[5.1,3.5,1.4,0.2]]",
+                   cwd=elsewhere)
+    assert by_file.stdout.strip() == "[2]"  # the same code outside a bento takes the latest

@@ -19,6 +19,7 @@ was tried, why it failed, and how to write the target.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -50,6 +51,7 @@ class Target:
     attribute: str | None
     file: Path | None = None
     bento: str | None = None  # the full tag ``name:version`` of a bento target
+    models: tuple[str, ...] = ()  # a bento's models (full tags): what their names mean in it
 
     @property
     def watch_root(self) -> Path:
@@ -135,6 +137,9 @@ def import_target_module(target: Target) -> Any:
     directory = str(target.directory)
     if target.bento is not None:  # the bento's code only, never a same-named working copy
         sys.path[:] = [entry for entry in sys.path if entry not in ("", os.getcwd())]
+        from dosirak.models import pin_versions
+
+        pin_versions(target.models)  # its models too, whatever was saved under their names since
     if directory in sys.path:
         sys.path.remove(directory)
     sys.path.insert(0, directory)
@@ -242,7 +247,8 @@ def _bento_target(text: str, base: Path) -> Target | None:
             "serve from the directory that holds the module, or give its path, or build the "
             "bento (`dosirak build DIR`; `dosirak list` shows the bentos stored)") from None
     check_models(bento)
-    return _service_target(text, bento.path / SOURCE_DIR, bento.service, str(bento.tag))
+    target = _service_target(text, bento.path / SOURCE_DIR, bento.service, str(bento.tag))
+    return dataclasses.replace(target, models=tuple(model["tag"] for model in bento.models))
 
 
 def _module_exists(location: str, base: Path) -> bool:

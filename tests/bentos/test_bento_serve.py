@@ -135,3 +135,26 @@ def test_a_bento_loads_the_model_it_was_built_with_not_a_newer_one(
     by_file = _cli("run", f"{source}:svc", "classify", "--input", "[[5.1,3.5,1.4,0.2]]",
                    cwd=elsewhere)
     assert by_file.stdout.strip() == "[2]"  # the same code outside a bento takes the latest
+
+
+def test_a_bento_whose_model_was_replaced_under_its_tag_does_not_serve(
+        bento: dosirak.bentos.Bento, elsewhere: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn import datasets
+    from sklearn.dummy import DummyClassifier
+
+    model = bento.models[0]["tag"]
+    home = os.environ["DOSIRAK_HOME"]
+    monkeypatch.setenv("DOSIRAK_HOME", str(tmp_path / "other_home"))  # another machine's store
+    iris = datasets.load_iris()
+    always_two = DummyClassifier(strategy="constant", constant=2).fit(iris.data, iris.target)
+    dosirak.sklearn.save_model(model, always_two, signatures={"predict": {"batchable": True}})
+    dosirak.models.export_model(model, str(tmp_path / "other.dosirakmodel"))
+    monkeypatch.setenv("DOSIRAK_HOME", home)
+    dosirak.models.import_model(str(tmp_path / "other.dosirakmodel"), overwrite=True)
+    with Served(["iris_classifier:latest"], cwd=elsewhere, wait=False) as server:
+        assert server.process.wait(60) == 1
+    output = "\n".join(server.lines)
+    assert f"bento {bento.tag} was built with the model {model} of digest" in output
+    assert f"the model store holds {model} with digest" in output
+    assert "--force" in output

@@ -153,3 +153,12 @@ def test_models_used_but_not_listed_are_added(iris_project: Path,
     # bento digest.
     assert model["digest"] == listed.models[0]["digest"]
     assert bento.digest == listed.digest
+
+
+def test_an_import_that_hangs_is_killed(iris_project: Path) -> None:
+    from dosirak.bentos.service_info import ServiceImportFailure, start_reading
+
+    (iris_project / "service.py").write_text("import time\ntime.sleep(60)\n")
+    found = start_reading(iris_project, "service.py:svc").result(timeout=1.0)
+    assert isinstance(found, ServiceImportFailure)
+    assert "after 1 s without an answer (signal 9: SIGKILL)" in found.message

@@ -16,11 +16,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dosirak.exit_status import describe_exit
+
+IMPORT_TIMEOUT = 600.0  # seconds: heavy frameworks import in tens of seconds, not minutes
 _CHILD = ("import sys; from dosirak.bentos.service_info import _child_main; "
           "_child_main(sys.argv[1], sys.argv[2], int(sys.argv[3]))")
 
@@ -67,17 +71,24 @@ class ServiceReading:
             os.close(write_end)
         self._pipe = os.fdopen(read_end, "rb")
 
-    def result(self) -> ServiceInfo | ServiceImportFailure:
-        with self._pipe:
-            text = self._pipe.read()
-        _, stderr = self._process.communicate()
+    def result(self, timeout: float = IMPORT_TIMEOUT) -> ServiceInfo | ServiceImportFailure:
+        # An import that hangs (a network call at import time) is killed, not waited on forever.
+        timer = threading.Timer(timeout, self._process.kill)
+        timer.start()
+        try:
+            with self._pipe:
+                text = self._pipe.read()
+            _, stderr = self._process.communicate()
+        finally:
+            timer.cancel()
         try:
             data = json.loads(text)
         except ValueError:
             tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
+            late = f" after {timeout:g} s" if self._process.returncode == -9 else ""
             return ServiceImportFailure(
-                f"the process importing the service ended without an answer "
-                f"(exit status {self._process.returncode}){': ' if tail else ''}"
+                f"the process importing the service ended{late} without an answer "
+                f"({describe_exit(self._process.returncode)}){': ' if tail else ''}"
                 f"{' / '.join(tail)}")
         if "failure" in data:
             return ServiceImportFailure(**data["failure"])

@@ -95,7 +95,8 @@ def build(directory: str | os.PathLike[str] = ".",
             _copy(root / relative, draft / "src" / relative)
         environment = _write_environment(root, spec, draft)
         service = _service_section(spec, reading.result(), models, draft, report)
-        tag = Tag(spec.name or service.pop("name") or _name_of(root), version or new_version())
+        service_name = service.pop("name")  # else bento.yaml's name would be the service's
+        tag = Tag(spec.name or service_name or _name_of(root), version or new_version())
         description = _description(root, spec, tag)
         (draft / README).write_text(description, encoding="utf-8")
         manifest = build_manifest(draft)

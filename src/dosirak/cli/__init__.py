@@ -26,6 +26,9 @@ _COMMANDS = {
     "list": "dosirak.cli.bentos:list_bentos",
     "get": "dosirak.cli.bentos:get_bento",
     "delete": "dosirak.cli.bentos:delete_bento",
+    "export": "dosirak.cli.bentos:export_bento",
+    "import": "dosirak.cli.bentos:import_bento",
+    "verify": "dosirak.cli.bentos:verify_bento",
 }
 
 

@@ -1,5 +1,5 @@
-"""``dosirak build``, ``list``, ``get`` and ``delete``: bentos, at the top level as BentoML has
-them."""
+"""``dosirak build``, ``list``, ``get``, ``delete``, ``export``, ``import`` and ``verify``:
+bentos, at the top level as BentoML has them."""
 
 from __future__ import annotations
 
@@ -104,3 +104,41 @@ def delete_bento(tag: str, yes: bool) -> None:
         click.confirm(f"Delete {bento.tag}?", abort=True)
     bento_api.delete(bento.tag)
     click.echo(f"deleted {bento.tag}")
+
+
+@click.command("export")
+@click.argument("tag")
+@click.argument("dest", required=False)
+def export_bento(tag: str, dest: str | None) -> None:
+    """Export TAG and the models it uses into one .bento archive at DEST (a path, a folder or
+    an fsspec URL; default: ./NAME-VERSION.bento)."""
+    where = bento_api.export_bento(tag, dest)
+    click.echo(f"exported {bento_api.get(tag).tag} to {where}")
+
+
+@click.command("import")
+@click.argument("src")
+@click.option("-f", "--force", is_flag=True,
+              help="Replace a bento of the same tag, and models of the same tag whose contents "
+                   "differ.")
+def import_bento(src: str, force: bool) -> None:
+    """Import a .bento archive from SRC (a path or an fsspec URL): its models, then the bento.
+
+    Serving a bento runs code from it: import only archives from people you trust.
+    """
+    bento = bento_api.import_bento(src, overwrite=force)
+    click.echo(f"imported {bento.tag} ({len(bento.models)} models)")
+
+
+@click.command("verify")
+@click.argument("tag")
+def verify_bento(tag: str) -> None:
+    """Re-hash TAG's files and every model it uses; exit 1 with a line per problem."""
+    bento = bento_api.get(tag)
+    problems = bento_api.verify(bento.tag)
+    for line in problems:
+        click.echo(line, err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{bento.tag}: the bento and its {len(bento.models)} models match their "
+               "manifests")

@@ -15,6 +15,7 @@ import posixpath
 import re
 import secrets
 import socket
+import tarfile
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from pathlib import Path
@@ -29,6 +30,7 @@ from dosirak.store.manifest import INFO_FILE
 from dosirak.store.tar_stream import (
     BackgroundWriter,
     TarWriter,
+    header,
 )
 from dosirak.store.versioned_store import (
     dump_yaml,
@@ -62,20 +64,21 @@ def remote(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(url, **(storage_options or {}))
 
 
-def destination_for(dest: str, tag: Tag, storage_options: dict[str, Any] | None = None) -> str:
+def destination_for(dest: str, tag: Tag, storage_options: dict[str, Any] | None = None, *,
+                    suffix: str = SUFFIX) -> str:
     """A directory (or a URL ending in '/') gets ``name-version.dosirakmodel`` inside it."""
-    filename = f"{tag.name}-{tag.version}{SUFFIX}"
+    filename = f"{tag.name}-{tag.version}{suffix}"
     if is_local(dest):
         path = local_path(dest)
         if path.is_dir() or dest.endswith("/"):
             return str(path / filename)
-        return str(path if path.suffix else path.with_suffix(SUFFIX))
+        return str(path if path.suffix else path.with_suffix(suffix))
     if dest.endswith("/"):
         return dest + filename
     fs, path = remote(dest, storage_options)
     if fs.isdir(path):  # an existing prefix, as an existing local directory
         return f"{dest}/{filename}"
-    return dest if posixpath.splitext(dest)[1] else dest + SUFFIX
+    return dest if posixpath.splitext(dest)[1] else dest + suffix
 
 
 def parse_compression(spec: str) -> tuple[str, int]:
@@ -116,11 +119,18 @@ def export_entry(root: Path, tag: Tag, info: dict[str, Any], dest: str, *,
                                                                              sign_with)}
 
     def write(raw: IO[bytes], *, direct: bool) -> None:
-        _write_tar(raw, root, info_bytes, info["manifest"], codec=codec, level=level,
-                   direct=direct, progress=progress, records=records)
+        write_tar(raw, root, info_bytes, info["manifest"], codec=codec, level=level,
+                  direct=direct, progress=progress, records=records)
 
+    return write_archive(target, write, direct=codec == "none", storage_options=storage_options)
+
+
+def write_archive(target: str, write: Callable[..., None], *, direct: bool,
+                  storage_options: dict[str, Any] | None = None) -> str:
+    """Publish what ``write(raw, direct=...)`` writes at ``target`` (a path or an fsspec URL)
+    whole or not at all; ``direct``: the writer may write to a local file's descriptor."""
     if is_local(target):
-        _export_local(local_path(target), write, direct=codec == "none")
+        _export_local(local_path(target), write, direct=direct)
         return target
     fs, path = remote(target, storage_options)
     # Deferred commit: an object store shows the object only once it is complete, so a failed
@@ -180,9 +190,9 @@ def remove_dead_partials(directory: Path) -> None:
             os.unlink(entry.path)
 
 
-def _write_tar(raw: IO[bytes], root: Path, info_bytes: bytes, manifest: dict[str, Any], *,
-               codec: str, level: int, direct: bool, progress: Progress,
-               records: dict[str, str]) -> None:
+def write_tar(raw: IO[bytes], root: Path, info_bytes: bytes, manifest: dict[str, Any], *,
+              codec: str = "none", level: int = 0, direct: bool, progress: Progress,
+              records: dict[str, str] | None = None, info_name: str = INFO_FILE) -> None:
     """Write the archive into ``raw``; every layer above it is flushed and closed on return.
 
     ``direct`` (uncompressed, local): file data is copied from file to file in the kernel.
@@ -198,10 +208,21 @@ def _write_tar(raw: IO[bytes], root: Path, info_bytes: bytes, manifest: dict[str
             sink = layers.enter_context(
                 gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0))
         writer = TarWriter(sink, fd=raw.fileno() if direct else None, progress=progress)
-        writer.add_bytes(INFO_FILE, info_bytes, records)
+        writer.add_bytes(info_name, info_bytes, records)
         for relative, entry in manifest.items():
             writer.add_file(relative, root / relative, entry["size"])
         writer.close()
+
+
+def tar_size(info_bytes: bytes, manifest: dict[str, Any], *, info_name: str = INFO_FILE,
+             records: dict[str, str] | None = None) -> int:
+    """The exact size of the plain tar ``write_tar`` writes (to nest it in another tar)."""
+    def member(name: str, size: int, extra: dict[str, str] | None = None) -> int:
+        return len(header(name, size, extra)) + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+    total = member(info_name, len(info_bytes), records) + 2 * tarfile.BLOCKSIZE
+    total += sum(member(name, entry["size"]) for name, entry in manifest.items())
+    return -(-total // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
 def _zstd_threads(level: int) -> int:

@@ -92,6 +92,14 @@ class TarWriter:
             self._copy(source, size - copied)
         self._pad()
 
+    def add_nested(self, name: str, size: int, write: Callable[[], None]) -> None:
+        """Add a member of ``size`` bytes that ``write()`` writes to the same sink itself (an
+        archive nested whole: ``archive.tar_size`` gives its size)."""
+        self._write(header(name, size))
+        write()
+        self._offset += size
+        self._pad()
+
     def _copy_in_kernel(self, source: int, size: int) -> int:
         """copy_file_range as far as the kernel allows; returns how much it copied."""
         assert self._fd is not None

@@ -22,6 +22,7 @@ import shutil
 import tarfile
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -137,36 +138,64 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
     ``public_key``: an Ed25519 public key file; the archive must then be signed by its private
     key, which is checked before anything in ``model.yaml`` is trusted.
     """
-    what = f"archive {src}"
     with ExitStack() as stack:
         stream = _open_source(src, stack, storage_options)
-        reader = ForwardReader(stream, header_limit=HEADER_LIMIT, name=what)
-        archive, first = _open_tar(reader, stack, what)
+        entry = unpack_entry(store, stream, f"archive {src}", overwrite=overwrite,
+                             progress=progress, validate=validate, max_size=max_size,
+                             public_key=public_key)
+        try:
+            store.commit(entry.draft, entry.tag, entry.info, overwrite=overwrite)
+        except BaseException:
+            store.discard(entry.draft)
+            raise
+    return entry.tag
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """An archive checked and unpacked into ``draft``, not yet committed (``store.commit``)."""
+
+    draft: Path
+    tag: Tag
+    info: dict[str, Any]
+    size: int
+
+
+def unpack_entry(store: VersionedStore, stream: IO[bytes], what: str, *,
+                 overwrite: bool = False, progress: Progress = None,
+                 validate: Callable[[dict[str, Any]], Any] | None = None,
+                 max_size: int = DEFAULT_MAX_SIZE,
+                 public_key: str | os.PathLike[str] | None = None) -> Unpacked:
+    """Check and unpack one archive read from ``stream`` (decompressed) into a draft of
+    ``store``; every check of this module applies. Nothing is visible until it is committed."""
+    info_file = store.info_file
+    reader = ForwardReader(stream, header_limit=HEADER_LIMIT, name=what)
+    with ExitStack() as stack:
+        archive, first = _open_tar(reader, stack, what, info_file)
         draft = store.new_draft()
         try:
-            info = _read_info(archive, first, draft / INFO_FILE, what, progress, public_key)
-            tag = _tag_of(info, what)
+            info = _read_info(archive, first, draft / info_file, what, progress, public_key)
+            tag = _tag_of(info, what, info_file)
             _check_claims(info, tag, what)
-            manifest = _manifest_of(info, what)
+            manifest = _manifest_of(info, what, info_file)
             if validate is not None:
                 try:
                     validate(info)
                 except Exception as error:
-                    raise UnsafeArchive(f"{what}: {INFO_FILE} is not valid: {error}") from error
+                    raise UnsafeArchive(f"{what}: {info_file} is not valid: {error}") from error
             if not overwrite and tag.version in store.versions(tag.name):
                 raise_exists(store, tag)
             _check_room(manifest, max_size, draft, what)
-            _unpack_all(archive, reader, manifest, draft, what, progress, max_size)
+            _unpack_all(archive, reader, manifest, draft, what, progress, max_size, info_file)
             _check_end(reader, what)
-            store.commit(draft, tag, info, overwrite=overwrite)
         except BaseException:
             store.discard(draft)
             raise
-    return tag
+    return Unpacked(draft, tag, info, sum(entry["size"] for entry in manifest.values()))
 
 
-def _open_tar(reader: ForwardReader, stack: ExitStack,
-              what: str) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
+def _open_tar(reader: ForwardReader, stack: ExitStack, what: str,
+              info_file: str = INFO_FILE) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
     """The tar reader and its first member, which must be the info file."""
     try:
         # tarfile parses the headers; member data is read from the ForwardReader directly
@@ -176,11 +205,11 @@ def _open_tar(reader: ForwardReader, stack: ExitStack,
         first = archive.next()
     except (*_CORRUPT, OSError) as error:
         raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error})") from error
-    if first is None or first.name != INFO_FILE or not first.isreg():
-        raise UnsafeArchive(f"{what} does not start with {INFO_FILE}; it is not a {SUFFIX} "
-                            "archive or it was altered")
+    if first is None or first.name != info_file or not first.isreg():
+        raise UnsafeArchive(f"{what} does not start with {info_file}; it is not an archive "
+                            "dosirak made, or it was altered")
     if first.size > _INFO_LIMIT:
-        raise UnsafeArchive(f"{what}: {INFO_FILE} is implausibly large ({first.size} bytes, "
+        raise UnsafeArchive(f"{what}: {info_file} is implausibly large ({first.size} bytes, "
                             f"the limit is {_INFO_LIMIT}); refused")
     return archive, first
 
@@ -200,7 +229,7 @@ def _read_info(archive: tarfile.TarFile, first: tarfile.TarInfo, path: Path, wha
     except _CORRUPT as error:
         raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
     except Exception as error:
-        raise UnsafeArchive(f"{what}: {INFO_FILE} cannot be read ({error})") from error
+        raise UnsafeArchive(f"{what}: {path.name} cannot be read ({error})") from error
     path.unlink()
     return info
 
@@ -215,7 +244,7 @@ def _refuse_aliases(path: Path, what: str) -> None:
         for event in yaml.parse(stream, Loader=YAML_LOADER):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 mark = event.start_mark
-                raise UnsafeArchive(f"{what}: {INFO_FILE} uses a YAML anchor or alias (line "
+                raise UnsafeArchive(f"{what}: {path.name} uses a YAML anchor or alias (line "
                                     f"{mark.line + 1}), which dosirak never writes and which "
                                     "can expand a small file enormously; refused")
 
@@ -260,7 +289,8 @@ def _human(size: int) -> str:
 
 
 def _unpack_all(archive: tarfile.TarFile, reader: ForwardReader, manifest: dict[str, Any],
-                draft: Path, what: str, progress: Progress, max_size: int) -> None:
+                draft: Path, what: str, progress: Progress, max_size: int,
+                info_file: str = INFO_FILE) -> None:
     """Unpack every member after the info file; all must be in the manifest, once each.
 
     The bytes written are counted against ``max_size`` as well: the manifest's sum bounds them
@@ -281,7 +311,7 @@ def _unpack_all(archive: tarfile.TarFile, reader: ForwardReader, manifest: dict[
             if written > max_size:
                 raise UnsafeArchive(f"{what} unpacks to more than its limit of "
                                     f"{_human(max_size)}; refused")
-            _unpack(archive, member, manifest, seen, draft, what, progress)
+            _unpack(archive, member, manifest, seen, draft, what, progress, info_file)
     except _CORRUPT as error:
         raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
     if missing := sorted(set(manifest) - seen):
@@ -311,24 +341,25 @@ def raise_exists(store: VersionedStore, tag: Tag) -> None:
                         "(CLI: --force) to replace it")
 
 
-def _tag_of(info: dict[str, Any], what: str) -> Tag:
+def _tag_of(info: dict[str, Any], what: str, info_file: str = INFO_FILE) -> Tag:
     try:
         return Tag(str(info["name"]), str(info["version"]))
     except (KeyError, InvalidArgument) as error:
         raise UnsafeArchive(
-            f"{what}: {INFO_FILE} has no valid name and version ({error})"
+            f"{what}: {info_file} has no valid name and version ({error})"
         ) from error
 
 
-def _manifest_of(info: dict[str, Any], what: str) -> dict[str, dict[str, Any]]:
+def _manifest_of(info: dict[str, Any], what: str,
+                 info_file: str = INFO_FILE) -> dict[str, dict[str, Any]]:
     """The manifest, checked in shape before any member is trusted by it."""
     manifest = info.get("manifest")
     if not isinstance(manifest, dict):
-        raise UnsafeArchive(f"{what}: {INFO_FILE} has no manifest mapping file names to "
+        raise UnsafeArchive(f"{what}: {info_file} has no manifest mapping file names to "
                             "{size, sha256}; refused")
     for name, entry in manifest.items():
         try:
-            if not isinstance(name, str) or _safe_name(name) != name or name == INFO_FILE:
+            if not isinstance(name, str) or _safe_name(name) != name or name == info_file:
                 raise UnsafeArchive(f"{name!r} is not a plain relative file name")
         except UnsafeArchive as error:
             raise UnsafeArchive(f"{what}: the manifest lists {name!r}: {error}") from None
@@ -353,14 +384,15 @@ def _manifest_of(info: dict[str, Any], what: str) -> dict[str, dict[str, Any]]:
 
 
 def _unpack(archive: tarfile.TarFile, member: tarfile.TarInfo, manifest: dict[str, Any],
-            seen: set[str], draft: Path, what: str, progress: Progress) -> None:
+            seen: set[str], draft: Path, what: str, progress: Progress,
+            info_file: str = INFO_FILE) -> None:
     name = _safe_name(member.name)
     if member.isdir():
         return  # directories are made as files need them
     if not member.isreg():
         raise UnsafeArchive(f"{what}: member {name!r} is {_kind(member)}; only regular files "
                             "are allowed")
-    if name == INFO_FILE or name not in manifest:
+    if name == info_file or name not in manifest:
         raise UnsafeArchive(f"{what}: member {name!r} is not in the manifest; refused")
     if name in seen:
         raise UnsafeArchive(f"{what}: member {name!r} appears twice; refused")

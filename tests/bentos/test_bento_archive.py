@@ -181,3 +181,13 @@ def test_a_model_of_the_same_tag_and_another_digest_needs_force(
     assert dosirak.bentos.verify(bento.tag) == []
     shutil.rmtree(home / "bentos")
     assert manifest_digest(dosirak.models.get(model["tag"]).info.manifest) == model["digest"]
+
+
+def test_export_to_and_import_from_an_fsspec_url(bento: dosirak.bentos.Bento, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    url = dosirak.bentos.export_bento(bento.tag, "memory://bentos/")
+    assert url == f"memory://bentos/{bento.tag.name}-{bento.tag.version}.bento"
+    _fresh_home(monkeypatch, tmp_path / "fresh")
+    imported = dosirak.bentos.import_bento(url)
+    assert (imported.tag, imported.digest) == (bento.tag, bento.digest)
+    assert dosirak.bentos.verify(bento.tag) == []

@@ -35,13 +35,13 @@ from dosirak.store.archive import (
 from dosirak.store.manifest import INFO_FILE, hash_file, iter_files
 from dosirak.store.tar_stream import CheckedTarInfo, ForwardReader, TarWriter
 from dosirak.store.unpack import (
-    _CORRUPT,
+    CORRUPT,
     HEADER_LIMIT,
     Unpacked,
-    _check_end,
-    _kind,
-    _open_source,
-    _safe_name,
+    check_end,
+    member_kind,
+    open_source,
+    safe_name,
     unpack_entry,
 )
 from dosirak.store.versioned_store import VersionedStore, dump_yaml
@@ -120,12 +120,12 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
     drafts: list[tuple[VersionedStore, Unpacked]] = []
     with ExitStack() as stack:
         try:
-            stream = _open_source(src, stack, storage_options)
+            stream = open_source(src, stack, storage_options)
             reader = ForwardReader(stream, header_limit=HEADER_LIMIT, name=what)
             try:
                 outer = stack.enter_context(
                     tarfile.open(fileobj=reader, mode="r:", tarinfo=CheckedTarInfo))
-            except (*_CORRUPT, OSError) as error:
+            except (*CORRUPT, OSError) as error:
                 raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error}); "
                                     "refused") from error
             expected: dict[str, str] = {}
@@ -149,7 +149,7 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
                 try:
                     reader.begin_member()
                     member = outer.next()
-                except _CORRUPT as error:
+                except CORRUPT as error:
                     raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); "
                                         "refused") from error
             if not drafts:
@@ -157,7 +157,7 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
             if missing := sorted(expected):
                 raise UnsafeArchive(f"{what} lacks the models its bento uses: "
                                     f"{', '.join(missing)}; export the bento again")
-            _check_end(reader, what)
+            check_end(reader, what)
             _commit_models([entry for store, entry in drafts if store is models], models,
                            overwrite=overwrite)
             bento_entry = drafts[0][1]
@@ -172,9 +172,9 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
 
 
 def _member_name(member: tarfile.TarInfo, what: str, *, first: bool) -> str:
-    name = _safe_name(member.name)
+    name = safe_name(member.name)
     if not member.isreg():
-        raise UnsafeArchive(f"{what}: member {name!r} is {_kind(member)}; only regular files "
+        raise UnsafeArchive(f"{what}: member {name!r} is {member_kind(member)}; only regular files "
                             "are allowed")
     if first != (name == BENTO_MEMBER) or (
             not first and not (name.startswith(MODEL_DIR) and name.count("/") == 1)):

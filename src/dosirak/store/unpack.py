@@ -57,11 +57,17 @@ RESERVED_VERSIONS = frozenset({"latest"})
 CLOCK_SKEW = datetime.timedelta(days=1)  # how far ahead another machine's clock may be
 _FREE_RESERVE = 256 << 20  # left free on the store's disk after an import, for everything else
 # What a damaged or cut archive raises while it is read (gzip's CRC error is an OSError).
-_CORRUPT = (tarfile.TarError, zstandard.ZstdError, EOFError, gzip.BadGzipFile)
+# Catch ``(*CORRUPT, OSError)`` around tarfile reads and report an UnsafeArchive.
+CORRUPT = (tarfile.TarError, zstandard.ZstdError, EOFError, gzip.BadGzipFile)
 
 
-def _open_source(src: str, stack: ExitStack,
-                 storage_options: dict[str, Any] | None = None) -> IO[bytes]:
+def open_source(src: str, stack: ExitStack,
+                storage_options: dict[str, Any] | None = None) -> IO[bytes]:
+    """Open an archive at a local path or fsspec URL for reading, decompressed.
+
+    zstd and gzip are recognised by their magic bytes; anything else is read as a plain tar.
+    The file is closed with ``stack``. A missing or unreadable source is an InvalidArgument.
+    """
     if is_local(src):
         path = local_path(src)
         if not path.is_file():
@@ -90,7 +96,15 @@ def _open_source(src: str, stack: ExitStack,
     return buffered
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
+    """The member ``name`` normalised, or UnsafeArchive if it could land outside the target.
+
+    Refused: empty names, NUL or backslash, absolute paths, ``..``, names too long for a file
+    system, and names that normalise to something else (``a//b``, ``./a``)::
+
+        safe_name("saved_model.pkl")  # -> "saved_model.pkl"
+        safe_name("../etc/passwd")    # raises UnsafeArchive
+    """
     if not name or "\x00" in name or "\\" in name:
         raise UnsafeArchive(f"archive member {name!r} has an invalid name")
     if name.startswith("/") or posixpath.isabs(name):
@@ -114,7 +128,8 @@ def _shorten(name: str) -> str:
     return repr(name) if len(name) <= 80 else f"{name[:40]!r}...{name[-20:]!r}"
 
 
-def _kind(member: tarfile.TarInfo) -> str:
+def member_kind(member: tarfile.TarInfo) -> str:
+    """What a member that is not a regular file is, for a refusal message ("a FIFO")."""
     if member.issym():
         return f"a symbolic link to {member.linkname!r}"
     if member.islnk():
@@ -139,7 +154,7 @@ def import_entry(store: VersionedStore, src: str, *, overwrite: bool = False,
     key, which is checked before anything in ``model.yaml`` is trusted.
     """
     with ExitStack() as stack:
-        stream = _open_source(src, stack, storage_options)
+        stream = open_source(src, stack, storage_options)
         entry = unpack_entry(store, stream, f"archive {src}", overwrite=overwrite,
                              progress=progress, validate=validate, max_size=max_size,
                              public_key=public_key)
@@ -187,7 +202,7 @@ def unpack_entry(store: VersionedStore, stream: IO[bytes], what: str, *,
                 raise_exists(store, tag)
             _check_room(manifest, max_size, draft, what)
             _unpack_all(archive, reader, manifest, draft, what, progress, max_size, info_file)
-            _check_end(reader, what)
+            check_end(reader, what)
         except BaseException:
             store.discard(draft)
             raise
@@ -203,7 +218,7 @@ def _open_tar(reader: ForwardReader, stack: ExitStack, what: str,
         archive = stack.enter_context(
             tarfile.open(fileobj=reader, mode="r:", tarinfo=CheckedTarInfo))  # noqa: SIM115
         first = archive.next()
-    except (*_CORRUPT, OSError) as error:
+    except (*CORRUPT, OSError) as error:
         raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error})") from error
     if first is None or first.name != info_file or not first.isreg():
         raise UnsafeArchive(f"{what} does not start with {info_file}; it is not an archive "
@@ -226,7 +241,7 @@ def _read_info(archive: tarfile.TarFile, first: tarfile.TarInfo, path: Path, wha
         info = read_yaml(path)
     except (InvalidArgument, MissingDependency):  # a refusal, a bad key, no cryptography
         raise
-    except _CORRUPT as error:
+    except CORRUPT as error:
         raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
     except Exception as error:
         raise UnsafeArchive(f"{what}: {path.name} cannot be read ({error})") from error
@@ -312,13 +327,13 @@ def _unpack_all(archive: tarfile.TarFile, reader: ForwardReader, manifest: dict[
                 raise UnsafeArchive(f"{what} unpacks to more than its limit of "
                                     f"{_human(max_size)}; refused")
             _unpack(archive, member, manifest, seen, draft, what, progress, info_file)
-    except _CORRUPT as error:
+    except CORRUPT as error:
         raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
     if missing := sorted(set(manifest) - seen):
         raise UnsafeArchive(f"{what} lacks files its manifest lists: {', '.join(missing[:5])}")
 
 
-def _check_end(reader: ForwardReader, what: str) -> None:
+def check_end(reader: ForwardReader, what: str) -> None:
     """Read past the end of the tar stream, so that what follows it is checked too.
 
     The decompressor then checks its trailer (gzip's CRC) and refuses bytes after the last
@@ -326,7 +341,7 @@ def _check_end(reader: ForwardReader, what: str) -> None:
     """
     try:
         reader.drain()
-    except _CORRUPT as error:
+    except CORRUPT as error:
         raise UnsafeArchive(
             f"{what} is truncated or corrupt after its last file ({error}): the compressed "
             "stream fails its checksum or is followed by bytes that are not part of it; the "
@@ -359,7 +374,7 @@ def _manifest_of(info: dict[str, Any], what: str,
                             "{size, sha256}; refused")
     for name, entry in manifest.items():
         try:
-            if not isinstance(name, str) or _safe_name(name) != name or name == info_file:
+            if not isinstance(name, str) or safe_name(name) != name or name == info_file:
                 raise UnsafeArchive(f"{name!r} is not a plain relative file name")
         except UnsafeArchive as error:
             raise UnsafeArchive(f"{what}: the manifest lists {name!r}: {error}") from None
@@ -386,11 +401,11 @@ def _manifest_of(info: dict[str, Any], what: str,
 def _unpack(archive: tarfile.TarFile, member: tarfile.TarInfo, manifest: dict[str, Any],
             seen: set[str], draft: Path, what: str, progress: Progress,
             info_file: str = INFO_FILE) -> None:
-    name = _safe_name(member.name)
+    name = safe_name(member.name)
     if member.isdir():
         return  # directories are made as files need them
     if not member.isreg():
-        raise UnsafeArchive(f"{what}: member {name!r} is {_kind(member)}; only regular files "
+        raise UnsafeArchive(f"{what}: member {name!r} is {member_kind(member)}; only regular files "
                             "are allowed")
     if name == info_file or name not in manifest:
         raise UnsafeArchive(f"{what}: member {name!r} is not in the manifest; refused")

@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dosirak import bentos as bento_api
-from dosirak.cli.models import _human_size
-from dosirak.exceptions import InvalidArgument
+from dosirak.cli.models import confirm_delete, human_size
 from dosirak.store.versioned_store import dump_yaml
 
 
@@ -48,7 +47,7 @@ def build(directory: str, bentofile: str | None, version: str | None, labels: di
         click.echo(json.dumps({**bento.summary(), "digest": bento.digest,
                                "path": str(bento.path)}, indent=2))
     else:
-        click.echo(f"built {bento.tag} ({_human_size(bento.size)}, digest "
+        click.echo(f"built {bento.tag} ({human_size(bento.size)}, digest "
                    f"{bento.digest[:16]}) in {bento.path}")
 
 
@@ -70,7 +69,7 @@ def list_bentos(name: str | None, output: str) -> None:
                   box=None if piped else box.HEAVY_HEAD, pad_edge=not piped)
     table.columns[0].no_wrap = True
     for row in rows:
-        table.add_row(row["tag"], row["service"], _human_size(row["size"]),
+        table.add_row(row["tag"], row["service"], human_size(row["size"]),
                       ", ".join(row["models"]),
                       ", ".join(f"{k}={v}" for k, v in row["labels"].items()),
                       row["creation_time"][:19].replace("T", " "))
@@ -98,10 +97,7 @@ def delete_bento(tag: str, yes: bool) -> None:
     """Delete one version of a bento (TAG or name:latest); its models stay in the model store."""
     bento = bento_api.get(tag)
     if not yes:
-        if not sys.stdin.isatty():
-            raise InvalidArgument(f"refusing to delete {bento.tag} without confirmation: stdin "
-                                  "is not a terminal; pass -y to delete from a script")
-        click.confirm(f"Delete {bento.tag}?", abort=True)
+        confirm_delete(bento.tag)
     bento_api.delete(bento.tag)
     click.echo(f"deleted {bento.tag}")
 

@@ -23,13 +23,22 @@ from dosirak.exceptions import InvalidArgument
 from dosirak.store.versioned_store import dump_yaml
 
 
-def _human_size(size: int) -> str:
+def human_size(size: int) -> str:
+    """``size`` bytes for people: B, KiB, MiB or GiB."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def confirm_delete(tag: object) -> None:
+    """Ask before deleting ``tag`` (a model or a bento); refuse when nobody can answer."""
+    if not sys.stdin.isatty():
+        raise InvalidArgument(f"refusing to delete {tag} without confirmation: stdin is not a "
+                              "terminal; pass -y to delete from a script")
+    click.confirm(f"Delete {tag}?", abort=True)
 
 
 @contextmanager
@@ -86,7 +95,7 @@ def list_models(name: str | None, output: str) -> None:
     table.columns[0].no_wrap = True
     for m in found:
         labels = ", ".join(f"{k}={v}" for k, v in m.info.labels.items())
-        table.add_row(str(m.tag), m.info.module, _human_size(m.info.size), labels,
+        table.add_row(str(m.tag), m.info.module, human_size(m.info.size), labels,
                       m.info.creation_time.strftime("%Y-%m-%d %H:%M:%S"))
     console.print(table)
 
@@ -110,10 +119,7 @@ def delete_model(tag: str, yes: bool) -> None:
     """Delete one version of a model (TAG or name:latest)."""
     model = store_api.get(tag)
     if not yes:
-        if not sys.stdin.isatty():
-            raise InvalidArgument(f"refusing to delete {model.tag} without confirmation: stdin "
-                                  "is not a terminal; pass -y to delete from a script")
-        click.confirm(f"Delete {model.tag}?", abort=True)
+        confirm_delete(model.tag)
     store_api.delete(model.tag)
     click.echo(f"deleted {model.tag}")
 

@@ -20,6 +20,9 @@ from dosirak.io.base import JSON_MEDIA_TYPE
 from dosirak.server import endpoint
 from live_server import serve
 
+#: Set when a slow parse begins (the test server runs in this process).
+PARSING = threading.Event()
+
 
 class SlowText(Text):
     """Text whose parse takes as long as the body says (``sleep=SECONDS`` on its first line),
@@ -28,6 +31,7 @@ class SlowText(Text):
     def parse(self, body: bytes | bytearray, media_type: str, params: dict[str, str]) -> Any:
         first = bytes(body).split(b"\n", 1)[0]
         if first.startswith(b"sleep="):
+            PARSING.set()
             time.sleep(float(first[6:]))
         return threading.current_thread().name
 
@@ -92,11 +96,12 @@ def test_a_kind_of_body_that_held_the_loop_is_parsed_off_it_from_then_on(url: st
     assert post_text(url, b"sleep=%g" % blocking + padding).json() == "uvicorn-test"
     # From then on a body of that size goes to the thread pool: while one takes 3 s to parse,
     # the worker answers others at once.
+    PARSING.clear()
     slow = threading.Thread(target=post_text, args=(url, b"sleep=3" + padding),
                             kwargs={"timeout": 30})
     slow.start()
     try:
-        time.sleep(0.3)  # the slow body is being parsed
+        assert PARSING.wait(10)  # the slow body is being parsed
         started = time.monotonic()
         assert httpx.get(f"{url}/livez", timeout=10).status_code == 200
         assert time.monotonic() - started < 1.0

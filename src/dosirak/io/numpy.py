@@ -381,12 +381,14 @@ def _first_bool(value: Any) -> list[int] | None:
 
 
 def _same_kind(array: np.ndarray, dtype: np.dtype) -> bool:
-    if not np.can_cast(array.dtype, dtype, casting="same_kind"):
-        return False
-    if dtype.kind in "iu" and array.dtype.kind in "iu" and array.dtype.itemsize >= dtype.itemsize:
+    if dtype.kind in "iu" and array.dtype.kind in "iu":
+        # Integers into integers: JSON integers parse as int64, never "the same kind" as an
+        # unsigned dtype, so the values decide (the range check), not the kinds.
+        if np.can_cast(array.dtype, dtype, casting="safe"):
+            return True
         info = np.iinfo(dtype)
         return bool(array.min() >= info.min and array.max() <= info.max)
-    return True
+    return bool(np.can_cast(array.dtype, dtype, casting="same_kind"))
 
 
 def _normalize_shape(shape: Any) -> tuple[int, ...] | None:

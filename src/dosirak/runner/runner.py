@@ -197,7 +197,8 @@ class Runner:
         raise AttributeError(f"runner {self.__dict__.get('name')!r} has no method {name!r}; "
                              f"its methods: {sorted(methods)} (see the model's signatures)")
 
-    # ``runner.run(x)`` calls the ``__call__`` signature, as in the seeds.
+    # ``runner.run(x)`` calls the ``__call__`` signature, as in the seeds, or the only method
+    # of a runner that has one (as BentoML does).
     def run(self, *args: Any, **kwargs: Any) -> Any:
         return self._call_method().run(*args, **kwargs)
 
@@ -206,8 +207,10 @@ class Runner:
 
     def _call_method(self) -> RunnerMethod:
         if "__call__" not in self.methods:
-            raise InvalidArgument(f"runner {self.name!r} has no '__call__' signature; call one of "
-                                  f"its methods instead: {sorted(self.methods)}")
+            if len(self.methods) == 1:
+                return next(iter(self.methods.values()))
+            raise InvalidArgument(f"runner {self.name!r} has no '__call__' signature and several "
+                                  f"methods; call one of them instead: {sorted(self.methods)}")
         return self.methods["__call__"]
 
     @property

@@ -386,7 +386,7 @@ def save(
 
     ``name`` may be ``name`` (a version is generated) or ``name:version``.
     """
-    parsed = Tag.parse(name)
+    parsed = Tag.from_taglike(name)  # "IrisClf" is saved as irisclf, with a warning
     tag = Tag(parsed.name, parsed.version or new_version())
     if labels is not None and not isinstance(labels, Mapping):
         raise InvalidArgument(f"labels must be a dict of str -> str, got {type(labels).__name__}")

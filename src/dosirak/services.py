@@ -27,6 +27,7 @@ from dosirak.exceptions import InvalidArgument
 from dosirak.io.annotations import descriptor_for
 from dosirak.io.base import IODescriptor
 from dosirak.io.multipart import Multipart
+from dosirak.tag import lowercase
 
 _NAME = re.compile(r"^[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?$")
 _API_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -66,6 +67,11 @@ class InferenceAPI:
         self.callable = self.function
 
     @property
+    def func(self) -> Callable[..., Any]:
+        """The user's function (BentoML's name for ``function``)."""
+        return self.function
+
+    @property
     def description(self) -> str:
         """The text the docs show: ``doc``, else the function's docstring."""
         return self.doc if self.doc is not None else inspect.cleandoc(self.function.__doc__ or "")
@@ -82,6 +88,8 @@ class Service:
 
     def __init__(self, name: str, runners: list[Any] | None = None,
                  models: list[Any] | None = None) -> None:
+        if isinstance(name, str):
+            name = lowercase(name, "service name")  # as BentoML: IrisClassifier works
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidArgument(f"service name {name!r} must be lowercase letters, digits, "
                                   "'-', '_' and '.', starting and ending with a letter or digit "
@@ -259,6 +267,8 @@ def build_api(
     if not _API_NAME.match(api_name):
         raise InvalidArgument(f"API name {api_name!r} must be a Python identifier")
     api_route = route if route is not None else f"/{api_name}"
+    if isinstance(api_route, str) and api_route and not api_route.startswith("/"):
+        api_route = f"/{api_route}"  # BentoML accepts route="classify"
     check_route(api_route)
     signature = inspect.signature(function)
     parameters = list(signature.parameters.values())

@@ -7,6 +7,7 @@ microseconds, so that sorting versions as strings sorts them by creation time.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
@@ -19,6 +20,7 @@ _PART = re.compile(r"[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?")
 _ALPHABET = "0123456789abcdefghijklmnopqrstuv"  # base32, sorts like its values
 _TIME_CHARS = 11  # 32**11 microseconds is about 1,100 years
 _RANDOM_CHARS = 5
+_log = logging.getLogger("dosirak")
 
 RULE = (
     "names and versions are lowercase letters, digits, '-', '_' and '.', start and end with a "
@@ -68,8 +70,33 @@ class Tag:
             raise InvalidArgument(f"tag {value!r} is not lowercase: {RULE}")
         return cls(name, None if version in ("", "latest") else version)
 
+    @classmethod
+    def from_taglike(cls, value: str | Tag) -> Tag:
+        """BentoML's spelling of ``parse``, forgiving about case: ``"IrisClf:V1"`` becomes
+        ``irisclf:v1`` with a warning, as BentoML converts it."""
+        if isinstance(value, str):
+            value = lowercase(value, "tag")
+        return cls.parse(value)
+
+    @classmethod
+    def from_str(cls, value: str) -> Tag:
+        """``Tag.from_taglike`` for strings (BentoML's name)."""
+        if not isinstance(value, str):
+            raise InvalidArgument(f"Tag.from_str takes a string like 'iris_clf:v1', got "
+                                  f"{value!r}")
+        return cls.from_taglike(value)
+
     def __str__(self) -> str:
         return f"{self.name}:{self.version or 'latest'}"
+
+
+def lowercase(value: str, what: str) -> str:
+    """``value`` lowercased, with a warning when that changed it (BentoML converts names such as
+    ``IrisClassifier`` the same way instead of refusing them)."""
+    lowered = value.lower()
+    if lowered != value:
+        _log.warning("converting %s %r to lowercase: %r", what, value, lowered)
+    return lowered
 
 
 def new_version(now_ns: int | None = None) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 from dosirak.exceptions import InvalidArgument
 from dosirak.io.annotations import descriptor_for
 from dosirak.io.base import IODescriptor
+from dosirak.io.keyed import NO_DEFAULT
 from dosirak.io.multipart import Multipart
 from dosirak.tag import lowercase
 
@@ -57,6 +58,13 @@ class InferenceAPI:
     batch_dim: tuple[int, int] = (0, 0)
     max_batch_size: int | None = None
     max_latency_ms: float | None = None
+    #: The one parameter the input was derived from (class style): its name and default, so
+    #: that the 1.2 body ``{"name": value}`` is read too (``dosirak.io.keyed``).
+    parameter: str | None = None
+    parameter_default: Any = field(default=NO_DEFAULT, repr=False)
+    #: True when the body may be keyed by ``parameter`` (input derived from the annotation;
+    #: explicit 1.x descriptors keep their bare wire format, where a keyed one could mislead).
+    keyed: bool = False
     #: Set at startup: what the server calls, and whether it must be awaited.
     callable: Callable[..., Any] | None = field(default=None, repr=False)
     is_async: bool = False
@@ -275,8 +283,15 @@ def build_api(
     if skip_self:
         parameters = parameters[1:]
     hints = _type_hints(function)
+    derived = input is None
     if input is None:
         input = input_descriptor(parameters, hints)
+    usable = _usable(parameters)
+    if not isinstance(input, Multipart) and usable:
+        options["parameter"] = usable[0].name
+        options["keyed"] = derived
+        if usable[0].default is not inspect.Parameter.empty:
+            options["parameter_default"] = usable[0].default
     if output is None:
         output = descriptor_for(hints.get("return", inspect.Signature.empty), output=True)
     for descriptor, role in ((input, "input"), (output, "output")):
@@ -290,8 +305,7 @@ def build_api(
 
 def input_descriptor(parameters: list[inspect.Parameter], hints: dict[str, Any]) -> IODescriptor:
     """One parameter: its descriptor; several: a Multipart (parameters with defaults optional)."""
-    usable = [p for p in parameters
-              if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    usable = _usable(parameters)
     if not usable:
         raise InvalidArgument("an API function needs at least one parameter for its input")
     if len(usable) == 1:
@@ -299,6 +313,11 @@ def input_descriptor(parameters: list[inspect.Parameter], hints: dict[str, Any])
     fields = {p.name: descriptor_for(hints.get(p.name, p.annotation)) for p in usable}
     optional = {p.name for p in usable if p.default is not inspect.Parameter.empty}
     return Multipart(**fields).with_optional(optional)
+
+
+def _usable(parameters: list[inspect.Parameter]) -> list[inspect.Parameter]:
+    return [p for p in parameters
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
 
 
 def is_async_callable(function: Any) -> bool:

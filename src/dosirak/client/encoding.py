@@ -63,6 +63,15 @@ def encode_call(api: RemoteAPI, args: tuple[Any, ...], kwargs: dict[str, Any]) -
                                   f"({', '.join(api.fields)}), not positional ones: call "
                                   f"{api.name}({', '.join(f'{f}=...' for f in api.fields)})")
         return encode_fields(api, kwargs)
+    if api.parameter is not None and not args:
+        if list(kwargs) == [api.parameter]:  # client.classify(input_series=x), as in 1.2
+            value = kwargs[api.parameter]
+            if api.keyed and (isinstance(value, dict) or hasattr(value, "model_dump")):
+                # A bare object could read as the keyed form: send that form itself.
+                return Body(_json({api.parameter: value}, api.name), JSON_MEDIA_TYPE)
+            return encode_value(api, value)
+        if not kwargs and not api.parameter_required:
+            return Body(b"{}", JSON_MEDIA_TYPE)  # the 1.2 body of a call without it
     if kwargs or len(args) != 1:
         raise InvalidArgument(f"API {api.name!r} takes one value, got {len(args)} positional and "
                               f"{len(kwargs)} keyword argument(s); call client.{api.name}(value)")

@@ -31,6 +31,12 @@ class RemoteAPI:
     fields: dict[str, str] | None = None
     #: For multipart inputs: each field's schema (how a table field is laid out in JSON).
     field_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: For one-parameter APIs that document it: the parameter's name (keyword calls use it)
+    #: and whether it must be given (else a call without it sends ``{}``: the default).
+    parameter: str | None = None
+    parameter_required: bool = True
+    #: True when the API reads the 1.2 body ``{"name": value}`` (see ``dosirak.io.keyed``).
+    keyed: bool = False
 
     @property
     def takes_fields(self) -> bool:
@@ -68,11 +74,17 @@ def apis_from_openapi(document: Any) -> dict[str, RemoteAPI]:
                    for media_type, entry in content.items()}
         answer = operation.get("responses", {}).get("200", {}).get("content", {})
         fields, field_schemas = _fields(content, schemas)
+        parameter = operation.get("requestBody", {}).get("x-dosirak-parameter")
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+            parameter = {}
         apis[name] = RemoteAPI(
             name=name, route=route, request=request,
             response=tuple(media_type.lower() for media_type in answer),
             description=operation.get("description") or operation.get("summary") or "",
-            fields=fields, field_schemas=field_schemas)
+            fields=fields, field_schemas=field_schemas,
+            parameter=parameter.get("name"),
+            parameter_required=bool(parameter.get("required", True)),
+            keyed=bool(parameter.get("keyed", False)))
     return apis
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from dosirak.exceptions import PayloadTooLarge, UnsupportedMediaType
 from dosirak.io.base import parse_content_type
+from dosirak.io.keyed import keyed_parser
 from dosirak.server.errors import JSON_HEADER, error_response
 from dosirak.server.traffic import RESPONSE_STATE, answered
 from dosirak.services import InferenceAPI
@@ -82,6 +83,10 @@ class APIEndpoint:
         self.output = api.output
         self.max_request_size = max_request_size
         self._executor = executor
+        # Decided here, once: only APIs derived from one named parameter read the 1.2 body.
+        keyed = keyed_parser(api.input, api.parameter, api.parameter_default) \
+            if api.keyed and api.parameter is not None else None
+        self._parse = keyed or api.input.parse
         self._accepted = list(api.input.input_media_types)
         self._on_loop_below = api.input.parse_on_loop_below
         # Per media type: the body size from which parses were seen to stall the loop.
@@ -176,7 +181,7 @@ class APIEndpoint:
 
     def _run_sync(self, body: bytes | bytearray, media_type: str, params: dict[str, str],
                   accept: str | None) -> tuple[bytes, str]:
-        value = self.input.parse(body, media_type, params)
+        value = self._parse(body, media_type, params)
         try:
             result = self._call_sync(value)
         finally:
@@ -194,14 +199,14 @@ class APIEndpoint:
         loop = asyncio.get_running_loop()
         size = len(body)
         if size <= MIN_ON_LOOP_BYTES and size <= self._on_loop_below:  # whatever was learned
-            value = self.input.parse(body, media_type, params)
+            value = self._parse(body, media_type, params)
         elif size > self._on_loop_below or size > self._learned_below.get(media_type, size):
-            value = await loop.run_in_executor(self._executor(), self.input.parse, body,
+            value = await loop.run_in_executor(self._executor(), self._parse, body,
                                                media_type, params)
         else:
             start = time.perf_counter()
             try:
-                value = self.input.parse(body, media_type, params)
+                value = self._parse(body, media_type, params)
             finally:
                 took = time.perf_counter() - start
                 if took > SLOW_PARSE:

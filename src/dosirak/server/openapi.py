@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from dosirak.__about__ import __version__
+from dosirak.io.keyed import NO_DEFAULT, keyed_parser
 from dosirak.server.errors import ERROR_SCHEMA, VALIDATION_ERROR_SCHEMA
-from dosirak.services import Service
+from dosirak.services import InferenceAPI, Service
 
 OPENAPI_VERSION = "3.0.3"
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -56,7 +57,7 @@ def build_openapi(svc: Service) -> dict[str, Any]:
             "tags": ["Service APIs"],
             "operationId": api.name,
             "summary": _summary(api.description) or f"Call {api.name}",
-            "requestBody": api.input.openapi_request_body(),
+            "requestBody": _request_body(api),
             "responses": {"200": api.output.openapi_response(), **_api_errors(api.output)},
         }
         _convert_content(operation["requestBody"]["content"])
@@ -76,6 +77,22 @@ def build_openapi(svc: Service) -> dict[str, Any]:
                                    for name, schema in components.items()}},
     }
     return document
+
+
+def _request_body(api: InferenceAPI) -> dict[str, Any]:
+    body = api.input.openapi_request_body()
+    if api.parameter is None:
+        return body
+    keyed = api.keyed and keyed_parser(api.input, api.parameter,
+                                       api.parameter_default) is not None
+    required = not keyed or api.parameter_default is NO_DEFAULT
+    # Clients take the parameter as a keyword argument; a keyed API also reads the 1.2 body.
+    body["x-dosirak-parameter"] = {"name": api.parameter, "required": required, "keyed": keyed}
+    if keyed:
+        body["description"] = (f"The value of `{api.parameter}`: bare, or as the JSON object "
+                               f"`{{\"{api.parameter}\": value}}`" +
+                               ("" if required else " (`{}` takes the default)"))
+    return body
 
 
 def _summary(description: str) -> str:

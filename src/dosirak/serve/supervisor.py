@@ -21,7 +21,8 @@ loading the model) overlaps with the rest.
   hold within the grace period and stop their runners; stragglers are killed after it. Exit 0.
   A second SIGINT kills at once.
 - **Reload** (``--reload``): a change to the sources restarts the workers; a broken edit is
-  reported and the next change is awaited.
+  reported and the next change is awaited, while the supervisor answers requests 503 with the
+  error's summary (``dosirak.serve.unavailable``) instead of leaving them in the backlog.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class Supervisor:
         self._announced = False
         self._broken = False  # reload mode: the current sources fail to start
         self._reloading = False
+        self._refusing: str | None = None  # reload mode: why the supervisor answers 503
+        self._answers: set[asyncio.Task[None]] = set()
 
     # ----- running ------------------------------------------------------------------------
 
@@ -260,6 +263,8 @@ class Supervisor:
                 logger.error("the service cannot start: %s", reason)
                 logger.info("waiting for a change to the sources to try again")
             self._broken = True
+            if not any(w.ready for w in self.workers.values()):
+                self._refuse(reason)
             return
         if not self._was_up:
             if code == STARTUP_FAILURE or worker.error:
@@ -303,6 +308,7 @@ class Supervisor:
         if self._stopping:
             return
         self._stopping = True
+        self._stop_refusing()
         for handle in self._restarts.values():
             handle.cancel()
         self._restarts.clear()
@@ -337,7 +343,35 @@ class Supervisor:
                         (f" and {len(changed) - 5} more" if len(changed) > 5 else ""))
             await self._restart_all()
 
+    def _refuse(self, reason: str) -> None:
+        """Answer connections 503 with ``reason`` until the sources change (reload mode)."""
+        if self._refusing is None and not self._stopping:
+            self.sock.setblocking(False)  # the workers' asyncio servers set it too
+            self._loop.add_reader(self.sock.fileno(), self._accept_refused)
+        self._refusing = reason.splitlines()[0][:500] if reason else "it failed to start"
+
+    def _stop_refusing(self) -> None:
+        if self._refusing is not None:
+            self._refusing = None
+            with contextlib.suppress(OSError, ValueError):
+                self._loop.remove_reader(self.sock.fileno())
+
+    def _accept_refused(self) -> None:
+        from dosirak.serve import unavailable
+
+        try:
+            connection, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # a worker took it, or the client left
+        except OSError:
+            self._stop_refusing()
+            return
+        task = self._loop.create_task(unavailable.answer(connection, self._refusing or ""))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
     async def _restart_all(self) -> None:
+        self._stop_refusing()  # requests now wait for the new workers, as in a normal start
         self._reloading = True
         try:
             old = list(self.workers.values())

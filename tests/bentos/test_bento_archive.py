@@ -94,6 +94,36 @@ def test_two_bentos_sharing_a_model_store_it_once_in_either_order(
             assert (done.returncode, done.stdout.strip()) == (0, "[0]"), done.stderr
 
 
+def test_a_model_the_store_holds_is_not_read_again(
+        bento: dosirak.bentos.Bento, workdir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Import skips the bytes of a model the store holds with the digest the bento records: the
+    stored files stay as they are, and the archive's copy is not even read (here it is garbage
+    of the same length, which unpacking would refuse)."""
+    archive = Path(dosirak.bentos.export_bento(bento.tag, str(workdir / "iris.bento")))
+    model = dosirak.models.get(bento.models[0]["tag"])
+    weights = max((p for p in model.path.rglob("*") if p.name != "model.yaml"),
+                  key=lambda p: p.stat().st_size)
+    original = weights.read_bytes()
+    data = archive.read_bytes()
+    assert data.count(original) == 1
+    at = data.index(original)
+    garbage = bytes(b ^ 0xFF for b in original)
+    archive.write_bytes(data[:at] + garbage + data[at + len(original):])
+    model_archive = dosirak.models.export_model(model.tag, str(workdir) + "/")
+
+    home = _fresh_home(monkeypatch, tmp_path / "fresh")
+    with pytest.raises(UnsafeArchive, match="sha256"):  # a store without it reads it: refused
+        dosirak.bentos.import_bento(str(archive))
+    dosirak.models.import_model(model_archive)
+    stored = home / "models" / model.tag.name / model.tag.version
+    before = {p: p.stat().st_ino for p in stored.rglob("*")}
+    imported = dosirak.bentos.import_bento(str(archive))
+    assert {p: p.stat().st_ino for p in stored.rglob("*")} == before
+    assert dosirak.bentos.verify(imported.tag) == []
+    assert [str(b.tag) for b in dosirak.bentos.list()] == [str(bento.tag)]
+
+
 def test_verify_reports_each_tampered_file(bento: dosirak.bentos.Bento, workdir: Path) -> None:
     assert dosirak.bentos.verify(bento.tag) == []
     service = bento.path / "src" / "service.py"

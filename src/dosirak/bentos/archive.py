@@ -107,7 +107,8 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
                  max_size: int | None = None) -> Bento:
     """Import a ``.bento`` archive: its models into the model store, then the bento.
 
-    A model stored already with the same digest is kept as it is; one stored under the same tag
+    A model stored already with the digest the bento records is kept as it is and its bytes in
+    the archive are skipped, not read (a seek on a local file); one stored under the same tag
     with another digest is an error naming both, unless ``overwrite`` (CLI: ``--force``), which
     also replaces a bento of the same tag. ``max_size`` bounds the bytes the whole archive may
     unpack (default: the setting ``model_store.import_max_size``).
@@ -118,6 +119,7 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
     budget = _import_max_size(max_size)
     bentos, models = bento_store(), model_store()
     drafts: list[tuple[VersionedStore, Unpacked]] = []
+    reused: list[Tag] = []
     with ExitStack() as stack:
         try:
             stream = open_source(src, stack, storage_options)
@@ -135,6 +137,14 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
                 name = _member_name(member, what, first=not drafts)
                 store = bentos if name == BENTO_MEMBER else models
                 part = f"{what}: {name}"
+                if store is models and (held := _held_model(name, expected, models)):
+                    # The store holds this very model (the digest the bento records): keep it
+                    # and skip the copy; tarfile seeks past the member's data by itself.
+                    del expected[held]
+                    reused.append(Tag.parse(held))
+                    reader.begin_member()
+                    member = _next_member(outer, what)
+                    continue
                 reader.seek(member.offset_data)
                 entry = unpack_entry(
                     store, _MemberReader(reader, member.size), part, progress=progress,
@@ -146,12 +156,8 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
                     expected = {m["tag"]: m["digest"] for m in entry.info.get("models") or []}
                 else:
                     _check_model(entry, expected, part)
-                try:
-                    reader.begin_member()
-                    member = outer.next()
-                except CORRUPT as error:
-                    raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); "
-                                        "refused") from error
+                reader.begin_member()
+                member = _next_member(outer, what)
             if not drafts:
                 raise UnsafeArchive(f"{what} is empty; it is not a {SUFFIX} archive")
             if missing := sorted(expected):
@@ -160,6 +166,9 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
             check_end(reader, what)
             _commit_models([entry for store, entry in drafts if store is models], models,
                            overwrite=overwrite)
+            if gone := [str(tag) for tag in reused if tag.version not in models.versions(tag.name)]:
+                raise NotFound(f"the models {', '.join(gone)} were deleted from the model store "
+                               f"while {what} was imported; import it again")
             bento_entry = drafts[0][1]
             path = bentos.commit(bento_entry.draft, bento_entry.tag, bento_entry.info,
                                  overwrite=overwrite)
@@ -169,6 +178,32 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
                     store.discard(entry.draft)
             raise
     return Bento(bento_entry.tag, path, bento_entry.info)
+
+
+def _next_member(outer: tarfile.TarFile, what: str) -> tarfile.TarInfo | None:
+    try:
+        return outer.next()
+    except CORRUPT as error:
+        raise UnsafeArchive(f"{what} is truncated or corrupt ({error}); refused") from error
+
+
+def _held_model(name: str, expected: dict[str, str], store: VersionedStore) -> str | None:
+    """The tag of the model member ``name`` when the store holds it with the digest the bento
+    records (so its bytes need not be read), else None."""
+    from dosirak.bentos.build import manifest_digest
+
+    for tag, digest in expected.items():
+        parsed = Tag.parse(tag)
+        if name != f"{MODEL_DIR}{parsed.name}-{parsed.version}.dosirakmodel":
+            continue
+        if parsed.version not in store.versions(parsed.name):
+            return None
+        try:
+            stored = store.read_info(parsed).get("manifest") or {}
+        except (OSError, NotFound):  # deleted meanwhile: unpack the archive's copy
+            return None
+        return tag if manifest_digest(stored) == digest else None
+    return None
 
 
 def _member_name(member: tarfile.TarInfo, what: str, *, first: bool) -> str:

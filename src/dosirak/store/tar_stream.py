@@ -172,6 +172,8 @@ class ForwardReader:
                  name: str = "the archive") -> None:
         self._stream, self._name = stream, name
         self._position = 0
+        # Only a stream that reports the offsets as this reader counts them can skip by seeking.
+        self._seekable = _seekable(stream) and stream.tell() == 0
         self._header_limit = header_limit
         self._header_bytes = 0
 
@@ -220,6 +222,9 @@ class ForwardReader:
         target = offset if whence == io.SEEK_SET else self._position + offset
         if whence not in (io.SEEK_SET, io.SEEK_CUR) or target < self._position:
             raise tarfile.ReadError("the archive is read front to back once and cannot rewind")
+        if target > self._position and self._seekable:  # a plain file: skip without reading
+            self._position = self._stream.seek(target - self._position, io.SEEK_CUR)
+            return self._position
         scratch = memoryview(bytearray(min(CHUNK, target - self._position)))
         while self._position < target:
             if not self.readinto(scratch[:target - self._position]):
@@ -231,6 +236,13 @@ class ForwardReader:
         scratch = memoryview(bytearray(CHUNK))
         while self.readinto(scratch):
             pass
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return bool(stream.seekable()) and isinstance(stream, io.BufferedReader)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 # ----- writing members out, hashed -----------------------------------------------------------

@@ -146,7 +146,7 @@ def test_runner_run_inside_waits_without_a_thread() -> None:
             assert [output.tolist() for output in outputs] == [[[2 * i, 2 * i]]
                                                                for i in range(20)]
             # Outside a bridged function, run() on the loop is still refused clearly.
-            with pytest.raises(dosirak.exceptions.InvalidArgument, match="async_run"):
+            with pytest.raises(dosirak.exceptions.ServiceCodeError, match="async_run"):
                 api(np.ones((1, 2)))
         finally:
             await runner.stop()

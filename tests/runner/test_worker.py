@@ -211,7 +211,7 @@ def test_an_exception_in_the_model_reaches_the_caller_with_type_and_message() ->
                 await pool.call("fail", ("no such feature 'petal'",), {})
             with pytest.raises(RunnerError) as missing:
                 await pool.call("no_such_method", (), {})
-            assert missing.value.error_type == "InvalidArgument"
+            assert missing.value.error_type == "ServiceCodeError"
             assert "has no method 'no_such_method'" in str(missing.value)
             return caught.value, await pool.call("identity", (1,), {})  # still serving
 

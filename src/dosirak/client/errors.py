@@ -30,6 +30,12 @@ from dosirak.exceptions import (
 )
 
 _TEXT_LIMIT = 300  # of a non-JSON error page (a proxy's HTML), kept in the message
+#: The class of each status the server answers with one (the server's own mapping, reversed);
+#: any other status is a ``RemoteError``.
+CLASS_OF_STATUS: dict[int, type[DosirakError]] = {
+    400: BadInput, 404: NotFound, 413: PayloadTooLarge, 415: UnsupportedMediaType,
+    429: ServiceOverloaded, 503: ServiceOverloaded,
+}
 
 
 def error_from_answer(status: int, body: bytes, headers: Any, where: str) -> DosirakError:
@@ -41,28 +47,11 @@ def error_from_answer(status: int, body: bytes, headers: Any, where: str) -> Dos
         message = f"{where} answered {status}" + (f": {text}" if text else "")
     detail = payload.get("detail") if isinstance(payload.get("detail"), list) else []
     request_id = payload.get("request_id") or headers.get("x-request-id")
-    error: DosirakError
-    if status == 400:
-        error = BadInput(message, detail)
-    elif status == 404:
-        error = NotFound(message)
-    elif status == 413:
-        error = PayloadTooLarge(message)
-    elif status == 415:
-        error = UnsupportedMediaType(message)
-        error.accepted = list(payload.get("accepted") or [])  # type: ignore[attr-defined]
-    elif status in (429, 503):
-        error = ServiceOverloaded(message, retry_after=_retry_after(headers))
-    else:
-        if request_id:
-            message = f"{message} (request id {request_id})"
-        return RemoteError(message, status=status, detail=detail, request_id=request_id)
-    # The classes' own ``status`` is the one the server answers them with; the instance says
-    # which status this answer had (429 and 503 are both ServiceOverloaded).
-    error.status = status
-    error.detail = detail  # type: ignore[attr-defined]
-    error.request_id = request_id  # type: ignore[attr-defined]
-    return error
+    error_class = CLASS_OF_STATUS.get(status, RemoteError)
+    if error_class is RemoteError and request_id:
+        message = f"{message} (request id {request_id})"
+    return error_class.from_answer(message, status=status, body=payload, headers=headers,
+                                   detail=detail, request_id=request_id)
 
 
 def _payload(body: bytes) -> dict[str, Any]:
@@ -71,11 +60,3 @@ def _payload(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return payload if isinstance(payload, dict) else {}
-
-
-def _retry_after(headers: Any) -> float:
-    value = headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else 1.0
-    except ValueError:  # an HTTP date: rare from services; wait the default second
-        return 1.0

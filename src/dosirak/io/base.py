@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from dosirak.exceptions import BadInput, DosirakError, InvalidArgument
+from dosirak.exceptions import BadInput, InvalidArgument, ServiceCodeError
 
 if TYPE_CHECKING:
     from dosirak.io.limits import InputLimits
@@ -28,10 +28,11 @@ CURL_DEFAULT_MEDIA_TYPE = "application/x-www-form-urlencoded"
 BINARY_SCHEMA: dict[str, Any] = {"type": "string", "format": "binary"}
 
 
-class InvalidOutput(DosirakError):
+class InvalidOutput(ServiceCodeError):
     """The API function returned a value its output descriptor cannot write (a service bug)."""
 
-    status = 500
+    def client_message(self) -> str:
+        return f"the API's return value does not fit its output: {self}"
 
 
 class IODescriptor:

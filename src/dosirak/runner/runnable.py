@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import cloudpickle
 
-from dosirak.exceptions import InvalidArgument
+from dosirak.exceptions import InvalidArgument, ServiceCodeError
 from dosirak.input_spec import input_check
 from dosirak.signature import Signature
 
@@ -184,5 +184,6 @@ def bound_method(runnable: Any, method_name: str) -> Callable[..., Any]:
     table = getattr(runnable, "methods_by_name", None)
     function = table.get(method_name) if table is not None else getattr(runnable, method_name, None)
     if not callable(function):
-        raise InvalidArgument(f"runnable {type(runnable).__name__} has no method {method_name!r}")
+        raise ServiceCodeError(f"runnable {type(runnable).__name__} has no method "
+                               f"{method_name!r}")
     return function

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dosirak.exceptions import InvalidArgument, RunnerError
+from dosirak.exceptions import InvalidArgument, RunnerError, ServiceCodeError
 from dosirak.runner import loop_bridge
 from dosirak.runner.runnable import Runnable, RunnableSpec, bound_method, model_runnable
 from dosirak.signature import Signature
@@ -108,7 +108,7 @@ class RunnerMethod:
         if threading.get_ident() == runner._loop_thread:
             if loop_bridge.can_wait():  # a sync API the server runs on the loop: no thread hop
                 return loop_bridge.wait(self.async_run(*args, **kwargs))
-            raise InvalidArgument(f"{runner.name}.{self.name}.run() was called on the event loop, "
+            raise ServiceCodeError(f"{runner.name}.{self.name}.run() was called on the event loop, "
                                   "where it would block every request; in an async function "
                                   f"write `await {runner.name}.{self.name}.async_run(...)`")
         future = asyncio.run_coroutine_threadsafe(self.async_run(*args, **kwargs), loop)
@@ -209,7 +209,7 @@ class Runner:
         if "__call__" not in self.methods:
             if len(self.methods) == 1:
                 return next(iter(self.methods.values()))
-            raise InvalidArgument(f"runner {self.name!r} has no '__call__' signature and several "
+            raise ServiceCodeError(f"runner {self.name!r} has no '__call__' signature and several "
                                   f"methods; call one of them instead: {sorted(self.methods)}")
         return self.methods["__call__"]
 

@@ -107,13 +107,11 @@ class APIEndpoint:
             media_type, params = _content_type(content_type)
             parse_as = self.input.media_type_for(media_type)
             if parse_as is None or media_type is _UNPARSABLE:
-                error = UnsupportedMediaType(
+                raise UnsupportedMediaType(
                     f"this API does not read {media_type}; send one of {self._accepted}"
                     if media_type is not _UNPARSABLE else
                     f"the Content-Type header {content_type!r} is not a media type (type/"
-                    f"subtype); send one of {self._accepted}")
-                error.accepted = self._accepted  # type: ignore[attr-defined]
-                raise error
+                    f"subtype); send one of {self._accepted}", self._accepted)
             if length > self.max_request_size:
                 raise PayloadTooLarge(self._too_large(length))
             body = await self._read_body(receive)

@@ -7,29 +7,23 @@
 - 415: a Content-Type the API does not read; ``accepted`` lists the ones it does
 - 503: ``ServiceOverloaded``, shed before work started, or ``RunnerUnavailable``, a runner
   worker died under the call; ``Retry-After`` says when to retry
-- 500: the API's code or model raised; ``{"error": "...", "request_id": "..."}``
+- 500: the API's code or model raised; ``{"error": "...", "request_id": "..."}``; or the
+  service's code misused dosirak (``ServiceCodeError``, the message says how)
 
-Every body is JSON with an ``error`` message. A 500 never carries the exception's text or
-traceback (they can hold data and paths); both go to the log under the request id, which the
-body and the ``x-request-id`` header repeat.
+Every ``DosirakError`` carries its own answer (``status``, ``headers``, ``body()``,
+``client_message()``, see ``dosirak.exceptions``): this module adds nothing per class. Every
+body is JSON with an ``error`` message. A failure (500) carries the exception's text only when
+its class says the text names code, not data; text and traceback go to the log under the
+request id, which the body and the ``x-request-id`` header repeat.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
-from dosirak.exceptions import (
-    BadInput,
-    DosirakError,
-    PayloadTooLarge,
-    RunnerUnavailable,
-    ServiceOverloaded,
-    UnsupportedMediaType,
-)
-from dosirak.io.base import InvalidOutput
+from dosirak.exceptions import DosirakError
 from dosirak.io.encoding import dumps
 from dosirak.observability.request_id import request_id_from_headers
 
@@ -59,6 +53,12 @@ VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
+# What a failure's answer says when its message must stay in the log.
+_FAILED = "the API raised an exception; the server log has the details under this request id"
+# Stands for any exception that is not a DosirakError (status 500, nothing to show).
+_UNEXPECTED = DosirakError()
+
+
 def request_id_of(headers: list[tuple[bytes, bytes]] | None) -> str:
     """The request's id: its ``x-request-id`` when sane, else a new one.
 
@@ -86,30 +86,17 @@ def error_response(error: BaseException, *, route: str,
 def _error_parts(error: BaseException, *, route: str,
                  headers: list[tuple[bytes, bytes]] | None,
                  ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
-    extra: list[tuple[bytes, bytes]] = []
-    if isinstance(error, BadInput):
-        return 400, {"error": str(error), "detail": error.detail}, extra
-    if isinstance(error, UnsupportedMediaType):
-        accepted = list(getattr(error, "accepted", []))
-        return 415, {"error": str(error), "accepted": accepted}, extra
-    if isinstance(error, PayloadTooLarge):
-        # The rest of the body is not read: the connection cannot be reused.
-        return 413, {"error": str(error)}, [(b"connection", b"close")]
-    if isinstance(error, (ServiceOverloaded, RunnerUnavailable)):
-        seconds = max(1, math.ceil(error.retry_after))
-        extra.append((b"retry-after", str(seconds).encode()))
-        return 503, {"error": str(error)}, extra
-    if isinstance(error, DosirakError) and 400 <= error.status < 500:
-        return error.status, {"error": str(error)}, extra
+    # Anything but a DosirakError is the API's own code or its model raising: a failure.
+    known = error if isinstance(error, DosirakError) else _UNEXPECTED
+    extra = [(name.encode("latin-1"), value.encode("latin-1"))
+             for name, value in known.headers.items()]
+    if not known.failure:
+        return known.status, {"error": known.client_message(), **known.body()}, extra
     request_id = request_id_of(headers)
     extra.append((b"x-request-id", request_id.encode()))
     logger.error("request %s to %s failed", request_id, route, exc_info=error)
-    if isinstance(error, InvalidOutput):
-        message = f"the API's return value does not fit its output: {error}"
-    else:
-        message = "the API raised an exception; the server log has the details under this " \
-                  "request id"
-    return 500, {"error": message, "request_id": request_id}, extra
+    message = known.client_message() or _FAILED
+    return 500, {"error": message, **known.body(), "request_id": request_id}, extra
 
 
 def status_body(status: int, message: str | None = None) -> bytes:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _SUBMODULES = {
     "exceptions", "models", "sklearn", "pytorch", "keras", "tensorflow", "xgboost", "lightgbm",
     "onnx", "transformers", "picklable_model", "runner", "io", "client", "generic", "spark",
-    "bentos",
+    "bentos", "adapters",
 }
 _ATTRIBUTES = {
     "Model": "dosirak.models",
@@ -34,6 +34,13 @@ _ATTRIBUTES = {
     "api": "dosirak.service_class",
     "SyncHTTPClient": "dosirak.client",
     "AsyncHTTPClient": "dosirak.client",
+    # BentoML 0.x's API (seeds 001 and 004); ``api`` serves both styles (service_class.api)
+    "BentoService": "dosirak.legacy",
+    "env": "dosirak.legacy",
+    "artifacts": "dosirak.legacy",
+    "web_static_content": "dosirak.legacy",
+    "ver": "dosirak.legacy",
+    "load": "dosirak.legacy",
 }
 
 

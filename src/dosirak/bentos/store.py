@@ -74,10 +74,16 @@ class Bento:
                 "creation_time": self.creation_time.isoformat()}
 
 
+def bento_tag(tag: Tag | str) -> Tag:
+    """A bento tag, read case-insensitively (as BentoML 1.x, which lowercases tags): the 0.x
+    service ``IrisClassifier:latest`` names the bento ``irisclassifier``."""
+    return Tag.parse(tag.lower() if isinstance(tag, str) else tag)
+
+
 def get(tag: Tag | str) -> Bento:
     """The stored bento for ``name``, ``name:latest``, ``name:version`` or a version prefix."""
     store = bento_store()
-    full = store.resolve(tag)
+    full = store.resolve(bento_tag(tag))
     return Bento(full, store.path(full), store.read_info(full))
 
 
@@ -99,4 +105,4 @@ def delete(tag: Tag | str) -> Tag:
 
     Its models stay in the model store: other bentos may use them.
     """
-    return bento_store().delete(tag)
+    return bento_store().delete(bento_tag(tag))

@@ -87,6 +87,11 @@ def get_bento(tag: str, output: str) -> None:
         click.echo(str(bento.path))
         return
     data = {"tag": str(bento.tag), **bento.info, "path": str(bento.path)}
+    legacy = bento.path / "src" / "bentoml.yml"
+    if legacy.is_file():  # a BentoML 0.x service: what its bentoml.yml says (apis, artifacts)
+        import yaml
+
+        data["bentoml"] = yaml.safe_load(legacy.read_text(encoding="utf-8"))
     click.echo(json.dumps(data, indent=2, default=str) if output == "json" else dump_yaml(data))
 
 
@@ -119,9 +124,17 @@ def export_bento(tag: str, dest: str | None) -> None:
                    "differ.")
 def import_bento(src: str, force: bool) -> None:
     """Import a .bento archive from SRC (a path or an fsspec URL): its models, then the bento.
+    A directory saved by BentoML 0.13 (holding bentoml.yml) is migrated (see dosirak migrate).
 
     Serving a bento runs code from it: import only archives from people you trust.
     """
+    from pathlib import Path
+
+    if Path(src, "bentoml.yml").is_file():
+        from dosirak.cli.legacy import report_migration
+
+        report_migration(src, None)
+        return
     bento = bento_api.import_bento(src, overwrite=force)
     click.echo(f"imported {bento.tag} ({len(bento.models)} models)")
 

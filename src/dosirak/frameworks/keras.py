@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
-from dosirak.frameworks import calls_of, get_model, learn_input, loads_model, versions_of
+from dosirak.frameworks import (
+    calls_of,
+    get_model,
+    learn_input,
+    legacy_artifacts,
+    loads_model,
+    versions_of,
+)
 from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
@@ -112,3 +119,6 @@ def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
         return result
 
     return run
+
+
+__getattr__ = legacy_artifacts(__name__, "KerasModelArtifact")  # BentoML 0.x import path

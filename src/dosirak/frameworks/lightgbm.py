@@ -24,6 +24,7 @@ from dosirak.frameworks import (
     calls_of,
     get_model,
     learn_input,
+    legacy_artifacts,
     loads_model,
     methods_present,
     versions_of,
@@ -173,3 +174,6 @@ def _rebuild(cls: type, booster: Any, state: dict[str, Any]) -> Any:
         estimator._class_map = dict(zip(classes, range(len(classes)), strict=True))
     estimator.fitted_ = True
     return estimator
+
+
+__getattr__ = legacy_artifacts(__name__, "LightGBMModelArtifact")  # BentoML 0.x import path

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument, NotFound
-from dosirak.frameworks import get_model, learn_input, loads_model, versions_of
+from dosirak.frameworks import get_model, learn_input, legacy_artifacts, loads_model, versions_of
 from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
@@ -143,3 +143,6 @@ def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
         return results[0] if len(results) == 1 else tuple(results)  # a tuple: split per output
 
     return run
+
+
+__getattr__ = legacy_artifacts(__name__, "OnnxModelArtifact")  # BentoML 0.x import path

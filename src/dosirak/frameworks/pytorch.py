@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from dosirak.exceptions import InvalidArgument, MissingDependency
-from dosirak.frameworks import calls_of, get_model, learn_input, loads_model, versions_of
+from dosirak.frameworks import (
+    calls_of,
+    get_model,
+    learn_input,
+    legacy_artifacts,
+    loads_model,
+    versions_of,
+)
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.pytorch"
@@ -149,3 +156,6 @@ def _to_numpy(value: Any, torch: Any) -> Any:
     if isinstance(value, dict):
         return {key: _to_numpy(item, torch) for key, item in value.items()}
     return value
+
+
+__getattr__ = legacy_artifacts(__name__, "PytorchModelArtifact")  # BentoML 0.x import path

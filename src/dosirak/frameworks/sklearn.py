@@ -14,6 +14,7 @@ from dosirak.frameworks import (
     calls_of,
     get_model,
     learn_input,
+    legacy_artifacts,
     loads_model,
     methods_present,
     versions_of,
@@ -92,3 +93,6 @@ def load_model(tag: Tag | str | Model) -> Any:
 def get(tag: Tag | str | Model) -> Model:
     """The stored model, checked to be a scikit-learn one."""
     return get_model(MODULE_NAME, tag)
+
+
+__getattr__ = legacy_artifacts(__name__, "SklearnModelArtifact")  # BentoML 0.x import path

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
-from dosirak.frameworks import calls_of, get_model, learn_input, loads_model, versions_of
+from dosirak.frameworks import (
+    calls_of,
+    get_model,
+    learn_input,
+    legacy_artifacts,
+    loads_model,
+    versions_of,
+)
 from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, Tag, require, save
 
@@ -119,3 +126,6 @@ def _serving_signatures(model: Any, tf: Any) -> dict[str, Any]:
     if isinstance(call, tf.types.experimental.PolymorphicFunction) and call.input_signature:
         return {"serving_default": call.get_concrete_function()}
     return {}
+
+
+__getattr__ = legacy_artifacts(__name__, "TensorflowSavedModelArtifact")  # BentoML 0.x import path

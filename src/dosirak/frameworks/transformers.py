@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument, MissingDependency
-from dosirak.frameworks import calls_of, get_model, learn_input, loads_model, versions_of
+from dosirak.frameworks import (
+    calls_of,
+    get_model,
+    learn_input,
+    legacy_artifacts,
+    loads_model,
+    versions_of,
+)
 from dosirak.models import Model, Tag, require, save
 
 MODULE_NAME = "dosirak.transformers"
@@ -145,3 +152,6 @@ def _resolve(path: str, transformers: Any, model: Model) -> Any:
             "that module importable (install it or add it to PYTHONPATH)"
         ) from error
     return found
+
+
+__getattr__ = legacy_artifacts(__name__, "TransformersModelArtifact")  # BentoML 0.x import path

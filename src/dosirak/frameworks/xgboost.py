@@ -22,6 +22,7 @@ from dosirak.frameworks import (
     calls_of,
     get_model,
     learn_input,
+    legacy_artifacts,
     loads_model,
     methods_present,
     versions_of,
@@ -118,3 +119,6 @@ def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
         return function(data, **kwargs)
 
     return predict
+
+
+__getattr__ = legacy_artifacts(__name__, "XgboostModelArtifact")  # BentoML 0.x import path

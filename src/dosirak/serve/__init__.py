@@ -52,6 +52,8 @@ def serve(
     if config_file is not None:
         config_file = str(Path(config_file).absolute())
     parsed = parse_target(target)  # a missing file is reported before anything starts
+    if parsed.legacy and port is None and not _port_configured(config_file):
+        overrides["api_server.port"] = LEGACY_PORT  # where 0.x served (seed 004's curl)
     if parsed.bento is not None and reload:
         from dosirak.exceptions import InvalidArgument
 
@@ -65,6 +67,24 @@ def serve(
     if in_process:
         return _serve_here(template)
     return _supervise(template, parsed, reload)
+
+
+#: BentoML 0.x served on port 5000; its services still do, unless --port or the configuration
+#: says otherwise.
+LEGACY_PORT = 5000
+
+
+def _port_configured(config_file: str | None) -> bool:
+    """Whether the configuration file or ``DOSIRAK_CONFIG_OPTIONS`` sets ``api_server.port``."""
+    from dosirak.config import CONFIG_OPTIONS_ENV, parse_config_options, read_config_file
+
+    options = parse_config_options(os.environ.get(CONFIG_OPTIONS_ENV, ""))
+    if any(key.replace(" ", "") == "api_server.port" for key in options):
+        return True
+    if config_file is None:
+        return False
+    server = read_config_file(config_file).get("api_server")
+    return isinstance(server, dict) and "port" in server
 
 
 def _serve_here(template: Any) -> int:

@@ -5,6 +5,7 @@
     >>> load_service("examples/iris")           # a directory: its bentofile.yaml or service.py
     >>> load_service("service")                 # no ``:name``: the one Service the module defines
     >>> load_service("iris_classifier:latest")  # a bento in the bento store, by tag
+    >>> load_service("saved/IrisClassifier")     # a directory BentoML 0.13 saved (bentoml.yml)
 
 A path that exists or a module that can be found wins; otherwise a target that reads as a tag
 names a bento, whose service is imported from the bento's own ``src/`` with the current
@@ -32,6 +33,7 @@ from dosirak.exceptions import InvalidArgument
 
 SERVICE_FILE = "service.py"
 BENTOFILE = "bentofile.yaml"
+LEGACY_FILE = "bentoml.yml"  # the description of a BentoML 0.x saved bundle
 _FORMS = ("module:svc (importable from the current directory), path/to/file.py:svc, a "
           "directory holding service.py, or a bento's tag (name:version)")
 
@@ -52,6 +54,7 @@ class Target:
     file: Path | None = None
     bento: str | None = None  # the full tag ``name:version`` of a bento target
     models: tuple[str, ...] = ()  # a bento's models (full tags): what their names mean in it
+    legacy: bool = False  # a BentoML 0.x service (bentoml.yml): a bento's or a 0.13 directory
 
     @property
     def watch_root(self) -> Path:
@@ -103,6 +106,10 @@ def load_service(target: str | Target) -> Any:
     from dosirak.services import Service
 
     parsed = parse_target(target) if isinstance(target, str) else target
+    if parsed.legacy and parsed.bento is None:  # a directory BentoML 0.13 saved
+        from dosirak.legacy.bundle import service_from_bundle
+
+        return service_from_bundle(parsed.directory)
     module = import_target_module(parsed)
     if parsed.attribute is not None:
         value: Any = module
@@ -197,6 +204,8 @@ def _split_attribute(text: str) -> tuple[str, str | None]:
 
 
 def _directory_target(text: str, directory: Path) -> Target:
+    if (directory / LEGACY_FILE).is_file():
+        return Target(text, "", directory, None, legacy=True)
     bentofile = directory / BENTOFILE
     if bentofile.is_file():
         service = _bentofile_service(bentofile)
@@ -224,18 +233,18 @@ def _service_target(text: str, directory: Path, service: str,
 def _bento_target(text: str, base: Path) -> Target | None:
     """The bento ``text`` names, or None when it reads as a path or a findable module (those
     win). A tag that is neither a module nor a stored bento is an error naming both readings."""
-    from dosirak.tag import Tag
 
     location = text.partition(":")[0]
     if location.endswith(".py") or "/" in location or os.sep in location \
             or (base / location).exists() or _module_exists(location, base):
         return None
+    from dosirak.bentos.serving import SOURCE_DIR, check_models
+    from dosirak.bentos.store import bento_store, bento_tag, get
+
     try:
-        tag = Tag.parse(text)
+        tag = bento_tag(text)
     except InvalidArgument:
         return None  # not a tag either: the module reading reports what is wrong
-    from dosirak.bentos.serving import SOURCE_DIR, check_models
-    from dosirak.bentos.store import bento_store, get
     from dosirak.exceptions import BentoNotFound
 
     try:
@@ -248,7 +257,8 @@ def _bento_target(text: str, base: Path) -> Target | None:
             "bento (`dosirak build DIR`; `dosirak list` shows the bentos stored)") from None
     check_models(bento)
     target = _service_target(text, bento.path / SOURCE_DIR, bento.service, str(bento.tag))
-    return dataclasses.replace(target, models=tuple(model["tag"] for model in bento.models))
+    return dataclasses.replace(target, models=tuple(model["tag"] for model in bento.models),
+                               legacy=(bento.path / SOURCE_DIR / LEGACY_FILE).is_file())
 
 
 def _module_exists(location: str, base: Path) -> bool:

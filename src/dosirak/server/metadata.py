@@ -26,6 +26,8 @@ def build_metadata(svc: Any, placements: Mapping[str, str] | None = None) -> dic
         "apis": [_api(api) for api in svc.apis.values()],
         "runners": [_runner(runner, placements.get(runner.name)) for runner in svc.runners],
         "models": [model_metadata(model) for model in getattr(svc, "models", [])],
+        # What a BentoML 0.x service says of itself (its bentoml.yml: artifacts' metadata...).
+        **getattr(svc, "extra_metadata", {}),
     }
 
 

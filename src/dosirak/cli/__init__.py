@@ -29,6 +29,7 @@ _COMMANDS = {
     "export": "dosirak.cli.bentos:export_bento",
     "import": "dosirak.cli.bentos:import_bento",
     "verify": "dosirak.cli.bentos:verify_bento",
+    "migrate": "dosirak.cli.legacy:migrate",
 }
 
 

@@ -65,12 +65,16 @@ class InferenceAPI:
     #: True when the body may be keyed by ``parameter`` (input derived from the annotation;
     #: explicit 1.x descriptors keep their bare wire format, where a keyed one could mislead).
     keyed: bool = False
+    #: True for (async) generator functions: each item goes out as it is made (decided here,
+    #: once, so that other APIs pay nothing for streaming; see ``dosirak.server.streaming``).
+    streaming: bool = False
     #: Set at startup: what the server calls, and whether it must be awaited.
     callable: Callable[..., Any] | None = field(default=None, repr=False)
     is_async: bool = False
 
     def __post_init__(self) -> None:
         self.kwargs_input = isinstance(self.input, Multipart)
+        self.streaming = self.streaming or is_generator_callable(self.function)
         self.is_async = is_async_callable(self.function)
         self.callable = self.function
 
@@ -293,7 +297,12 @@ def build_api(
         if usable[0].default is not inspect.Parameter.empty:
             options["parameter_default"] = usable[0].default
     if output is None:
-        output = descriptor_for(hints.get("return", inspect.Signature.empty), output=True)
+        returns = hints.get("return", inspect.Signature.empty)
+        if is_generator_callable(function) or _yielded(returns) is not None:
+            options["streaming"] = True
+            output = descriptor_for(_yielded(returns) or str, output=True)
+        else:
+            output = descriptor_for(returns, output=True)
     for descriptor, role in ((input, "input"), (output, "output")):
         if not isinstance(descriptor, IODescriptor):
             raise InvalidArgument(f"API {api_name!r}: {role}= must be an IO descriptor such as "
@@ -318,6 +327,24 @@ def input_descriptor(parameters: list[inspect.Parameter], hints: dict[str, Any])
 def _usable(parameters: list[inspect.Parameter]) -> list[inspect.Parameter]:
     return [p for p in parameters
             if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+
+
+def is_generator_callable(function: Any) -> bool:
+    """True for generator and async generator functions (and partials of them)."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+
+
+def _yielded(annotation: Any) -> Any:
+    """What a ``Generator[str, ...]`` / ``AsyncIterator[str]``... return annotation yields."""
+    import collections.abc as abc
+
+    origin = typing.get_origin(annotation)
+    if origin in (abc.Generator, abc.AsyncGenerator, abc.Iterator, abc.AsyncIterator):
+        arguments = typing.get_args(annotation)
+        return arguments[0] if arguments else str
+    return None
 
 
 def is_async_callable(function: Any) -> bool:

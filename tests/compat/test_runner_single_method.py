@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 import dosirak as bentoml
-from dosirak.exceptions import InvalidArgument
+from dosirak.exceptions import DosirakError
 
 
 class Doubler(bentoml.Runnable):
@@ -41,5 +41,5 @@ def test_run_and_async_run_call_the_only_method() -> None:
 def test_several_methods_without_call_still_say_which_to_call() -> None:
     runner = bentoml.Runner(TwoMethods, name="two")
     runner.init_local()
-    with pytest.raises(InvalidArgument, match=r"\['a', 'b'\]"):
+    with pytest.raises(DosirakError, match=r"\[.a., .b.\]"):
         runner.run(1)

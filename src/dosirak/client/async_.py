@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -11,6 +11,7 @@ import httpx
 
 from dosirak.client.base import DEFAULT_TIMEOUT, ClientBase, ReadinessWait
 from dosirak.client.schema import RemoteAPI
+from dosirak.client.stream import StreamDecoder
 from dosirak.client.sync import SyncHTTPClient
 
 # Builds an instance without the blocking schema fetch; ``from_url`` fills the table after.
@@ -69,6 +70,26 @@ class AsyncHTTPClient(ClientBase):
             raise self._unreachable(error, where) from None
         return self._result(response, where)
 
+    async def stream(self, name: str, /, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """Call the streaming API ``name``; iterate over its items as they arrive."""
+        api = self._api(name)
+        body, headers = self._prepare(api, args, kwargs)
+        where = f"POST {self.url}{api.route}"
+        try:
+            async with self._http.stream("POST", api.route, content=body.data,
+                                         headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._result(response, where)
+                decoder = StreamDecoder(response.headers.get("content-type"))
+                async for chunk in response.aiter_raw():
+                    for item in decoder.feed(chunk):
+                        yield item
+                for item in decoder.end():
+                    yield item
+        except httpx.TransportError as error:
+            raise self._unreachable(error, where) from None
+
     async def is_ready(self) -> bool:
         """True when ``/readyz`` answers 200 (every runner of the service is ready)."""
         try:
@@ -115,6 +136,15 @@ class AsyncHTTPClient(ClientBase):
     def _method(self, api: RemoteAPI) -> Callable[..., Any]:
         call = self.call
         name = api.name
+        if api.streaming:  # `async for item in client.generate(...)`, as in BentoML
+            stream = self.stream
+
+            def iterate(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+                return stream(name, *args, **kwargs)
+
+            iterate.__name__ = iterate.__qualname__ = api.name
+            iterate.__doc__ = f"{api.description}\n\n{api.summary()}".strip()
+            return iterate
 
         async def invoke(*args: Any, **kwargs: Any) -> Any:
             return await call(name, *args, **kwargs)

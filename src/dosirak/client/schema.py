@@ -37,6 +37,8 @@ class RemoteAPI:
     parameter_required: bool = True
     #: True when the API reads the 1.2 body ``{"name": value}`` (see ``dosirak.io.keyed``).
     keyed: bool = False
+    #: True when the answer is a stream of items (the client's method then iterates).
+    streaming: bool = False
 
     @property
     def takes_fields(self) -> bool:
@@ -72,7 +74,8 @@ def apis_from_openapi(document: Any) -> dict[str, RemoteAPI]:
         content = operation.get("requestBody", {}).get("content", {})
         request = {media_type.lower(): _resolve(entry.get("schema", {}), schemas)
                    for media_type, entry in content.items()}
-        answer = operation.get("responses", {}).get("200", {}).get("content", {})
+        success = operation.get("responses", {}).get("200", {})
+        answer = success.get("content", {})
         fields, field_schemas = _fields(content, schemas)
         parameter = operation.get("requestBody", {}).get("x-dosirak-parameter")
         if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
@@ -84,7 +87,8 @@ def apis_from_openapi(document: Any) -> dict[str, RemoteAPI]:
             fields=fields, field_schemas=field_schemas,
             parameter=parameter.get("name"),
             parameter_required=bool(parameter.get("required", True)),
-            keyed=bool(parameter.get("keyed", False)))
+            keyed=bool(parameter.get("keyed", False)),
+            streaming=success.get("x-dosirak-stream") is True)
     return apis
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -11,6 +11,7 @@ import httpx
 
 from dosirak.client.base import DEFAULT_TIMEOUT, ClientBase, ReadinessWait
 from dosirak.client.schema import RemoteAPI
+from dosirak.client.stream import StreamDecoder
 
 
 class SyncHTTPClient(ClientBase):
@@ -49,15 +50,33 @@ class SyncHTTPClient(ClientBase):
             raise
 
     def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Call the API ``name`` with one value, or with keyword arguments for multipart APIs."""
+        """Call the API ``name`` with one value, or with keyword arguments for multipart APIs.
+
+        A streaming API's call returns an iterator over its items as they arrive."""
         api = self._api(name)
         body, headers = self._prepare(api, args, kwargs)
         where = f"POST {self.url}{api.route}"
+        if api.streaming:
+            return self._stream(api, body.data, headers, where)
         try:
             response = self._http.post(api.route, content=body.data, headers=headers)
         except httpx.TransportError as error:
             raise self._unreachable(error, where) from None
         return self._result(response, where)
+
+    def _stream(self, api: RemoteAPI, data: bytes, headers: dict[str, str],
+                where: str) -> Iterator[Any]:
+        try:
+            with self._http.stream("POST", api.route, content=data, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._result(response, where)
+                decoder = StreamDecoder(response.headers.get("content-type"))
+                for chunk in response.iter_raw():
+                    yield from decoder.feed(chunk)
+                yield from decoder.end()
+        except httpx.TransportError as error:
+            raise self._unreachable(error, where) from None
 
     def is_ready(self) -> bool:
         """True when ``/readyz`` answers 200 (every runner of the service is ready)."""

@@ -31,11 +31,18 @@ _OBJECT = re.compile(rb"\s*\{")
 Parse = Callable[[bytes | bytearray, str, dict[str, str]], Any]
 
 
+def reads_json_values(descriptor: IODescriptor) -> bool:
+    """Whether the descriptor can take a value inside a JSON document (``from_json_value``)."""
+    return type(descriptor).from_json_value is not IODescriptor.from_json_value
+
+
 def keyed_parser(descriptor: IODescriptor, name: str, default: Any = NO_DEFAULT
                  ) -> Parse | None:
     """A parse reading ``{name: value}`` as well as the bare value; None when the descriptor
-    reads no JSON or when a keyed object would be a natural bare value (see the module doc)."""
-    if JSON_MEDIA_TYPE not in descriptor.input_media_types:
+    cannot take a value from JSON, or when a keyed object would be a natural bare value (see
+    the module doc). A descriptor that reads no JSON body itself (``Text``: ``prompt: str``)
+    gets JSON bodies this way too: the keyed object, or a bare JSON value."""
+    if not reads_json_values(descriptor):
         return None
     model = getattr(descriptor, "pydantic_model", None)
     if name in (getattr(model, "model_fields", None) or {}):
@@ -43,9 +50,10 @@ def keyed_parser(descriptor: IODescriptor, name: str, default: Any = NO_DEFAULT
     parse = descriptor.parse
     from_json_value = descriptor.from_json_value
     has_default = default is not NO_DEFAULT
+    own_json = JSON_MEDIA_TYPE in descriptor.input_media_types
 
     def keyed_parse(body: bytes | bytearray, media_type: str, params: dict[str, str]) -> Any:
-        if media_type != JSON_MEDIA_TYPE or not _OBJECT.match(body):
+        if media_type != JSON_MEDIA_TYPE or (own_json and not _OBJECT.match(body)):
             return parse(body, media_type, params)
         value = loads(body)
         if isinstance(value, dict):
@@ -57,3 +65,15 @@ def keyed_parser(descriptor: IODescriptor, name: str, default: Any = NO_DEFAULT
 
     return keyed_parse
 
+
+def media_types_for(descriptor: IODescriptor, keyed: bool) -> Callable[[str | None], str | None]:
+    """The endpoint's ``media_type_for``: the descriptor's, plus JSON for a keyed API whose
+    descriptor reads no JSON body itself."""
+    resolve = descriptor.media_type_for
+    if not keyed or JSON_MEDIA_TYPE in descriptor.input_media_types:
+        return resolve
+
+    def with_json(media_type: str | None) -> str | None:
+        return JSON_MEDIA_TYPE if media_type == JSON_MEDIA_TYPE else resolve(media_type)
+
+    return with_json

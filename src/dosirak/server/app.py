@@ -45,6 +45,7 @@ from dosirak.server.errors import status_body
 from dosirak.server.metadata import build_metadata
 from dosirak.server.openapi import build_openapi
 from dosirak.server.runner_metrics import RunnerMetrics
+from dosirak.server.streaming import StreamEndpoint
 from dosirak.server.traffic import Traffic, current_request_id
 from dosirak.services import Service
 
@@ -131,8 +132,9 @@ def create_app(
     swagger_dir = _swagger_ui_dir()
 
     routes: list[Any] = [
-        Route(api.route, APIEndpoint(api, max_request_size=max_request_size,
-                                     executor=state.get_executor), methods=["POST"],
+        Route(api.route, (StreamEndpoint if api.streaming else APIEndpoint)(
+            api, max_request_size=max_request_size, executor=state.get_executor),
+              methods=["POST"],
               name=f"api:{api.name}")
         for api in svc.apis.values()
     ]
@@ -333,7 +335,7 @@ def _sync_apis_on_loop(svc: Service, executor: Callable[[], ThreadPoolExecutor |
     if not loop_bridge.available():
         return
     for api in svc.apis.values():
-        if not api.is_async:
+        if not api.is_async and not api.streaming:  # a generator is iterated in the pool
             api.callable = loop_bridge.OnLoop(api.callable, name=api.name, executor=executor)
             api.is_async = True
 
@@ -344,6 +346,8 @@ def _log_predictions(svc: Service, log: PredictionLog) -> None:
     import time
 
     for api in svc.apis.values():
+        if api.streaming:  # its answer is a generator, not a value to log
+            continue
         function = api.callable
         name = api.name
 

@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dosirak.exceptions import PayloadTooLarge, UnsupportedMediaType
-from dosirak.io.base import parse_content_type
-from dosirak.io.keyed import keyed_parser
+from dosirak.io.base import JSON_MEDIA_TYPE, parse_content_type
+from dosirak.io.keyed import keyed_parser, media_types_for
 from dosirak.server.errors import JSON_HEADER, error_response
 from dosirak.server.traffic import RESPONSE_STATE, answered
 from dosirak.services import InferenceAPI
@@ -87,7 +87,10 @@ class APIEndpoint:
         keyed = keyed_parser(api.input, api.parameter, api.parameter_default) \
             if api.keyed and api.parameter is not None else None
         self._parse = keyed or api.input.parse
+        self._media_type_for = media_types_for(api.input, keyed is not None)
         self._accepted = list(api.input.input_media_types)
+        if keyed is not None and JSON_MEDIA_TYPE not in self._accepted:
+            self._accepted.append(JSON_MEDIA_TYPE)
         self._on_loop_below = api.input.parse_on_loop_below
         # Per media type: the body size from which parses were seen to stall the loop.
         self._learned_below: dict[str, int] = {}
@@ -105,7 +108,7 @@ class APIEndpoint:
                 length = int(value) if value.isdigit() else -1
         try:
             media_type, params = _content_type(content_type)
-            parse_as = self.input.media_type_for(media_type)
+            parse_as = self._media_type_for(media_type)
             if parse_as is None or media_type is _UNPARSABLE:
                 raise UnsupportedMediaType(
                     f"this API does not read {media_type}; send one of {self._accepted}"

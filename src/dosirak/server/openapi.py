@@ -14,6 +14,7 @@ from typing import Any
 from dosirak.__about__ import __version__
 from dosirak.io.keyed import NO_DEFAULT, keyed_parser
 from dosirak.server.errors import ERROR_SCHEMA, VALIDATION_ERROR_SCHEMA
+from dosirak.server.streaming import EVENT_STREAM, stream_media_type
 from dosirak.services import InferenceAPI, Service
 
 OPENAPI_VERSION = "3.0.3"
@@ -58,7 +59,7 @@ def build_openapi(svc: Service) -> dict[str, Any]:
             "operationId": api.name,
             "summary": _summary(api.description) or f"Call {api.name}",
             "requestBody": _request_body(api),
-            "responses": {"200": api.output.openapi_response(), **_api_errors(api.output)},
+            "responses": {"200": _response(api), **_api_errors(api.output)},
         }
         _convert_content(operation["requestBody"]["content"])
         _convert_content(operation["responses"]["200"].get("content", {}))
@@ -79,6 +80,18 @@ def build_openapi(svc: Service) -> dict[str, Any]:
     return document
 
 
+def _response(api: InferenceAPI) -> dict[str, Any]:
+    if not api.streaming:
+        return api.output.openapi_response()
+    # A stream of items: one schema per item; clients iterate (x-dosirak-stream).
+    item = api.output.schema() if hasattr(api.output, "schema") else {}
+    return {"description": "A stream of items, sent as they are made (chunked); server-sent "
+                           "events with Accept: text/event-stream",
+            "x-dosirak-stream": True,
+            "content": {stream_media_type(api.output): {"schema": item},
+                        EVENT_STREAM: {"schema": {"type": "string"}}}}
+
+
 def _request_body(api: InferenceAPI) -> dict[str, Any]:
     body = api.input.openapi_request_body()
     if api.parameter is None:
@@ -88,6 +101,11 @@ def _request_body(api: InferenceAPI) -> dict[str, Any]:
     required = not keyed or api.parameter_default is NO_DEFAULT
     # Clients take the parameter as a keyword argument; a keyed API also reads the 1.2 body.
     body["x-dosirak-parameter"] = {"name": api.parameter, "required": required, "keyed": keyed}
+    content = body.setdefault("content", {})
+    if keyed and "application/json" not in content:  # Text and the like: JSON only keyed
+        content["application/json"] = {"schema": {
+            "type": "object", "properties": {api.parameter: api.input.schema()},
+            **({"required": [api.parameter]} if required else {})}}
     if keyed:
         body["description"] = (f"The value of `{api.parameter}`: bare, or as the JSON object "
                                f"`{{\"{api.parameter}\": value}}`" +

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,7 +36,7 @@ _MODES = ("local", "process")
 # Runner attributes a signature may not shadow; such methods stay reachable via runner.methods.
 _RESERVED = {"name", "methods", "mode", "spec", "workers", "models", "ready", "concurrency",
              "start", "stop", "init_local", "runnable_class", "runnable_init_params",
-             "from_model", "async_run", "__call__"}
+             "from_model", "async_run", "async_stream", "__call__"}
 
 
 class RunnerMethod:
@@ -91,6 +91,37 @@ class RunnerMethod:
         if self._dispatcher is not None:
             return await self._dispatcher(*args, **kwargs)
         return await self.runner._execute(self.name, args, kwargs)
+
+    async def async_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """Iterate over what a generator method yields, as it yields it (tokens of a language
+        model). A sync generator makes each item in the runner's thread; closing the iterator
+        (a client that left) closes the generator. Runs where the model is loaded in this
+        process (``local`` placement, the default)."""
+        runner = self.runner
+        runner._ensure_started()
+        if runner._runnable is None:
+            raise RunnerError(f"{runner.name}.{self.name}.async_stream() needs the runner in the "
+                              "API worker: streaming does not cross to runner processes yet; "
+                              f"set runners.{runner.name}.placement: local")
+        generator = bound_method(runner._runnable, self.name)(*args, **kwargs)
+        if hasattr(generator, "__anext__"):
+            try:
+                async for item in generator:
+                    yield item
+            finally:
+                await generator.aclose()
+            return
+        loop = asyncio.get_running_loop()
+        iterator = iter(generator)
+        done = object()
+        try:
+            while (item := await loop.run_in_executor(runner._executor, next, iterator,
+                                                      done)) is not done:
+                yield item
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                await loop.run_in_executor(runner._executor, close)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Run the method from synchronous code (a sync API, a script, a notebook)."""
@@ -204,6 +235,9 @@ class Runner:
 
     async def async_run(self, *args: Any, **kwargs: Any) -> Any:
         return await self._call_method().async_run(*args, **kwargs)
+
+    def async_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        return self._call_method().async_stream(*args, **kwargs)
 
     def _call_method(self) -> RunnerMethod:
         if "__call__" not in self.methods:

@@ -141,6 +141,12 @@ class AlreadyExists(DosirakError):
     status = 409
 
 
+class InUse(DosirakError):
+    """The thing cannot be deleted: something stored depends on it (a bento on its models)."""
+
+    status = 409
+
+
 class StoreCorrupted(DosirakError):
     """Stored files do not match their manifest (truncated, edited or missing)."""
 

@@ -25,13 +25,14 @@ import cloudpickle
 
 from dosirak.__about__ import __version__
 from dosirak.exceptions import (
+    InUse,
     InvalidArgument,
     MissingDependency,
     ModelNotFound,
     StoreCorrupted,
 )
 from dosirak.signature import Signature, parse_signatures
-from dosirak.store import model_store
+from dosirak.store import model_store, model_users
 from dosirak.store.manifest import build_manifest, check
 from dosirak.store.versioned_store import fsync_tree
 from dosirak.tag import Tag, new_version
@@ -253,9 +254,21 @@ def list(name: str | None = None) -> builtins.list[Model]:  # the seeds' name
     return found
 
 
-def delete(tag: Tag | str) -> Tag:
-    """Delete one version (``name:latest`` deletes the newest). Returns the full tag deleted."""
-    return model_store().delete(tag)
+def delete(tag: Tag | str, *, force: bool = False) -> Tag:
+    """Delete one version (``name:latest`` deletes the newest). Returns the full tag deleted.
+
+    A model that stored bentos use is kept (``InUse``) unless ``force``: bentos refer to the
+    model store's models, and would stop serving without it.
+    """
+    store = model_store()
+    full = store.resolve(tag)
+    if not force and (users := model_users(full)):
+        names = ", ".join(str(user) for user in users[:5]) + (
+            f" and {len(users) - 5} more" if len(users) > 5 else "")
+        raise InUse(f"model {full} is used by the bento{'s' if len(users) > 1 else ''} {names}; "
+                    "delete those first (`dosirak delete TAG`), or pass force=True (CLI: "
+                    "--force) to delete it anyway and break them")
+    return store.delete(full)
 
 
 def export_model(tag: Tag | str, dest: str, *, progress: Callable[[int], None] | None = None,

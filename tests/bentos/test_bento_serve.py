@@ -92,7 +92,7 @@ def test_an_existing_module_or_path_wins_over_a_bento(bento: dosirak.bentos.Bent
 def test_a_bento_whose_model_is_gone_or_replaced_does_not_serve(bento: dosirak.bentos.Bento,
                                                                elsewhere: Path) -> None:
     model = bento.models[0]["tag"]
-    dosirak.models.delete(model)
+    dosirak.models.delete(model, force=True)
     with Served(["iris_classifier:latest"], cwd=elsewhere, wait=False) as server:
         assert server.process.wait(60) == 1
     output = "\n".join(server.lines)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import dosirak
-from dosirak.exceptions import BentoNotFound, InvalidArgument
+from dosirak.exceptions import BentoNotFound, InUse, InvalidArgument, NotFound
 
 DOSIRAK = [str(Path(sys.executable).parent / "dosirak")]
 
@@ -39,6 +39,26 @@ def test_get_list_delete(iris_project: Path) -> None:
     with pytest.raises(InvalidArgument, match="not lowercase"):
         dosirak.bentos.get("Iris")
     assert dosirak.models.get("iris_clf")  # the bento's model stays in the model store
+
+
+def test_a_model_a_bento_uses_is_not_deleted_without_force(iris_project: Path,
+                                                          tmp_path: Path) -> None:
+    first = dosirak.bentos.build(iris_project, version="1")
+    second = dosirak.bentos.build(iris_project, version="2")
+    model = first.models[0]["tag"]
+    with pytest.raises(InUse, match=rf"model {model} is used by the bentos "
+                                    rf"({first.tag}, {second.tag}|{second.tag}, {first.tag});"):
+        dosirak.models.delete(model)
+    done = _cli("models", "delete", model, "-y", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "--force" in done.stderr and dosirak.models.get(model)
+    dosirak.bentos.delete(first.tag)
+    with pytest.raises(InUse, match=rf"used by the bento {second.tag};"):
+        dosirak.models.delete(model)
+    done = _cli("models", "delete", model, "-y", "--force", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(NotFound):
+        dosirak.models.get(model)
 
 
 def test_cli_build_list_get_delete(iris_project: Path, tmp_path: Path) -> None:

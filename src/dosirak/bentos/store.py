@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import BentoNotFound, NotFound
-from dosirak.store import VersionedStore, home
+from dosirak.store import BENTO_INFO_FILE, VersionedStore, home
 from dosirak.store.versioned_store import creation_time
 from dosirak.tag import Tag
 
-BENTO_FILE = "bento.yaml"
+BENTO_FILE = BENTO_INFO_FILE
 
 
 class _BentoStore(VersionedStore):

@@ -115,12 +115,14 @@ def get_model(tag: str, output: str) -> None:
 @models.command("delete")
 @click.argument("tag")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete_model(tag: str, yes: bool) -> None:
+@click.option("--force", is_flag=True,
+              help="Delete it even if stored bentos use it (they stop serving).")
+def delete_model(tag: str, yes: bool, force: bool) -> None:
     """Delete one version of a model (TAG or name:latest)."""
     model = store_api.get(tag)
     if not yes:
         confirm_delete(model.tag)
-    store_api.delete(model.tag)
+    store_api.delete(model.tag, force=force)
     click.echo(f"deleted {model.tag}")
 
 
@@ -188,3 +190,10 @@ def keygen(directory: str) -> None:
     """
     private, public = store_api.generate_signing_keys(directory)
     click.echo(f"private key: {private}\npublic key: {public}")
+
+
+# `dosirak models push|pull` talk to a hub; they live with the other hub commands.
+from dosirak.cli.hub import pull_model, push_model  # noqa: E402 - needs the group above
+
+models.add_command(push_model)
+models.add_command(pull_model)

@@ -157,6 +157,14 @@ class InputLimitsConfig(_Section):
                                   "of an image body, read from its header before decoding.")
 
 
+class OipConfig(_Section):
+    """The Open Inference Protocol (KServe v2 / Triton HTTP) routes under ``/v2``."""
+
+    enabled: bool = Field(True, description="Serve every API as a model of the Open Inference "
+                          "Protocol: `GET /v2`, `/v2/health/*`, `/v2/models/API` and `POST "
+                          "/v2/models/API/infer` (JSON and binary tensors).")
+
+
 class ApiServerConfig(_Section):
     """The HTTP side: where to listen, how many API workers, and the limits per request."""
 
@@ -191,6 +199,7 @@ class ApiServerConfig(_Section):
     cors: CorsConfig = CorsConfig()
     input_limits: InputLimitsConfig = InputLimitsConfig()
     http: HttpConfig = HttpConfig()
+    oip: OipConfig = OipConfig()
 
     @field_validator("max_concurrency", mode="before")
     @classmethod

@@ -230,9 +230,22 @@ class NumpyNdarray(IODescriptor):
                            detail)
         return array
 
+    def from_array(self, array: np.ndarray) -> np.ndarray:
+        """The value for an array that arrived as an array (a tensor of the Open Inference
+        Protocol): the same dtype, finiteness and shape checks as a body gets."""
+        if (self.enforce_dtype and self.dtype is not None and self.dtype.kind in _NUMBER_KINDS
+                and array.dtype.kind == "b" and array.size):
+            raise BadInput(f"expected an array of {self.dtype}, got booleans; send numbers, or "
+                           "declare dtype=bool for an array of flags",
+                           [field_error(["body"], f"boolean where a number ({self.dtype}) was "
+                                        "expected", "dtype_error")])
+        return self._check(array, self._finite)
+
     # ----- writing ------------------------------------------------------------------------
 
-    def render(self, value: Any, media_type: str) -> tuple[bytes, str]:
+    def output_array(self, value: Any) -> np.ndarray:
+        """The API's return value as the array this output writes, checked against the
+        descriptor's dtype and shape (``InvalidOutput`` when it does not fit)."""
         array = value if isinstance(value, np.ndarray) else _as_array(value)
         try:
             if self.dtype is not None and self.enforce_dtype and array.dtype != self.dtype:
@@ -241,6 +254,10 @@ class NumpyNdarray(IODescriptor):
         except BadInput as error:
             raise InvalidOutput(f"the API returned an array that does not match its output "
                                 f"descriptor: {error}") from None
+        return array
+
+    def render(self, value: Any, media_type: str) -> tuple[bytes, str]:
+        array = self.output_array(value)
         if media_type == NPY_MEDIA_TYPE and not array.dtype.hasobject:
             return dump_npy(array), NPY_MEDIA_TYPE
         return dumps(array), JSON_MEDIA_TYPE

@@ -212,6 +212,11 @@ class PandasDataFrame(IODescriptor):
             raise BadInput(f"the JSON does not make a table: {error}",
                            [field_error(["body"], str(error), "value_error")]) from None
 
+    def from_frame(self, frame: Any) -> Any:
+        """The value for a DataFrame built from columns that arrived one by one (tensors of the
+        Open Inference Protocol): the same shape, dtype and finiteness checks as a body gets."""
+        return self._check(frame)
+
     def _check(self, frame: Any) -> Any:
         if self.apply_column_names and self.columns is not None and \
                 len(frame.columns) == len(self.columns):

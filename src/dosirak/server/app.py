@@ -187,8 +187,17 @@ def create_app(
         Route("/metrics", metrics_page),
         Route("/metadata", metadata_page),
     ]
+    oip = None
+    if config.api_server.oip.enabled:
+        from dosirak.server.oip.routes import OpenInference
+
+        # After every other route: matching /v2 costs them nothing.
+        oip = OpenInference(svc, max_request_size=max_request_size,
+                            executor=state.get_executor)
+        routes += oip.routes
     # Every path this app answers gets its own metric series; any other is "__unknown__".
     known_paths = [route.path for route in routes if "{" not in route.path]
+    known_paths += oip.paths if oip is not None else []
     known_paths += [f"/static/swagger-ui/{name}" for name in _SWAGGER_FILES]
     metrics = metrics_from_config(config.metrics, endpoints=known_paths)
     runner_metrics = RunnerMetrics(metrics)
@@ -238,6 +247,8 @@ def create_app(
     starlette.state.metrics = metrics
     starlette.state.placements = placements
     endpoints = {route.path: route.endpoint for route in routes[:len(svc.apis)]}
+    if oip is not None:  # an API's own route wins over an infer path it happens to take
+        endpoints = {**oip.endpoints, **endpoints}
     app = ServiceApp(starlette, endpoints)
     inner: Any = app.route
     cors = config.api_server.cors

@@ -72,6 +72,18 @@ class ClientDisconnected(Exception):
     """The client went away before sending its whole body; nobody is left to answer."""
 
 
+async def send_answer(scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]],
+                      data: bytes) -> None:
+    """Send a whole answer (head and body in two messages) of an endpoint; when Traffic called
+    the endpoint directly, the id header and the log are the endpoint's to do."""
+    headers.append((b"content-length", str(len(data)).encode()))
+    traffic = scope.get(RESPONSE_STATE)
+    if traffic is not None:
+        answered(traffic, status, headers, len(data))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
 class APIEndpoint:
     """The ASGI app behind one API's route (POST only; the router answers other methods)."""
 
@@ -134,12 +146,7 @@ class APIEndpoint:
                                                    headers=scope["headers"],
                                                    shape=self.output.error_body)
             headers.append(JSON_HEADER)
-        headers.append((b"content-length", str(len(data)).encode()))
-        traffic = scope.get(RESPONSE_STATE)
-        if traffic is not None:  # called by Traffic directly: the id header and the log are ours
-            answered(traffic, status, headers, len(data))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
+        await send_answer(scope, send, status, headers, data)
 
     async def _read_body(self, receive: Receive) -> bytes | bytearray:
         limit = self.max_request_size
@@ -195,6 +202,16 @@ class APIEndpoint:
         assert function is not None
         return function(**value) if self.api.kwargs_input else function(value)
 
+    async def _call_async(self, value: Any) -> Any:
+        """Await the API on ``value``, then release what its parse allocated."""
+        function = self.api.callable
+        assert function is not None
+        try:
+            return await (function(**value) if self.api.kwargs_input else function(value))
+        finally:
+            if self.input.needs_cleanup:
+                self.input.cleanup(value)
+
     async def _run_async(self, body: bytes | bytearray, media_type: str,
                          params: dict[str, str], accept: str | None) -> tuple[bytes, str]:
         loop = asyncio.get_running_loop()
@@ -214,13 +231,7 @@ class APIEndpoint:
                     self._parse_was_slow(media_type, size, took)
                 else:
                     self._slow_parses = 0
-        function = self.api.callable
-        assert function is not None
-        try:
-            result = await (function(**value) if self.api.kwargs_input else function(value))
-        finally:
-            if self.input.needs_cleanup:
-                self.input.cleanup(value)
+        result = await self._call_async(value)
         output_type = self.output.negotiate(accept)
         if getattr(result, "nbytes", 0) > OFF_LOOP_BYTES:
             return await loop.run_in_executor(self._executor(), self.output.render, result,

@@ -699,3 +699,35 @@ def test_aclose_fails_queued_calls_and_lets_running_ones_finish() -> None:
 def test_bad_settings_are_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         Dispatcher(Model(lambda x: x), **options)
+
+
+# -- observing batches ---------------------------------------------------------------------------
+
+
+def test_the_batch_observer_sees_every_batch_that_ran_with_its_rows_and_time() -> None:
+    seen: list[tuple[int, float]] = []
+    fail_next = [False]
+
+    async def execute(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        await asyncio.sleep(0.002)
+        if fail_next[0]:
+            fail_next[0] = False
+            raise ValueError("the model refused this batch")
+        return args[0] * 2
+
+    async def main() -> None:
+        dispatcher = Dispatcher(execute, max_batch_size=8, max_latency_ms=BUDGET,
+                                on_batch=lambda rows, seconds: seen.append((rows, seconds)))
+        outputs = await submit_all(dispatcher, [((np.ones((n, 2)),), {}) for n in (3, 5, 6)])
+        assert [len(output) for output in outputs] == [3, 5, 6]
+        fail_next[0] = True
+        with pytest.raises(ValueError, match="refused"):
+            await dispatcher(np.ones((2, 2)))
+        assert dispatcher.stats().batches == len(seen)
+
+    asyncio.run(main())
+    # 14 rows in batches of at most 8, each seen once with the time the model took; the batch
+    # that failed is not a batch that ran.
+    assert sum(rows for rows, _ in seen) == 14 and all(rows <= 8 for rows, _ in seen)
+    assert all(0.002 <= seconds < 5 for _, seconds in seen)
+

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -48,6 +49,12 @@ import numpy as np
 
 from dosirak.exceptions import InvalidArgument, RunnerError, ServiceOverloaded
 from dosirak.runner import containers
+from dosirak.runner.admission import Admission, Limits
+from dosirak.runner.arrivals import Arrivals
+from dosirak.runner.batch_cost import BatchCost
+
+__all__ = ["DEFAULT_MAX_LATENCY_MS", "BatchCost", "BatchObserver", "Dispatcher",
+           "DispatcherStats"]
 
 # An interactive prediction API is usually held to a p99 of 100-200 ms, and a batch of a model
 # worth batching costs 1-20 ms: 100 ms leaves room for several batches in the queue while a call
@@ -57,88 +64,12 @@ DEFAULT_MAX_LATENCY_MS = 100.0
 # Rows the queue may hold, in batches per worker, before the cost model has learned anything (or
 # when batches are so cheap that the budget alone would allow a huge queue).
 DEFAULT_QUEUE_BATCHES = 16
-# How fast the statistics forget: batch costs over about 20 batches, arrival gaps and bursts over
-# the last few arrivals.
-COST_DECAY = 0.95
-GAP_WEIGHT = 0.2
-BURST_WEIGHT = 0.5
-# Budget checks add this many mean absolute errors of the cost estimate (about 2.4 standard
-# deviations, so about 1 batch in 100 runs longer than planned) times the square root of the
-# number of batches the estimate adds up.
-MARGIN_ERRORS = 3.0
-# A batch cost sample counts at most this many mean absolute errors away from the estimate.
-CLIP_ERRORS = 4.0
-# Calls are admitted while their estimated answer time is within this share of the budget: the
-# rest absorbs what the estimate cannot see (hiccups of the machine, the event loop's own delays,
-# the HTTP layer around the call). The queue stays long enough to keep the workers busy.
-ADMISSION_SHARE = 0.8
 # The event loop's timers wake up on whole milliseconds; shorter waits poll the loop instead.
 POLL_BELOW_S = 0.001
 # Echo holds: only when most answered callers came back lately, waiting at most a little longer
 # than they usually take.
 ECHO_SHARE = 0.8
 ECHO_SLACK = 1.5
-ECHO_WEIGHT = 0.2
-
-
-class BatchCost:
-    """Online estimate of how long a batch takes: ``fixed + per_row * rows`` seconds.
-
-    An exponentially weighted least-squares fit of (rows, seconds) samples, so it follows a model
-    that warms up or a machine that gets busier. While every batch has the same size the split
-    between the fixed and the per-row part cannot be seen; the last slope measured is kept.
-    The first ``warmup`` batches only stand in until the next one (a model's first call is often
-    far slower: lazy imports, allocations, compilation), and a sample far off the estimate counts
-    only up to a few errors away, so one hiccup of the machine does not throw the estimate off.
-    """
-
-    def __init__(self, decay: float = COST_DECAY, warmup: int = 1) -> None:
-        self.decay = decay
-        self.warmup = warmup
-        self.samples = 0
-        self.fixed = 0.0
-        self.per_row = 0.0
-        self.error = 0.0  # weighted mean absolute error of the estimates, in seconds
-        self._weight = self._x = self._y = self._xx = self._xy = 0.0
-        self._stand_in = False
-
-    def add(self, rows: int, seconds: float) -> None:
-        """Learn from one batch of ``rows`` rows that took ``seconds``."""
-        if self._stand_in:  # what was learned so far only stood in for this batch: start over
-            self._stand_in = False
-            self.samples = 0
-            self._weight = self._x = self._y = self._xx = self._xy = 0.0
-        if self.warmup:
-            self.warmup -= 1
-            self._stand_in = True
-        if self.samples:
-            expected = self.estimate(rows)
-            miss = seconds - expected
-            self.error += (1 - self.decay) * 2 * (abs(miss) - self.error)
-            limit = CLIP_ERRORS * self.error
-            seconds = expected + max(-limit, min(miss, limit))
-        if not self.samples:
-            self.error = seconds * 0.1
-        self.samples += 1
-        decay = self.decay
-        self._weight = self._weight * decay + 1
-        self._x = self._x * decay + rows
-        self._y = self._y * decay + seconds
-        self._xx = self._xx * decay + rows * rows
-        self._xy = self._xy * decay + rows * seconds
-        mean_x, mean_y = self._x / self._weight, self._y / self._weight
-        variance = self._xx / self._weight - mean_x * mean_x
-        if variance > 0.25:  # sizes differ by about a row or more: the slope can be measured
-            self.per_row = max(0.0, (self._xy / self._weight - mean_x * mean_y) / variance)
-        self.fixed = max(0.0, mean_y - self.per_row * mean_x)
-
-    def estimate(self, rows: int) -> float:
-        """Expected seconds for a batch of ``rows`` rows (0 before the first sample)."""
-        return self.fixed + self.per_row * rows
-
-    def margin(self, batches: int = 1) -> float:
-        """Seconds to add to the estimate of ``batches`` batches in a row to be safe."""
-        return MARGIN_ERRORS * self.error * math.sqrt(batches)
 
 
 @dataclass(frozen=True)
@@ -210,12 +141,21 @@ class _Batch:
         self.start = start
 
 
+#: Told of every batch that ran to completion: its rows and the seconds ``execute`` took.
+BatchObserver = Callable[[int, float], None]
+
+
 class Dispatcher:
     """Merges concurrent calls into batches of at most ``max_batch_size`` rows; see the module.
 
     ``execute(args, kwargs)`` runs one merged batch and returns its merged output.
     ``await dispatcher(*args, **kwargs)`` submits one call and returns its own output, or raises
     ``ServiceOverloaded`` when its budget cannot be met, or what ``execute`` raised.
+
+    ``on_batch(rows, seconds)``, when set, is told of every batch that ran to completion (the
+    server's batch metrics); unset, it costs one comparison per batch. The queue's mechanics
+    live here; what is known of arrivals in ``dosirak.runner.arrivals``, the refusal of calls at
+    submit in ``dosirak.runner.admission``, the batch cost model in ``dosirak.runner.batch_cost``.
     """
 
     def __init__(
@@ -228,6 +168,7 @@ class Dispatcher:
         max_in_flight: int = 1,
         max_queue_rows: int | None = None,
         name: str = "",
+        on_batch: BatchObserver | None = None,
     ) -> None:
         if isinstance(batch_dim, int) and not isinstance(batch_dim, bool):
             batch_dim = (batch_dim, batch_dim)
@@ -249,6 +190,7 @@ class Dispatcher:
         elif not isinstance(max_queue_rows, int) or max_queue_rows < 1:
             raise InvalidArgument(f"max_queue_rows must be an int >= 1, got {max_queue_rows!r}")
         self._execute = execute
+        self.on_batch = on_batch
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_latency_ms = float(max_latency_ms)
@@ -257,6 +199,10 @@ class Dispatcher:
         self.batch_dim = batch_dim
         self._budget = max_latency_ms / 1000
         self.cost = BatchCost(warmup=max_in_flight)  # every worker's first batch is slow
+        self._arrivals = Arrivals(self.cost)
+        self._admission = Admission(
+            Limits(max_batch_size, float(max_latency_ms), max_in_flight, max_queue_rows),
+            self.cost, self._arrivals, self._label)
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: deque[_Call] = deque()
@@ -271,28 +217,11 @@ class Dispatcher:
         # its callers may be about to submit again.
         self._decision_due = False
 
-        self._last_arrival = -math.inf
-        self._last_answer = -math.inf  # when the last batch ended
-        # Echoes: callers in a loop (HTTP clients with keep-alive) send their next call a round
-        # trip after their answer. When calls are still queued as a batch ends, starting the next
-        # batch at once splits the callers into two cohorts that alternate half-full batches;
-        # waiting one round trip for the echo lets them merge again.
-        self._echo_due = 0  # calls answered by the last batch, not yet seen coming back
-        self._echo_answered = 0
-        self._echo_share = 0.0  # how many answered callers usually come back before the next batch
-        self._echo_delay = 0.0  # how long after the answer they usually arrive
-        self._overhead = 0.0  # from a batch's end to the next one's start, when calls wait
-        self._gap = math.inf  # typical time between arrivals while calls are queued or running
-        self._burstiness = 0.0  # how often a call arriving alone is followed while it runs
-        self._followers = 0.0  # how many calls usually follow it (callers in a loop: all others)
-        self._leader: _Call | None = None  # the last call that arrived alone
-
         self._batches = 0
         self._rows = 0
         self._batch_sizes: Counter[int] = Counter()
         self._held_batches = 0  # batches kept open for more rows before they ran
         self._holding = False
-        self._refused = 0
         self._expired = 0
         self._failed_batches = 0
 
@@ -311,9 +240,9 @@ class Dispatcher:
             raise RunnerError(f"{self._label} is closed; the runner was shut down")
         rows, key = containers.describe_call(args, kwargs, self.batch_dim[0])
         now = loop.time()
-        self._admit(now, rows)
+        self._admission.admit(now, rows, self._queued_rows, self._queued_calls, self._running)
         call = _Call((args, kwargs), rows, key, now, now + self._budget, loop.create_future())
-        self._note_arrival(now, call)
+        self._arrivals.arrived(now, call, idle=not self._queued_calls and not self._running)
         self._queue.append(call)
         self._queued_rows += rows
         self._queued_calls += 1
@@ -335,78 +264,6 @@ class Dispatcher:
         self._loop = loop
         self._timer = None
         self._timer_at = math.inf
-
-    def _admit(self, now: float, rows: int) -> None:
-        """Refuse the call now if the queue ahead of it would make it miss its budget."""
-        if not self._queued_calls:
-            return  # nothing queued ahead: refusing would not make anyone faster
-        queued = self._queued_rows
-        if queued + rows > self.max_queue_rows:
-            self._refuse(f"its queue already holds {queued} rows in {self._queued_calls} calls "
-                         f"and takes at most {self.max_queue_rows} (max_queue_rows)",
-                         self.cost.estimate(self.max_batch_size) or 0.01)
-        if not self.cost.samples:
-            return
-        if queued + rows <= self.max_batch_size and len(self._running) < self.max_in_flight:
-            return  # it fits in the next batch and a worker is free: no wait beyond one batch
-        wait = self._finish_time(now, queued + rows) - now
-        if wait > self._budget * ADMISSION_SHARE:
-            self._refuse(f"{queued} rows in {self._queued_calls} calls are queued ahead and "
-                         f"{len(self._running)} batches are running, so this call of {rows} rows "
-                         f"would be answered in about {wait * 1000:.1f} ms, over its "
-                         f"max_latency_ms budget of {self.max_latency_ms:g} ms",
-                         max(wait - self._budget * ADMISSION_SHARE,
-                             self.cost.estimate(self.max_batch_size)))
-
-    def _refuse(self, why: str, retry_after: float) -> None:
-        self._refused += 1
-        cost = self.cost
-        raise ServiceOverloaded(
-            f"{self._label} is overloaded: {why} (a batch costs about {cost.fixed * 1000:.2f} ms "
-            f"+ {cost.per_row * 1000:.4f} ms per row). Retry after {retry_after:.3f} s, or add "
-            "workers, or raise max_latency_ms.", retry_after=retry_after)
-
-    def _finish_time(self, now: float, rows: int) -> float:
-        """When a call would be answered behind ``rows`` queued rows (its own included).
-
-        The queue runs as full batches, spread over the workers as they free up.
-        """
-        cost = self.cost
-        workers = self.max_in_flight
-        ahead = max(0, (rows - 1) // self.max_batch_size)  # full batches before the call's own
-        if len(self._running) < workers - ahead % workers:
-            free = now  # its batch gets a worker nobody is using
-        else:
-            ends = sorted(batch.start + cost.estimate(batch.rows) for batch in self._running)
-            free = max(now, ends[ahead % workers - (workers - len(ends))])
-        rounds = ahead // workers  # batches run before the call's own on its worker
-        per_batch = cost.estimate(self.max_batch_size) + self._overhead
-        return (free + rounds * per_batch + cost.estimate(rows - ahead * self.max_batch_size)
-                + self._overhead + cost.margin(rounds + 1))
-
-    def _note_arrival(self, now: float, call: _Call) -> None:
-        """Update what the dispatcher knows of how calls arrive."""
-        # Gaps longer than a batch's fixed cost all mean "not worth waiting for": clipping them
-        # keeps one lull (a batch running while callers wait for it) from hiding the pace around.
-        if self._echo_due:
-            self._echo_due -= 1
-            if not self._echo_due:
-                self._echo_seen(now, complete=True)
-        gap = min(now - self._last_arrival, self.cost.fixed)
-        self._gap = gap if self._gap == math.inf else self._gap + GAP_WEIGHT * (gap - self._gap)
-        self._last_arrival = now
-        if not self._queued_calls and not self._running:
-            leader = self._leader
-            if leader is not None:  # how did the last call that arrived alone fare?
-                followed = 1.0 if leader.followers else 0.0
-                self._burstiness += BURST_WEIGHT * (followed - self._burstiness)
-                self._followers += BURST_WEIGHT * (leader.followers - self._followers)
-            self._leader = call
-        else:
-            leader = self._leader
-            if (leader is not None and not leader.future.done()
-                    and now - leader.arrival <= self.cost.fixed / 2):
-                leader.followers += 1
 
     # -- deciding when to run --------------------------------------------------------------------
 
@@ -434,46 +291,35 @@ class Dispatcher:
         cost = self.cost
         if queued >= self.max_batch_size or self._closed or not cost.samples or cost.fixed <= 0:
             return None
+        arrivals = self._arrivals
         head = self._queue[0]
         latest = head.deadline - cost.estimate(self.max_batch_size) - cost.margin()
         # One more row saves running it later in a batch of its own, whose fixed part is shared
         # by the rows queued now: it is worth waiting for only that long.
         worth = cost.fixed / max(queued, 1)
         alone = False
-        if head is self._leader and not self._running:  # a burst that began on an idle worker
+        if head is arrivals.leader and not self._running:  # a burst began on an idle worker
             alone = self._queued_calls == 1
-            if alone and self._burstiness <= 0.5:
+            if alone and arrivals.burstiness <= 0.5:
                 return None  # calls arriving alone usually stay alone: no concurrency to wait for
-            if not alone and self._queued_calls > self._followers + 0.5:
+            if not alone and self._queued_calls > arrivals.followers + 0.5:
                 return None  # as many calls as a burst usually brings: no more to wait for
-        echo = self._echo_due if self._echo_share > ECHO_SHARE else 0
+        echo = arrivals.echo_due if arrivals.echo_share > ECHO_SHARE else 0
         if echo and not self._running and queued + echo <= self.max_batch_size:
-            wait_until = self._last_answer + self._echo_delay * ECHO_SLACK
+            wait_until = arrivals.last_answer + arrivals.echo_delay * ECHO_SLACK
             # Worth it when the rows expected by then make the batch pay better than it does
             # now; they are expected when the echoes usually end (the slack is only a limit).
-            expected = max(self._last_answer + self._echo_delay - now, 0.0)
+            expected = max(arrivals.last_answer + arrivals.echo_delay - now, 0.0)
             more = queued + echo
             if (wait_until > now and more / (expected + cost.estimate(more))
                     > queued / cost.estimate(queued)):
                 return min(wait_until, latest) if min(wait_until, latest) > now else None
-        if not alone and self._gap >= worth / 2:
+        if not alone and arrivals.gap >= worth / 2:
             # The next row is not expected soon enough. (Holding n rows for a gap g to add one
             # saves the mean latency only while g < fixed / 2n.)
             return None
-        until = min(max(self._last_arrival, self._last_answer) + worth, latest)
+        until = min(max(arrivals.last_arrival, arrivals.last_answer) + worth, latest)
         return until if until > now else None
-
-    def _echo_seen(self, now: float, *, complete: bool) -> None:
-        """Learn how many answered callers come back, and how fast."""
-        answered = self._echo_answered
-        if answered <= 1:
-            return
-        share = 1.0 if complete else (answered - self._echo_due) / answered
-        self._echo_share += ECHO_WEIGHT * (share - self._echo_share)
-        if complete:
-            delay = min(now - self._last_answer, self.cost.fixed)
-            self._echo_delay += ECHO_WEIGHT * (delay - self._echo_delay)
-        self._echo_due = 0
 
     def _wake_at(self, now: float, when: float) -> None:
         if self._timer is not None:
@@ -568,11 +414,10 @@ class Dispatcher:
         if self._holding:
             self._holding = False
             self._held_batches += 1
-        elif items[0][0].arrival < self._last_answer:
+        elif items[0][0].arrival < self._arrivals.last_answer:
             # The calls waited for a worker: the time since it freed up is dispatch overhead,
             # paid by every batch of a queue and so part of the queue's estimated wait.
-            sample = min(now - self._last_answer, cost.fixed)
-            self._overhead += GAP_WEIGHT * (sample - self._overhead)
+            self._arrivals.dispatched_after_wait(now)
         self._running.add(batch)
         assert self._loop is not None
         task = self._loop.create_task(self._run(batch))
@@ -589,6 +434,9 @@ class Dispatcher:
                 args, kwargs = items[0][2]
             else:
                 args, kwargs = containers.merge([item[2] for item in items], self.batch_dim[0])
+            on_batch = self.on_batch
+            # The loop's clock may tick in whole milliseconds (uvloop): observers get a finer one.
+            began = time.perf_counter() if on_batch is not None else 0.0
             start = loop.time()
             output = await self._execute(args, kwargs)
             elapsed = loop.time() - start
@@ -606,13 +454,13 @@ class Dispatcher:
             self._batches += 1
             self._rows += batch.rows
             self._batch_sizes[batch.rows] += 1
+            ended = time.perf_counter() if on_batch is not None else 0.0
             self._deliver(batch, output)
+            if on_batch is not None:  # after the callers have their answers, whatever it does
+                on_batch(batch.rows, ended - began)
         finally:
             self._running.discard(batch)
-            self._last_answer = loop.time()
-            if self._echo_due:  # the previous batch's callers did not all come back
-                self._echo_seen(self._last_answer, complete=False)
-            self._echo_answered = self._echo_due = len(items)
+            self._arrivals.answered(loop.time(), len(items))
             # Decide on the next batch only after the callers just answered have run (their
             # wake-ups are queued on the loop before this): a caller in a loop submits again at
             # once, and its call belongs in that batch.
@@ -690,16 +538,16 @@ class Dispatcher:
             rows=self._rows,
             batch_sizes=dict(self._batch_sizes),
             held_batches=self._held_batches,
-            refused=self._refused,
+            refused=self._admission.refused,
             expired=self._expired,
             failed_batches=self._failed_batches,
             cost_fixed_ms=self.cost.fixed * 1000,
             cost_per_row_ms=self.cost.per_row * 1000,
             cost_error_ms=self.cost.error * 1000,
-            overhead_ms=self._overhead * 1000,
-            arrival_gap_ms=None if self._gap == math.inf else self._gap * 1000,
-            burstiness=self._burstiness,
-            burst_calls=1 + self._followers,
+            overhead_ms=self._arrivals.overhead * 1000,
+            arrival_gap_ms=None if self._arrivals.gap == math.inf else self._arrivals.gap * 1000,
+            burstiness=self._arrivals.burstiness,
+            burst_calls=1 + self._arrivals.followers,
         )
 
     async def aclose(self) -> None:

@@ -5,7 +5,7 @@
     >>> watch.start()                                                      # on the event loop
     >>> watch.stop()
 
-Batches are timed as they run (the dispatcher's batch function is wrapped once, at startup), so
+Batches are recorded as they end (the dispatcher's ``on_batch`` observer, set at startup), so
 the histograms see every batch. Queue depth and refusals are read from each dispatcher's counters
 a few times per second instead: they change with every call, and sampling keeps their cost off
 the request path.
@@ -14,7 +14,6 @@ the request path.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 #: Seconds between two readings of queue depths and refusal counts.
@@ -31,20 +30,8 @@ class RunnerMetrics:
 
     def observe(self, dispatcher: Any, *, runner: str, method: str) -> None:
         """Time each batch ``dispatcher`` runs and sample its queue; labels name the method."""
-        from dosirak.runner.containers import describe_call
-
         recorder = self.metrics.runner_method(runner, method)
-        execute = dispatcher._execute  # the batch function the dispatcher was built with
-        dim = dispatcher.batch_dim[0]
-
-        async def timed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            start = time.perf_counter()
-            result = await execute(args, kwargs)
-            rows, _ = describe_call(args, kwargs, dim)
-            recorder.batch(rows, time.perf_counter() - start)
-            return result
-
-        dispatcher._execute = timed
+        dispatcher.on_batch = recorder.batch  # (rows, seconds) of every batch run
         self._watched.append((dispatcher, recorder, [0]))
 
     def start(self) -> None:

@@ -1,0 +1,317 @@
+"""The hub's client: sign in, push and pull models and bentos, manage tokens.
+
+It speaks only the REST API of ``/docs.json``. Pushes send the archive ``dosirak models export``
+would write, laid out from the stored files (``layout.py``) and sent chunk by chunk, each with its
+sha256; a push that stops (a kill, a lost connection) resumes at the first chunk the hub lacks.
+Pulls download into ``$DOSIRAK_HOME/hub/downloads`` with HTTP ranges (resuming likewise), then
+import the archive through ``models.import_model`` / ``bentos.import_bento``: every check of an
+import runs, and the model's digest must be the one the hub recorded at the push.
+
+    client = HubClient.from_login()           # `dosirak hub login URL --token T` saved it
+    client.push_model("iris_clf:latest")
+    client.pull_bento("iris_classifier@prod")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dosirak.exceptions import (
+    AlreadyExists,
+    DosirakError,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    StoreCorrupted,
+)
+from dosirak.hub import layout
+from dosirak.hub.secret_file import write_secret
+from dosirak.store import home
+from dosirak.store.manifest import INFO_FILE
+from dosirak.store.versioned_store import dump_yaml
+from dosirak.tag import Tag
+
+LOGIN_FILE = "hub-login.json"
+Progress = Callable[[int], None] | None
+_RETRIES = 4
+_TIMEOUT = httpx.Timeout(30.0, read=600.0)  # completing a big push checks every byte
+
+
+class HubError(DosirakError):
+    """The hub refused a request; ``status`` is its HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_ERRORS: dict[int, type[DosirakError]] = {400: InvalidArgument, 404: NotFound,
+                                           409: AlreadyExists, 413: PayloadTooLarge}
+
+
+def login_file() -> Path:
+    return home() / LOGIN_FILE
+
+
+def parse_ref(text: str) -> tuple[str, str]:
+    """``name``, ``name:version``, ``name:latest`` or ``name@alias`` -> (name, ref)."""
+    if "@" in text:
+        name, _, alias = text.partition("@")
+        Tag(name, alias)  # both parts follow the tag rules
+        return name, "@" + alias
+    tag = Tag.parse(text)
+    return tag.name, tag.version or "latest"
+
+
+class HubClient:
+    def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None):
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=_TIMEOUT, transport=transport,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    @classmethod
+    def from_login(cls) -> HubClient:
+        """The hub of ``DOSIRAK_HUB_URL``/``DOSIRAK_HUB_TOKEN``, else of the saved login."""
+        url, token = os.environ.get("DOSIRAK_HUB_URL"), os.environ.get("DOSIRAK_HUB_TOKEN")
+        if not (url and token):
+            try:
+                saved = json.loads(login_file().read_text())
+                url, token = url or saved["url"], token or saved["token"]
+            except (OSError, ValueError, KeyError):
+                raise InvalidArgument("not signed in to a hub: run `dosirak hub login URL "
+                                      "--token TOKEN` (or set DOSIRAK_HUB_URL and "
+                                      "DOSIRAK_HUB_TOKEN)") from None
+        return cls(url, token)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ----- requests ----------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API call; connection errors are retried, refusals raised as dosirak errors."""
+        for attempt in range(_RETRIES + 1):
+            try:
+                response = self._http.request(method, "/api/v1" + path, **kwargs)
+                break
+            except httpx.TransportError as error:
+                if attempt == _RETRIES:
+                    raise HubError(f"cannot reach the hub at {self.url} ({error}); run the same "
+                                   "command again once it is up: transfers resume", 503) from None
+                time.sleep(0.2 * 2 ** attempt)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()
+
+    def whoami(self) -> dict[str, Any]:
+        return self.json("GET", "/whoami")
+
+    # ----- push --------------------------------------------------------------------------------
+
+    def push_model(self, tag: Tag | str, progress: Progress = None) -> dict[str, Any]:
+        """Push a model of the local store; a version the hub has already is a no-op."""
+        from dosirak import models
+
+        model = models.get(tag)
+        return self._push("model", model.tag, model.info.to_dict(), model.path, INFO_FILE,
+                          progress)
+
+    def push_bento(self, tag: Tag | str, progress: Progress = None) -> dict[str, Any]:
+        """Push a bento: the models it uses first (those the hub lacks), then the bento."""
+        from dosirak import bentos
+        from dosirak.bentos.store import BENTO_FILE
+
+        bento = bentos.get(tag)
+        pushed = [self.push_model(entry["tag"], progress) for entry in bento.models]
+        result = self._push("bento", bento.tag, dict(bento.info), bento.path,
+                            BENTO_FILE, progress)
+        return {**result, "models": pushed}
+
+    def _push(self, kind: str, tag: Tag, info: dict[str, Any], root: Path, info_name: str,
+              progress: Progress) -> dict[str, Any]:
+        from dosirak.bentos.build import manifest_digest
+
+        manifest = info["manifest"]
+        parts = layout.archive_parts(info_name, dump_yaml(info).encode(), manifest,
+                                     lambda name, _entry: str(root / name))
+        size = layout.total_size(parts)
+        digest = manifest_digest(manifest)
+        path = f"/{kind}s/{tag.name}/versions/{tag.version}"
+        begun = self.json("POST", f"{path}/uploads", json={"digest": digest, "size": size})
+        if begun["status"] == "exists":
+            return {**begun, "kind": kind}
+        upload, chunk_size = begun["upload_id"], begun["chunk_size"]
+        held = set(begun["received"])
+        whole = hashlib.sha256()
+        for index in range(begun["chunks"]):
+            start = index * chunk_size
+            data = b"".join(layout.read_range(parts, _open_local, start,
+                                              min(size, start + chunk_size)))
+            whole.update(data)
+            if index not in held:
+                self.request("PUT", f"/uploads/{upload}/chunks/{index}", content=data,
+                             headers={"X-Chunk-Sha256": hashlib.sha256(data).hexdigest(),
+                                      "Content-Type": "application/octet-stream"})
+            if progress is not None:
+                progress(len(data))
+        done = self.json("POST", f"/uploads/{upload}/complete",
+                         json={"sha256": whole.hexdigest()})
+        return {**done, "kind": kind, "resumed_chunks": len(held)}
+
+    # ----- pull --------------------------------------------------------------------------------
+
+    def version(self, kind: str, ref: str) -> dict[str, Any]:
+        name, version = parse_ref(ref)
+        return self.json("GET", f"/{kind}s/{name}/versions/{version}")
+
+    def pull_model(self, ref: str, *, force: bool = False,
+                   progress: Progress = None) -> dict[str, Any]:
+        """Pull a model into the local store; one stored with the same digest is kept as is."""
+        return self._pull("model", ref, force, progress)
+
+    def pull_bento(self, ref: str, *, force: bool = False,
+                   progress: Progress = None) -> dict[str, Any]:
+        """Pull a bento and the models it uses into the local stores (models stored already
+        with the same digest are kept)."""
+        return self._pull("bento", ref, force, progress)
+
+    def _pull(self, kind: str, ref: str, force: bool, progress: Progress) -> dict[str, Any]:
+        from dosirak import bentos, models
+        from dosirak.bentos.build import manifest_digest
+        from dosirak.bentos.store import bento_store
+        from dosirak.store import model_store
+
+        found = self.version(kind, ref)
+        tag = Tag(found["name"], found["version"])
+        store = model_store() if kind == "model" else bento_store()
+        if tag.version in store.versions(tag.name):
+            local = manifest_digest(store.read_info(tag).get("manifest") or {})
+            if local == found["digest"]:
+                return {"status": "exists", "tag": str(tag), "digest": local}
+            if not force:
+                raise AlreadyExists(f"the local store holds {kind} {tag} with other contents "
+                                    f"(digest {local[:12]}, the hub's {found['digest'][:12]}); "
+                                    "pass --force to replace it")
+        archive = self._download(kind, found, progress)
+        importer = models.import_model if kind == "model" else bentos.import_bento
+        importer(str(archive), overwrite=force)  # every check of an import
+        archive.unlink()
+        digest = manifest_digest(store.read_info(tag).get("manifest") or {})
+        if digest != found["digest"]:  # the archive was whole but not what the hub recorded
+            store.delete(tag)
+            raise StoreCorrupted(f"pulled {kind} {tag} has digest {digest[:12]}, not the hub's "
+                                 f"{found['digest'][:12]}; removed it")
+        return {"status": "pulled", "tag": str(tag), "digest": digest,
+                "models": [m["tag"] for m in found.get("models", [])]}
+
+    def _download(self, kind: str, found: dict[str, Any], progress: Progress) -> Path:
+        """Download a version's archive, resuming a partial download of the same archive."""
+        folder = home() / "hub" / "downloads"
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = ".dosirakmodel" if kind == "model" else ".bento"
+        final = folder / f"{found['name']}-{found['version']}-{found['digest'][:16]}{suffix}"
+        partial = final.with_name(final.name + ".partial")
+        etag_file = final.with_name(final.name + ".etag")
+        path = f"/{kind}s/{found['name']}/versions/{found['version']}/archive"
+        for attempt in range(_RETRIES + 1):
+            have = partial.stat().st_size if partial.exists() else 0
+            etag = etag_file.read_text() if etag_file.exists() and have else None
+            headers = {"Range": f"bytes={have}-", "If-Range": etag} if etag else {}
+            try:
+                with self._http.stream("GET", "/api/v1" + path, headers=headers) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise _error(response)
+                    mode = "ab" if response.status_code == 206 else "wb"
+                    if mode == "wb":
+                        have = 0
+                        etag_file.write_text(response.headers.get("etag", ""))
+                    if progress is not None and have:
+                        progress(have)
+                    with open(partial, mode) as sink:
+                        for data in response.iter_bytes(1 << 20):
+                            sink.write(data)
+                            if progress is not None:
+                                progress(len(data))
+                        sink.flush()
+                        os.fsync(sink.fileno())
+                    total = int(response.headers.get("content-range", "/0").rsplit("/", 1)[-1]
+                                or 0) if mode == "ab" else int(
+                                    response.headers.get("content-length", 0))
+                break
+            except httpx.TransportError as error:
+                if attempt == _RETRIES:
+                    raise HubError(f"the download from {self.url} stopped ({error}); run the "
+                                   "same command again: it resumes", 503) from None
+                time.sleep(0.2 * 2 ** attempt)
+        if partial.stat().st_size != total:
+            raise HubError(f"the download of {found['name']}:{found['version']} ended at "
+                           f"{partial.stat().st_size} of {total} bytes; run the same command "
+                           "again: it resumes", 503)
+        os.replace(partial, final)
+        etag_file.unlink(missing_ok=True)
+        return final
+
+    # ----- administration ------------------------------------------------------------------------
+
+    def create_token(self, name: str, scopes: list[str],
+                     expires_in: str | None = None) -> dict[str, Any]:
+        return self.json("POST", "/tokens", json={"name": name, "scopes": scopes,
+                                                  "expires_in": expires_in})
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        return self.json("GET", "/tokens")["items"]
+
+    def revoke_token(self, name: str) -> dict[str, Any]:
+        return self.json("DELETE", f"/tokens/{name}")
+
+    def gc(self, *, dry_run: bool = False, grace: str | None = None) -> dict[str, Any]:
+        return self.json("POST", "/gc", json={"dry_run": dry_run, "grace": grace})
+
+
+def _open_local(path: str) -> Any:
+    return open(path, "rb")
+
+
+def _error(response: httpx.Response) -> DosirakError:
+    try:
+        message = response.json()["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:500] or response.reason_phrase
+    status = response.status_code
+    kind = _ERRORS.get(status)
+    return kind(message) if kind is not None else HubError(message, status)
+
+
+def save_login(url: str, token: str) -> dict[str, Any]:
+    """Check the token against the hub, then keep URL and token in ``$DOSIRAK_HOME``
+    (mode 0600)."""
+    with HubClient(url, token) as client:
+        who = client.whoami()
+    write_secret(login_file(), json.dumps({"url": url.rstrip("/"), "token": token}) + "\n")
+    return who
+
+
+def forget_login() -> bool:
+    try:
+        login_file().unlink()
+    except FileNotFoundError:
+        return False
+    return True

@@ -1,0 +1,204 @@
+"""Where the hub keeps bytes: a folder on disk or an object store (``s3://bucket/prefix``),
+through fsspec.
+
+Files of versions are stored once, under their sha256 (``blobs/sha256/ab/abcd...``): identical
+files across versions and models cost nothing more. Chunks of pushes in progress sit under
+``uploads/<id>/``. Every object appears whole or not at all: a local one is written beside its
+name, fsynced and renamed into place; a remote one is committed only once complete (an S3 upload
+is invisible until then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+
+from dosirak.store.archive import is_local, local_path, remote
+from dosirak.store.versioned_store import fsync_dir
+
+_PART_SIZE = 5 << 20  # S3's smallest multipart part: what a remote writer buffers at most
+_READ_BLOCK = 4 << 20
+
+
+def blob_key(sha256: str) -> str:
+    return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
+def chunk_key(upload_id: str, index: int) -> str:
+    return f"uploads/{upload_id}/{index:08d}"
+
+
+class Writer:
+    """One object being written: ``write`` pieces, then ``commit`` (publish) or ``abort``."""
+
+    def write(self, data: bytes | memoryview) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class _LocalWriter(Writer):
+    def __init__(self, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._final = final
+        self._partial = final.with_name(f".{final.name}.{secrets.token_hex(6)}.partial")
+        self._file = open(self._partial, "xb", buffering=0)  # noqa: SIM115 - closed below
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._file.write(view):]
+
+    def commit(self) -> None:
+        try:
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._partial, self._final)
+            fsync_dir(self._final.parent)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        self._file.close()
+        self._partial.unlink(missing_ok=True)
+
+
+class _RemoteWriter(Writer):
+    def __init__(self, fs: Any, path: str) -> None:
+        self._fs = fs
+        self._file = fs.open(path, "wb", autocommit=False, block_size=_PART_SIZE)
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._file.write(data)
+
+    def commit(self) -> None:
+        try:
+            self._file.close()
+            self._file.commit()
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            with contextlib.suppress(ValueError, AttributeError):
+                self._fs.transaction.files.remove(self._file)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._file.discard()
+        with contextlib.suppress(ValueError, AttributeError):
+            self._fs.transaction.files.remove(self._file)
+
+
+class Storage:
+    """The hub's objects at ``url`` (a local folder or an fsspec URL such as ``s3://b/p``)."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.local = is_local(self.url)
+        if self.local:
+            self.root = local_path(self.url).resolve()
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.fs = fsspec.filesystem("file")
+            self._base = str(self.root)
+        else:
+            self.fs, self._base = remote(self.url, storage_options)
+            self._base = self._base.rstrip("/")
+
+    def path(self, key: str) -> str:
+        return f"{self._base}/{key}"
+
+    def exists(self, key: str) -> bool:
+        if self.local:
+            return os.path.isfile(self.path(key))
+        return bool(self.fs.exists(self.path(key)))
+
+    def open(self, key: str) -> IO[bytes]:
+        """Read an object (seekable)."""
+        if self.local:
+            return open(self.path(key), "rb")
+        return self.fs.open(self.path(key), "rb", block_size=_READ_BLOCK, cache_type="readahead")
+
+    def size(self, key: str) -> int:
+        if self.local:
+            return os.path.getsize(self.path(key))
+        return int(self.fs.size(self.path(key)))
+
+    def writer(self, key: str) -> Writer:
+        if self.local:
+            return _LocalWriter(Path(self.path(key)))
+        return _RemoteWriter(self.fs, self.path(key))
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Publish the local file ``source`` under ``key``; it may be moved, not copied."""
+        if self.local:
+            final = Path(self.path(key))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(source, final)  # the file was fsynced when it was unpacked
+            except OSError:  # another file system
+                writer = self.writer(key)
+                with open(source, "rb") as stream:
+                    shutil.copyfileobj(stream, _WriterFile(writer), 1 << 20)
+                writer.commit()
+                return
+            fsync_dir(final.parent)
+            return
+        self.fs.put_file(str(source), self.path(key))
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if self.local:
+                os.unlink(self.path(key))
+            else:
+                self.fs.rm_file(self.path(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove everything under ``prefix`` (a folder of chunks)."""
+        path = self.path(prefix.rstrip("/"))
+        if self.local:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(path, recursive=True)
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (for the collector)."""
+        path = self.path(prefix.rstrip("/"))
+        try:
+            found = self.fs.find(path)
+        except FileNotFoundError:
+            return []
+        base = self._base + "/"
+        keys = [name.removeprefix(base) if name.startswith(base)
+                else name.split(self._base.lstrip("/") + "/", 1)[-1] for name in found]
+        return [key for key in keys if not key.rsplit("/", 1)[-1].startswith(".")]
+
+
+class _WriterFile:
+    def __init__(self, writer: Writer) -> None:
+        self.write = writer.write
+
+
+def age_seconds(storage: Storage, key: str) -> float:
+    """How long ago the object ``key`` was written."""
+    import time
+
+    if storage.local:
+        return time.time() - os.path.getmtime(storage.path(key))
+    info = storage.fs.info(storage.path(key))
+    modified = info.get("LastModified") or info.get("mtime")
+    if modified is None:
+        return float("inf")
+    stamp = modified.timestamp() if hasattr(modified, "timestamp") else float(modified)
+    return time.time() - stamp

@@ -1,0 +1,190 @@
+"""Real hubs for the hub tests: ``dosirak hub serve`` processes on 127.0.0.1 (ephemeral ports),
+stopped by pid; a real PostgreSQL server (initdb/pg_ctl as the ``postgres`` user) for the tests
+that need one; the iris model and bento saved in the test's home."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dosirak.hub.client import HubClient
+
+DOSIRAK = str(Path(sys.executable).parent / "dosirak")
+READY = re.compile(r"dosirak hub is ready at (http://\S+)")
+REPO = Path(__file__).resolve().parents[2]
+
+
+class HubProcess:
+    """One ``dosirak hub serve`` process; its output is read by a thread into ``lines``."""
+
+    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None,
+                 command: str = "hub serve") -> None:
+        self.data = data
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [DOSIRAK, *command.split(), "--data", str(data), *args,
+             *(() if "--port" in args else ("--port", "0"))],
+            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = self._wait_ready()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def _wait_ready(self, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if match := READY.search(line):
+                    return match.group(1)
+            if self.process.poll() is not None:
+                time.sleep(0.2)
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError("the hub did not start; output:\n" + "\n".join(self.lines[-40:]))
+
+    @property
+    def admin_token(self) -> str:
+        return (self.data / "admin-token").read_text().strip()
+
+    def client(self, token: str | None = None) -> HubClient:
+        return HubClient(self.url, token or self.admin_token)
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {} if token == "" else {"Authorization": f"Bearer {token or self.admin_token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def start_hub(tmp_path: Path) -> Iterator[Any]:
+    """``start_hub(*args, data=None)`` starts a hub; every one is stopped after the test."""
+    started: list[HubProcess] = []
+
+    def start(*args: str, data: Path | None = None, **options: Any) -> HubProcess:
+        hub = HubProcess(data or tmp_path / "hub", *args, **options)
+        started.append(hub)
+        return hub
+
+    yield start
+    for hub in started:
+        hub.stop()
+
+
+@pytest.fixture
+def hub(start_hub: Any) -> HubProcess:
+    """A hub on SQLite and local files, with a small chunk size so transfers have many chunks."""
+    return start_hub("--chunk-size", str(256 << 10))
+
+
+def save_iris(name: str = "iris_clf", labels: dict[str, str] | None = None,
+              extra_bytes: int = 0) -> Any:
+    """The seeds' iris classifier saved in the current home (plus ``extra_bytes`` of random
+    custom-object bytes, to make transfers of many chunks)."""
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression
+
+    import dosirak
+
+    iris = datasets.load_iris()
+    clf = LogisticRegression(max_iter=1000, random_state=0).fit(iris.data, iris.target)
+    custom = {"blob": os.urandom(extra_bytes)} if extra_bytes else None
+    return dosirak.sklearn.save_model(name, clf, labels=labels or {},
+                                      signatures={"predict": {"batchable": True}},
+                                      custom_objects=custom)
+
+
+def build_iris_bento(tmp_path: Path) -> Any:
+    """examples/iris built into the current home's bento store (the iris model saved first)."""
+    import dosirak
+
+    project = tmp_path / "iris-project"
+    shutil.copytree(REPO / "examples" / "iris", project,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return dosirak.bentos.build(str(project))
+
+
+def use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
+    monkeypatch.setenv("DOSIRAK_HOME", str(home))
+    return home
+
+
+# ----- PostgreSQL --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL is not installed; scripts/test installs it (apt-get install "
+                    "postgresql)")
+    return found[-1].parent
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server of this session (initdb refuses root: it runs as ``postgres``);
+    yields a URL of a fresh database per call of ``new_database``... see ``pg_url``."""
+    root = Path(tmp_path_factory.mktemp("postgres"))
+    bin_dir = _pg_bin()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    port = _free_port()
+    subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(root / "data"), "-U",
+                    "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-l",
+                    str(root / "pg.log"), "-w", "-o",
+                    f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
+                    "-c max_connections=200", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m",
+                        "immediate", "stop"], capture_output=True)
+
+
+@pytest.fixture
+def pg_url(postgres: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    import psycopg
+
+    name = f"hub_{os.urandom(6).hex()}"
+    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres}/{name}"

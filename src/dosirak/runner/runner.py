@@ -40,14 +40,23 @@ _RESERVED = {"name", "methods", "mode", "spec", "workers", "models", "ready", "c
 
 
 class RunnerMethod:
-    """One method of a runner: ``run`` from sync code, ``async_run`` from async code."""
+    """One method of a runner: ``run`` from sync code, ``async_run`` from async code.
+
+    ``max_batch_size`` and ``max_latency_ms`` are the limits in force (what the serving
+    configuration made of them); ``coded_max_batch_size`` and ``coded_max_latency_ms`` what the
+    runner's code asked for, ``None`` where it asked nothing, which the configuration's order of
+    precedence needs to know (``dosirak.config.RunnersConfig``).
+    """
 
     def __init__(self, runner: Runner, name: str, signature: Signature,
-                 max_batch_size: int, max_latency_ms: float | None) -> None:
+                 max_batch_size: int | None, max_latency_ms: float | None) -> None:
         self.runner = runner
         self.name = name
         self.signature = signature
-        self.max_batch_size = max_batch_size
+        self.coded_max_batch_size = max_batch_size
+        self.coded_max_latency_ms = max_latency_ms
+        self.max_batch_size = max_batch_size if max_batch_size is not None else \
+            DEFAULT_MAX_BATCH_SIZE
         self.max_latency_ms = max_latency_ms
         self._dispatcher: Any = None
         # Checked here, in the calling process, for every placement and before batching.
@@ -177,6 +186,8 @@ class Runner:
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise InvalidArgument(
                 f"runner {self.name!r}: workers must be an int >= 1, got {workers!r}")
+        #: Worker processes the runner's code asked for (None: none asked; see RunnerMethod).
+        self.coded_workers = workers
         self.workers = workers or default_workers(runnable_class)
         base = runnable_class.signatures()
         if signatures:
@@ -191,8 +202,7 @@ class Runner:
         self.methods: dict[str, RunnerMethod] = {}
         for method_name, signature in base.items():
             config = configs.get(method_name, {})
-            default_size = DEFAULT_MAX_BATCH_SIZE if max_batch_size is None else max_batch_size
-            batch_size = config.get("max_batch_size", default_size)
+            batch_size = config.get("max_batch_size", max_batch_size)
             latency = config.get("max_latency_ms", max_latency_ms)
             _check_limits(self.name, method_name, batch_size, latency)
             self.methods[method_name] = RunnerMethod(self, method_name, signature, batch_size,
@@ -388,7 +398,8 @@ def _runner_name(name: str) -> str:
 
 
 def _check_limits(runner: str, method: str, batch_size: Any, latency: Any) -> None:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if batch_size is not None and (not isinstance(batch_size, int)
+                                   or isinstance(batch_size, bool) or batch_size < 1):
         raise InvalidArgument(f"runner {runner!r} method {method!r}: max_batch_size must be an "
                               f"int >= 1 (rows per batch), got {batch_size!r}")
     if latency is not None and (not isinstance(latency, (int, float)) or latency <= 0):

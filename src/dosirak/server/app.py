@@ -300,10 +300,11 @@ def configure_runners(svc: Service, config: ServingConfig, default_placement: st
     """Apply the configuration's batching limits and workers to ``svc``'s runners; return
     where each runner runs (``"local"`` or ``"process"``), by name.
 
-    Settings the runner's code made explicitly keep their rank in the configuration's order of
-    precedence (see ``dosirak.config.RunnersConfig``).
+    What the runner's code set (``coded_*``, ``None`` where it set nothing, even when it asked
+    for the built-in value) keeps its rank in the configuration's order of precedence (see
+    ``dosirak.config.RunnersConfig``); configuring again starts from the code, not from what an
+    earlier configuration made of it.
     """
-    from dosirak.config import DEFAULT_MAX_BATCH_SIZE
     from dosirak.runner.runner import default_workers
 
     config.check_runners({runner.name: list(runner.methods) for runner in svc.runners})
@@ -311,17 +312,13 @@ def configure_runners(svc: Service, config: ServingConfig, default_placement: st
     for runner in svc.runners:
         runners = config.runners
         placements[runner.name] = runners.placement_for(runner.name, default_placement)
-        coded_workers = runner.workers if runner.workers != default_workers(
-            runner.runnable_class) else None
-        workers = runners.workers_for(runner.name, coded_workers)
-        if workers is not None:
-            runner.workers = workers
+        workers = runners.workers_for(runner.name, runner.coded_workers)
+        runner.workers = workers if workers is not None else \
+            default_workers(runner.runnable_class)
         for name, method in runner.methods.items():
-            # A runner method holds the built-in batch size when its code set none.
-            coded_size = method.max_batch_size if method.max_batch_size != \
-                DEFAULT_MAX_BATCH_SIZE else None
-            options = runners.batching_for(runner.name, name, max_batch_size=coded_size,
-                                           max_latency_ms=method.max_latency_ms)
+            options = runners.batching_for(runner.name, name,
+                                           max_batch_size=method.coded_max_batch_size,
+                                           max_latency_ms=method.coded_max_latency_ms)
             method.max_batch_size = options.max_batch_size if options.enabled else 1
             method.max_latency_ms = options.max_latency_ms
     return placements

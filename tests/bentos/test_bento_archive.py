@@ -213,6 +213,48 @@ def test_a_model_of_the_same_tag_and_another_digest_needs_force(
     assert manifest_digest(dosirak.models.get(model["tag"]).info.manifest) == model["digest"]
 
 
+def test_signed_bento_archives(bento: dosirak.bentos.Bento, workdir: Path, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """export --sign / import --require-signature: the signature over bento.yaml binds the
+    sources and the models (by digest); unsigned, wrongly signed and altered archives are
+    refused before anything is stored."""
+    private, public = dosirak.models.generate_signing_keys(tmp_path / "keys")
+    _, stranger = dosirak.models.generate_signing_keys(tmp_path / "other-keys")
+    done = _cli("export", str(bento.tag), str(workdir / "signed.bento"), "--sign", str(private),
+                cwd=workdir)
+    assert done.returncode == 0 and "(signed)" in done.stdout, done.stderr
+    unsigned = dosirak.bentos.export_bento(bento.tag, str(workdir / "unsigned.bento"))
+    signed = workdir / "signed.bento"
+    data = signed.read_bytes()
+    altered = workdir / "altered.bento"  # a label edited in the signed bento.yaml, same size
+    assert data.count(b"stage: demo") == 1
+    altered.write_bytes(data.replace(b"stage: demo", b"stage: demO"))
+
+    _fresh_home(monkeypatch, tmp_path / "fresh")
+    for archive, key, error in [(unsigned, public, "not signed"),
+                                (signed, stranger, "is signed by the key"),
+                                (altered, public, "does not match its bento.yaml")]:
+        done = _cli("import", str(archive), "--require-signature", str(key), cwd=workdir)
+        assert done.returncode == 1 and error in done.stderr, done.stderr
+        assert dosirak.bentos.list() == [] and not dosirak.models.list()
+    done = _cli("import", str(signed), "--require-signature", str(public), cwd=workdir)
+    assert done.returncode == 0 and "(signature checked)" in done.stdout, done.stderr
+    assert dosirak.bentos.verify(bento.tag) == []
+    done = _cli("import", unsigned, "--force", cwd=workdir)  # no key asked: no check
+    assert done.returncode == 0, done.stderr
+
+
+def test_import_max_size(bento: dosirak.bentos.Bento, workdir: Path, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = dosirak.bentos.export_bento(bento.tag, str(workdir) + "/")
+    _fresh_home(monkeypatch, tmp_path / "fresh")
+    done = _cli("import", archive, "--max-size", "1KiB", cwd=workdir)
+    assert done.returncode == 1 and "limit" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert dosirak.bentos.list() == []
+    done = _cli("import", archive, "--max-size", "lots", cwd=workdir)
+    assert done.returncode == 2 and "'lots' is not a size" in done.stderr
+
+
 def test_export_to_and_import_from_an_fsspec_url(bento: dosirak.bentos.Bento, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     url = dosirak.bentos.export_bento(bento.tag, "memory://bentos/")

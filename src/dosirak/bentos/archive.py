@@ -17,6 +17,7 @@ so a refused archive leaves the stores unchanged.
 
 from __future__ import annotations
 
+import os
 import tarfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import IO, Any
 
 from dosirak.bentos.store import BENTO_FILE, Bento, bento_store, get
 from dosirak.exceptions import AlreadyExists, NotFound, UnsafeArchive
-from dosirak.store import model_store
+from dosirak.store import model_store, signing
 from dosirak.store.archive import (
     Progress,
     destination_for,
@@ -53,11 +54,15 @@ MODEL_DIR = "models/"
 
 
 def export_bento(tag: Tag | str, dest: str | None = None, *, progress: Progress = None,
-                 storage_options: dict[str, Any] | None = None) -> str:
+                 storage_options: dict[str, Any] | None = None,
+                 sign: str | os.PathLike[str] | None = None) -> str:
     """Write a bento and every model it uses into one ``.bento`` archive; returns where.
 
     ``dest``: a file, a folder (``NAME-VERSION.bento`` inside it) or an fsspec URL; by default
     ``./NAME-VERSION.bento``. The archive is published whole or not at all, as a model export.
+    ``sign``: an Ed25519 private key file (``dosirak models keygen``); the signature covers
+    ``bento.yaml``, which records the sha256 of every source file and the digest of every model,
+    so importers holding the public key can require that the whole archive is yours.
     """
     from dosirak import models
 
@@ -73,11 +78,13 @@ def export_bento(tag: Tag | str, dest: str | None = None, *, progress: Progress 
         outer = TarWriter(raw, fd=raw.fileno() if direct else None, progress=progress)
         for name, root, info, info_name in entries:
             info_bytes = dump_yaml(info).encode()
-            size = tar_size(info_bytes, info["manifest"], info_name=info_name)
+            records = {signing.PAX_RECORD: signing.sign(info_bytes, sign)} \
+                if sign is not None and name == BENTO_MEMBER else None
+            size = tar_size(info_bytes, info["manifest"], info_name=info_name, records=records)
             outer.add_nested(name, size, lambda root=root, info=info, info_bytes=info_bytes,
-                             info_name=info_name: write_tar(
+                             info_name=info_name, records=records: write_tar(
                 raw, root, info_bytes, info["manifest"], direct=direct, progress=progress,
-                info_name=info_name))
+                info_name=info_name, records=records))
         outer.close()
 
     return write_archive(target, write, direct=True, storage_options=storage_options)
@@ -104,14 +111,18 @@ class _MemberReader:
 
 def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None,
                  storage_options: dict[str, Any] | None = None,
-                 max_size: int | None = None) -> Bento:
+                 max_size: int | None = None,
+                 require_signature: str | os.PathLike[str] | None = None) -> Bento:
     """Import a ``.bento`` archive: its models into the model store, then the bento.
 
     A model stored already with the digest the bento records is kept as it is and its bytes in
     the archive are skipped, not read (a seek on a local file); one stored under the same tag
     with another digest is an error naming both, unless ``overwrite`` (CLI: ``--force``), which
     also replaces a bento of the same tag. ``max_size`` bounds the bytes the whole archive may
-    unpack (default: the setting ``model_store.import_max_size``).
+    unpack (default: the setting ``model_store.import_max_size``). ``require_signature``: an
+    Ed25519 public key file; the archive's ``bento.yaml`` must then be signed by its private key
+    (``export_bento(sign=...)``), checked before anything in it is trusted; the models are bound
+    to it by the digests it records.
     """
     from dosirak.models import _import_max_size, _valid_info
 
@@ -149,7 +160,8 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
                 entry = unpack_entry(
                     store, _MemberReader(reader, member.size), part, progress=progress,
                     overwrite=overwrite if store is bentos else True, max_size=budget,
-                    validate=_valid_bento if store is bentos else _valid_info)
+                    validate=_valid_bento if store is bentos else _valid_info,
+                    public_key=require_signature if store is bentos else None)
                 drafts.append((store, entry))
                 budget -= entry.size
                 if store is bentos:

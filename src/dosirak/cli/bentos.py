@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dosirak import bentos as bento_api
-from dosirak.cli.models import confirm_delete, human_size
+from dosirak.cli.common import byte_size, confirm_delete, human_size, progress_bar, user_location
 from dosirak.store.versioned_store import dump_yaml
 
 
@@ -110,11 +110,24 @@ def delete_bento(tag: str, yes: bool) -> None:
 @click.command("export")
 @click.argument("tag")
 @click.argument("dest", required=False)
-def export_bento(tag: str, dest: str | None) -> None:
+@click.option("--sign", "key", metavar="KEYFILE", type=click.Path(dir_okay=False),
+              help="Sign the archive with this Ed25519 private key (from `dosirak models "
+                   "keygen`), so importers can require it with --require-signature.")
+def export_bento(tag: str, dest: str | None, key: str | None) -> None:
     """Export TAG and the models it uses into one .bento archive at DEST (a path, a folder or
     an fsspec URL; default: ./NAME-VERSION.bento)."""
-    where = bento_api.export_bento(tag, dest)
-    click.echo(f"exported {bento_api.get(tag).tag} to {where}")
+    bento = bento_api.get(tag)
+    with user_location("export to", dest or "."), \
+            progress_bar(f"export {bento.tag}", _total_size(bento)) as advance:
+        where = bento_api.export_bento(bento.tag, dest, progress=advance, sign=key)
+    click.echo(f"exported {bento.tag} to {where}" + (" (signed)" if key else ""))
+
+
+def _total_size(bento: bento_api.Bento) -> int:
+    from dosirak import models
+
+    return int(bento.info.get("size") or 0) + sum(models.get(entry["tag"]).info.size
+                                                  for entry in bento.models)
 
 
 @click.command("import")
@@ -122,11 +135,19 @@ def export_bento(tag: str, dest: str | None) -> None:
 @click.option("-f", "--force", is_flag=True,
               help="Replace a bento of the same tag, and models of the same tag whose contents "
                    "differ.")
-def import_bento(src: str, force: bool) -> None:
+@click.option("--require-signature", "public_key", metavar="PUBKEYFILE",
+              type=click.Path(dir_okay=False),
+              help="Refuse the archive unless it was signed (export --sign) by the private key "
+                   "of this Ed25519 public key.")
+@click.option("--max-size", callback=byte_size, metavar="SIZE",
+              help="Most bytes the archive may unpack, such as '100GiB' (default: the setting "
+                   "model_store.import_max_size, 64GiB).")
+def import_bento(src: str, force: bool, public_key: str | None, max_size: int | None) -> None:
     """Import a .bento archive from SRC (a path or an fsspec URL): its models, then the bento.
     A directory saved by BentoML 0.13 (holding bentoml.yml) is migrated (see dosirak migrate).
 
-    Serving a bento runs code from it: import only archives from people you trust.
+    Serving a bento runs code from it: import only archives from people you trust, and require
+    their signature (--require-signature) when they come by a route others could tamper with.
     """
     from pathlib import Path
 
@@ -135,8 +156,11 @@ def import_bento(src: str, force: bool) -> None:
 
         report_migration(src, None)
         return
-    bento = bento_api.import_bento(src, overwrite=force)
-    click.echo(f"imported {bento.tag} ({len(bento.models)} models)")
+    with user_location("import from", src), progress_bar(f"import {src}", None) as advance:
+        bento = bento_api.import_bento(src, overwrite=force, progress=advance,
+                                       max_size=max_size, require_signature=public_key)
+    click.echo(f"imported {bento.tag} ({len(bento.models)} models)"
+               + (" (signature checked)" if public_key else ""))
 
 
 @click.command("verify")

@@ -3,68 +3,21 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import click
 from rich import box
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from dosirak import models as store_api
-from dosirak.exceptions import InvalidArgument
+from dosirak.cli.common import (
+    byte_size,
+    confirm_delete,
+    human_size,
+    progress_bar,
+    user_location,
+)
 from dosirak.store.versioned_store import dump_yaml
-
-
-def human_size(size: int) -> str:
-    """``size`` bytes for people: B, KiB, MiB or GiB."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
-def confirm_delete(tag: object) -> None:
-    """Ask before deleting ``tag`` (a model or a bento); refuse when nobody can answer."""
-    if not sys.stdin.isatty():
-        raise InvalidArgument(f"refusing to delete {tag} without confirmation: stdin is not a "
-                              "terminal; pass -y to delete from a script")
-    click.confirm(f"Delete {tag}?", abort=True)
-
-
-@contextmanager
-def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when it is a terminal; silent otherwise."""
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        yield lambda _n: None
-        return
-    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-               TransferSpeedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-@contextmanager
-def _user_location(verb: str, location: str) -> Iterator[None]:
-    """An OS error about a place the user named (a file in the way, no permission, a full disk,
-    a missing bucket) is their mistake to fix: one line, not a traceback."""
-    try:
-        yield
-    except OSError as error:
-        reason = error.strerror or str(error) or type(error).__name__
-        where = f" ({error.filename})" if error.filename else ""
-        raise InvalidArgument(f"cannot {verb} {location}: {reason}{where}") from error
 
 
 @click.group()
@@ -138,22 +91,10 @@ def export_model(tag: str, dest: str, key: str | None) -> None:
     Without DEST the archive lands in the current folder as NAME-VERSION.dosirakmodel.
     """
     model = store_api.get(tag)
-    with _user_location("export to", dest), \
-            _progress(f"export {model.tag}", model.info.size) as advance:
+    with user_location("export to", dest), \
+            progress_bar(f"export {model.tag}", model.info.size) as advance:
         where = store_api.export_model(model.tag, dest, progress=advance, sign=key)
     click.echo(f"exported {model.tag} to {where}" + (" (signed)" if key else ""))
-
-
-def _byte_size(_context: object, _param: object, value: str | None) -> int | None:
-    if value is None:
-        return None
-    from pydantic import ByteSize, TypeAdapter, ValidationError
-
-    try:
-        return int(TypeAdapter(ByteSize).validate_python(value))
-    except ValidationError:
-        raise click.BadParameter(f"{value!r} is not a size; write bytes or a size such as "
-                                 "'100GiB'") from None
 
 
 @models.command("import")
@@ -163,7 +104,7 @@ def _byte_size(_context: object, _param: object, value: str | None) -> int | Non
               type=click.Path(dir_okay=False),
               help="Refuse the archive unless it was signed (export --sign) by the private key "
                    "of this Ed25519 public key.")
-@click.option("--max-size", callback=_byte_size, metavar="SIZE",
+@click.option("--max-size", callback=byte_size, metavar="SIZE",
               help="Most bytes the archive may unpack, such as '100GiB' (default: the setting "
                    "model_store.import_max_size, 64GiB).")
 def import_model(src: str, force: bool, public_key: str | None, max_size: int | None) -> None:
@@ -174,7 +115,7 @@ def import_model(src: str, force: bool, public_key: str | None, max_size: int | 
     others could tamper with. Checksums prove an archive is whole, not who made it.
     """
     # The bar counts unpacked bytes, whose total is known only inside the archive: no total.
-    with _user_location("import from", src), _progress(f"import {src}", None) as advance:
+    with user_location("import from", src), progress_bar(f"import {src}", None) as advance:
         model = store_api.import_model(src, overwrite=force, progress=advance,
                                        max_size=max_size, require_signature=public_key)
     click.echo(f"imported {model.tag}" + (" (signature checked)" if public_key else ""))

@@ -109,7 +109,7 @@ def sign(info_bytes: bytes, private_key_path: str | os.PathLike[str]) -> str:
 
 
 def verify(info_bytes: bytes, record: str | None, public_key_path: str | os.PathLike[str],
-           what: str) -> None:
+           what: str, info_name: str = "model.yaml") -> None:
     """Raise UnsafeArchive unless ``record`` signs ``info_bytes`` with the given public key."""
     key = _read_key(public_key_path, private=False)
     if record is None:
@@ -128,5 +128,5 @@ def verify(info_bytes: bytes, record: str | None, public_key_path: str | os.Path
     try:
         key.verify(base64.b64decode(encoded, validate=True), _message(info_bytes))
     except (InvalidSignature, ValueError) as error:
-        raise UnsafeArchive(f"{what}: its signature does not match its model.yaml: the archive "
+        raise UnsafeArchive(f"{what}: its signature does not match its {info_name}: the archive "
                             "was altered after it was signed; refused") from error

@@ -236,7 +236,7 @@ def _read_info(archive: tarfile.TarFile, first: tarfile.TarInfo, path: Path, wha
         _copy_member(archive, first, path, what, progress)
         if public_key is not None:
             signing.verify(path.read_bytes(), first.pax_headers.get(signing.PAX_RECORD),
-                           public_key, what)
+                           public_key, what, path.name)
         _refuse_aliases(path, what)
         info = read_yaml(path)
     except (InvalidArgument, MissingDependency):  # a refusal, a bad key, no cryptography

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -156,10 +157,11 @@ def _pg_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL server of this session (initdb refuses root: it runs as ``postgres``);
-    yields a URL of a fresh database per call of ``new_database``... see ``pg_url``."""
-    root = Path(tmp_path_factory.mktemp("postgres"))
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server for the session (initdb refuses root: it runs as ``postgres``);
+    yields its URL without a database (``pg_url`` makes one per test)."""
+    # Not under pytest's folder: that one is private to root, and the server runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix="dosirak-hub-pg-"))
     bin_dir = _pg_bin()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_postgres:
@@ -177,6 +179,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m",
                         "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,226 @@
+"""What the hub refuses, with which status, and that nothing of it is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sqlite3
+import tarfile
+import time
+
+import pytest
+from openapi_spec_validator import validate
+
+from conftest import save_iris, use_home
+from dosirak.bentos.build import manifest_digest
+from dosirak.hub import selectors, tokens
+from dosirak.hub.layout import archive_parts, read_range
+from dosirak.store.versioned_store import dump_yaml
+
+
+def _versions(http) -> list[str]:
+    return [item["tag"] for item in http.get("/api/v1/models/-/versions").json()["items"]]
+
+
+def _chunk_files(hub) -> list:
+    folder = hub.data / "objects" / "uploads"
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+def _archive(model) -> tuple[bytes, str]:
+    info = model.info.to_dict()
+    parts = archive_parts("model.yaml", dump_yaml(info).encode(), info["manifest"],
+                          lambda name, _entry: str(model.path / name))
+    return b"".join(read_range(parts, lambda p: open(p, "rb"))), manifest_digest(info["manifest"])
+
+
+def _begin(http, name, version, digest, size):
+    return http.post(f"/api/v1/models/{name}/versions/{version}/uploads",
+                     json={"digest": digest, "size": size})
+
+
+def _push_raw(http, name, version, data, digest, chunk_sha=None, whole_sha=None):
+    begun = _begin(http, name, version, digest, len(data))
+    assert begun.status_code == 201, begun.text
+    upload, size = begun.json()["upload_id"], begun.json()["chunk_size"]
+    for index in range(begun.json()["chunks"]):
+        piece = data[index * size:(index + 1) * size]
+        answer = http.put(f"/api/v1/uploads/{upload}/chunks/{index}", content=piece,
+                          headers={"X-Chunk-Sha256": chunk_sha or
+                                   hashlib.sha256(piece).hexdigest()})
+        if answer.status_code != 200:
+            return answer
+    return http.post(f"/api/v1/uploads/{upload}/complete",
+                     json={"sha256": whole_sha or hashlib.sha256(data).hexdigest()})
+
+
+def test_tokens_and_scopes(hub, tmp_path, monkeypatch):
+    use_home(monkeypatch, tmp_path / "alice")
+    model = save_iris()
+    data, digest = _archive(model)
+    with hub.http() as admin:
+        reader = admin.post("/api/v1/tokens", json={"name": "reader", "scopes": ["read"]})
+        short = admin.post("/api/v1/tokens", json={"name": "short", "scopes": ["write"],
+                                                   "expires_in": "1s"})
+        gone = admin.post("/api/v1/tokens", json={"name": "gone", "scopes": ["admin"]})
+        assert admin.delete("/api/v1/tokens/gone").status_code == 200
+        time.sleep(1.1)  # past the expiry of "short"
+        for token, status in [("", 401), ("dsk_bad", 401), (short.json()["token"], 401),
+                              (gone.json()["token"], 401), (reader.json()["token"], 403)]:
+            with hub.http(token) as http:
+                answer = _begin(http, model.tag.name, model.tag.version, digest, len(data))
+                assert answer.status_code == status, (token, answer.text)
+                if status == 401:
+                    assert answer.headers["www-authenticate"].startswith("Bearer")
+        with hub.http(reader.json()["token"]) as http:
+            assert http.get("/api/v1/models").status_code == 200
+            assert http.get("/api/v1/tokens").status_code == 403
+        assert _versions(admin) == [] and _chunk_files(hub) == []
+        listed = {t["name"]: t for t in admin.get("/api/v1/tokens").json()["items"]}
+        assert listed["gone"]["revoked_at"] and listed["short"]["expires_at"]
+        assert listed["reader"]["last_used_at"] and "token" not in listed["reader"]
+        assert all("secret" not in str(t) for t in listed.values())
+    assert (hub.data / "admin-token").stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(hub.data / "hub.db") as db:  # stored hashed, never the text
+        hashes = [row[0] for row in db.execute("SELECT secret_hash FROM tokens")]
+    secret = hub.admin_token[len("dsk_") + 13:]  # dsk_<id>_<secret>
+    assert secret not in str(hashes)
+    assert hashlib.sha256(secret.encode()).hexdigest() in hashes
+
+
+def test_failed_attempts_are_rate_limited(hub):
+    with hub.http("dsk_000000000000_" + "x" * 43) as http:
+        statuses = [http.get("/api/v1/whoami").status_code for _ in range(12)]
+        assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+        assert int(http.get("/api/v1/whoami").headers["retry-after"]) >= 1
+    with hub.http() as admin:  # the same address with a good token is refused too, for now
+        assert admin.get("/api/v1/whoami").status_code == 429
+
+
+def test_failure_limiter_on_a_virtual_clock():
+    now = [0.0]
+    limiter = tokens.FailureLimiter(limit=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.check("a")
+        limiter.failed("a")
+    with pytest.raises(tokens.TooManyFailures) as refused:
+        limiter.check("a")
+    assert refused.value.retry_after == 60
+    limiter.check("b")  # another client is not affected
+    now[0] = 60.5
+    limiter.check("a")
+
+
+@pytest.mark.parametrize("name", ["..", "a%2Fb", "UPPER", "a b", "-x", "x" * 64])
+def test_path_characters_in_names_are_refused(hub, name):
+    with hub.http() as http:
+        answer = _begin(http, name, "v1", "0" * 64, 100)
+        assert answer.status_code in (400, 404), answer.text
+        assert http.get(f"/api/v1/models/{name}/versions/latest").status_code in (400, 404)
+        assert _versions(http) == [] and _chunk_files(hub) == []
+
+
+def test_forged_digests_and_oversize_chunks(hub, tmp_path, monkeypatch):
+    use_home(monkeypatch, tmp_path / "alice")
+    model = save_iris(extra_bytes=600 << 10)  # three chunks of 256 KiB
+    data, digest = _archive(model)
+    name, version = model.tag.name, model.tag.version
+    with hub.http() as http:
+        forged = _push_raw(http, name, version, data, digest, chunk_sha="0" * 64)
+        assert forged.status_code == 400 and "X-Chunk-Sha256" in forged.json()["message"]
+        assert _chunk_files(hub) == []
+        wrong_digest = _push_raw(http, name, version, data, "1" * 64)
+        assert wrong_digest.status_code == 400 and "digest" in wrong_digest.json()["message"]
+        wrong_whole = _push_raw(http, name, version, data, digest, whole_sha="2" * 64)
+        assert wrong_whole.status_code == 400 and "sha256" in wrong_whole.json()["message"]
+        assert _versions(http) == []
+        before = {p: p.stat().st_mtime_ns for p in _chunk_files(hub)}
+        begun = _begin(http, name, version, digest, len(data)).json()
+        big = data[:begun["chunk_size"]] + b"x"
+        oversize = http.put(f"/api/v1/uploads/{begun['upload_id']}/chunks/0", content=big,
+                            headers={"X-Chunk-Sha256": hashlib.sha256(big).hexdigest()})
+        assert oversize.status_code == 413
+        assert {p: p.stat().st_mtime_ns for p in _chunk_files(hub)} == before
+        huge = _begin(http, name, version, digest, 1 << 50)
+        assert huge.status_code == 413
+        assert _push_raw(http, name, version, data, digest).status_code == 201
+        assert _versions(http) == [str(model.tag)]
+
+
+def test_unsafe_archive_is_refused_like_an_import(hub, tmp_path, monkeypatch):
+    use_home(monkeypatch, tmp_path / "alice")
+    model = save_iris()
+    info = model.info.to_dict()
+    info_bytes = dump_yaml(info).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        head = tarfile.TarInfo("model.yaml")
+        head.size = len(info_bytes)
+        tar.addfile(head, io.BytesIO(info_bytes))
+        for name in info["manifest"]:
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(link)
+    data = buffer.getvalue()
+    with hub.http() as http:
+        answer = _push_raw(http, model.tag.name, model.tag.version, data,
+                           manifest_digest(info["manifest"]))
+        assert answer.status_code == 400
+        assert "symbolic link" in answer.json()["message"]
+        assert _versions(http) == []
+
+
+def test_event_log_is_append_only(hub):
+    with sqlite3.connect(hub.data / "hub.db") as db:
+        for statement in ("UPDATE events SET actor = 'x'", "DELETE FROM events"):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                db.execute(statement)
+
+
+def test_openapi_document_describes_every_route(hub):
+    with hub.http("") as http:
+        document = http.get("/docs.json").json()
+    validate(document)
+    from dosirak.hub.api import OPERATIONS, PREFIX
+
+    described = {(method.upper(), path) for path, item in document["paths"].items()
+                 for method in item}
+    assert described == {(op.method, PREFIX + op.path) for op in OPERATIONS}
+
+
+def test_label_selectors():
+    parse = selectors.parse
+    labels = {"stage": "prod", "team": "a"}
+    assert all(r.matches(labels) for r in parse("stage=prod,team in (a,b),!deprecated"))
+    assert not all(r.matches(labels) for r in parse("stage!=prod"))
+    assert all(r.matches(labels) for r in parse("owner notin (x), team"))
+    for bad in ("stage=", "team in ()", "=x", "a,,b", "team in (a"):
+        if bad == "stage=":
+            assert parse(bad)[0].values == ("",)
+            continue
+        with pytest.raises(Exception, match="selector"):
+            parse(bad)
+
+
+def test_selector_search_over_the_api(hub, tmp_path, monkeypatch):
+    use_home(monkeypatch, tmp_path / "alice")
+    tags = {save_iris("a", labels={"stage": "prod", "team": "x"}).tag: "prod-x",
+            save_iris("b", labels={"stage": "dev", "team": "y"}).tag: "dev-y",
+            save_iris("c", labels={"stage": "prod", "deprecated": "1"}).tag: "prod-old"}
+    with hub.client() as client:
+        for tag in tags:
+            client.push_model(tag)
+    with hub.http() as http:
+        def names(selector: str) -> list[str]:
+            answer = http.get("/api/v1/models/-/versions", params={"selector": selector})
+            assert answer.status_code == 200, answer.text
+            return sorted(item["name"] for item in answer.json()["items"])
+
+        assert names("stage=prod") == ["a", "c"]
+        assert names("stage=prod,!deprecated") == ["a"]
+        assert names("team in (x,y)") == ["a", "b"]
+        assert names("team notin (x)") == ["b", "c"]
+        bad = http.get("/api/v1/models/-/versions", params={"selector": "team in ("})
+        assert bad.status_code == 400
+        assert http.get("/api/v1/models/-/versions",
+                        params={"since": "2999-01-01T00:00:00Z"}).json()["items"] == []

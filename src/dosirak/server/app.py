@@ -199,6 +199,15 @@ def create_app(
     known_paths = [route.path for route in routes if "{" not in route.path]
     known_paths += oip.paths if oip is not None else []
     known_paths += [f"/static/swagger-ui/{name}" for name in _SWAGGER_FILES]
+    static = getattr(svc, "static_content", None)
+    if static is not None:  # a 0.x service's @web_static_content: its files at /, docs at /docs
+        from starlette.routing import Mount
+        from starlette.staticfiles import StaticFiles
+
+        routes = [Route("/docs", index) if getattr(r, "path", None) == "/" else r
+                  for r in routes]
+        known_paths = [*(path for path in known_paths if path != "/"), "/docs"]
+        routes.append(Mount("/", StaticFiles(directory=str(static), html=True)))
     metrics = metrics_from_config(config.metrics, endpoints=known_paths)
     runner_metrics = RunnerMetrics(metrics)
 

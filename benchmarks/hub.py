@@ -1,0 +1,209 @@
+"""Hub benchmark, in one run: push and pull of a large model beside ``curl --data-binary`` of the
+same bytes to a bare upload sink, peak RSS of the client and the hub during them, and listing
+versions with a label filter (p99) on SQLite and, with ``--postgres URL``, on PostgreSQL.
+
+    .venv/bin/python benchmarks/hub.py                                  # 1 GiB, 10,000 versions
+    .venv/bin/python benchmarks/hub.py --size-mb 16 --versions 200      # quick look
+    .venv/bin/python benchmarks/hub.py --postgres postgresql://postgres@127.0.0.1:5432/bench
+
+Goals (issue 15): push and pull within 2x of curl to a sink; each process under 150 MiB peak
+RSS; p99 of a filtered listing under 50 ms. The sink is a raw-ASGI app on uvicorn that writes
+the body to a file and fsyncs it (what the hub does with each chunk). Push and pull run in
+child processes (``dosirak models push|pull``), so their peak RSS is their own (from
+``wait4``); the hub's is sampled from /proc every 10 ms. Listing rows are inserted directly
+(one push's worth of rows each), then 200 filtered listings are timed over HTTP.
+Everything lives in a temporary directory, removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+DOSIRAK = str(Path(sys.executable).parent / "dosirak")
+_SINK = '''
+import os, sys
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    with open(sys.argv[1], "wb") as out:
+        while True:
+            message = await receive()
+            out.write(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        out.flush(); os.fsync(out.fileno())
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+import uvicorn
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+'''
+
+
+def _rss_sampler(pid: int, peak: list[int], stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
+def _timed_child(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run a command; its wall time and peak RSS (bytes)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {process.stderr.read().decode()[-2000:]}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def _start_hub(data: Path, env: dict[str, str], db: str | None = None) -> tuple[subprocess.Popen,
+                                                                               str]:
+    args = [DOSIRAK, "hub", "serve", "--port", "0", "--data", str(data)]
+    if db:
+        args += ["--db", db]
+    hub = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+    assert hub.stderr is not None
+    for line in hub.stderr:
+        if "is ready at" in line:
+            threading.Thread(target=lambda: [None for _ in hub.stderr], daemon=True).start()
+            return hub, line.split("is ready at ")[1].split()[0]
+    raise SystemExit("the hub did not start")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def transfer(root: Path, size_mb: int) -> dict[str, float]:
+    env = {**os.environ, "DOSIRAK_HOME": str(root / "alice")}
+    subprocess.run([sys.executable, "-c", f"""
+import os, dosirak
+class Blob:
+    def __init__(self, data): self.data = data
+    def __call__(self, x): return x
+dosirak.picklable_model.save_model("big", Blob(os.urandom({size_mb} << 20)))
+"""], env=env, check=True)
+    hub, url = _start_hub(root / "hub", env)
+    token = (root / "hub" / "admin-token").read_text().strip()
+    env.update(DOSIRAK_HUB_URL=url, DOSIRAK_HUB_TOKEN=token)
+    peak, stop = [0], threading.Event()
+    sampler = threading.Thread(target=_rss_sampler, args=(hub.pid, peak, stop), daemon=True)
+    sampler.start()
+    try:
+        push, push_rss = _timed_child([DOSIRAK, "models", "push", "big"], env)
+        pull_env = {**env, "DOSIRAK_HOME": str(root / "bob")}
+        pull, pull_rss = _timed_child([DOSIRAK, "models", "pull", "big"], pull_env)
+    finally:
+        stop.set()
+        sampler.join()
+        _stop(hub)
+    model_dir = next((root / "alice" / "models" / "big").iterdir())
+    blob = max(model_dir.iterdir(), key=lambda p: p.stat().st_size)
+    port = 20000 + os.getpid() % 20000
+    sink = subprocess.Popen([sys.executable, "-c", _SINK, str(root / "sink.bin"), str(port)])
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        start = time.perf_counter()
+        subprocess.run(["curl", "-s", "-o", "/dev/null", "--data-binary", f"@{blob}",
+                        f"http://127.0.0.1:{port}/"], check=True)
+        curl = time.perf_counter() - start
+    finally:
+        _stop(sink)
+    return {"push_s": push, "pull_s": pull, "curl_s": curl, "push_rss": push_rss,
+            "pull_rss": pull_rss, "hub_rss": peak[0]}
+
+
+def listing(root: Path, versions: int, db: str | None, label: str) -> dict[str, float]:
+    env = {**os.environ, "DOSIRAK_HOME": str(root / f"list-{label}")}
+    data = root / f"hub-{label}"
+    hub, url = _start_hub(data, env, db)
+    token = (data / "admin-token").read_text().strip()
+    try:
+        from dosirak.hub.db import Database, Version, VersionLabel, utcnow
+
+        database = Database(db or f"sqlite:///{data / 'hub.db'}")
+        now = utcnow()
+        with database.write() as session:
+            for i in range(versions):
+                row = Version(kind="model", name=f"m{i % 50}", version=f"v{i:08d}",
+                              digest="0" * 64, size=1, info="{}",
+                              labels={"stage": "prod" if i % 10 == 0 else "dev"}, meta={},
+                              creation_time=now, pushed_by="bench",
+                              pushed_at=now - datetime.timedelta(seconds=i))
+                session.add(row)
+                session.flush()
+                session.add(VersionLabel(version_id=row.id, key="stage",
+                                         value=row.labels["stage"]))
+        database.close()
+        timings = []
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+            for i in range(220):
+                start = time.perf_counter()
+                answer = http.get("/api/v1/models/-/versions",
+                                  params={"selector": "stage=prod,!deprecated", "limit": 100})
+                if i >= 20:  # warm-up
+                    timings.append(time.perf_counter() - start)
+                assert answer.status_code == 200 and answer.json()["items"]
+    finally:
+        _stop(hub)
+    timings.sort()
+    return {"p50_ms": 1000 * statistics.median(timings),
+            "p99_ms": 1000 * timings[int(len(timings) * 0.99) - 1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--versions", type=int, default=10_000)
+    parser.add_argument("--postgres", help="a PostgreSQL URL whose database may be filled")
+    parser.add_argument("--tmpdir", default=None)
+    options = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="dosirak-hub-bench-", dir=options.tmpdir))
+    try:
+        moved = transfer(root, options.size_mb)
+        mib = 1 << 20
+        print(f"{options.size_mb} MiB: push {moved['push_s']:.2f} s "
+              f"({moved['push_s'] / moved['curl_s']:.2f}x curl), pull {moved['pull_s']:.2f} s "
+              f"({moved['pull_s'] / moved['curl_s']:.2f}x curl), curl --data-binary to a sink "
+              f"{moved['curl_s']:.2f} s")
+        print(f"peak RSS: push client {moved['push_rss'] / mib:.0f} MiB, pull client "
+              f"{moved['pull_rss'] / mib:.0f} MiB, hub {moved['hub_rss'] / mib:.0f} MiB")
+        for label, db in [("sqlite", None)] + ([("postgres", options.postgres)]
+                                               if options.postgres else []):
+            listed = listing(root, options.versions, db, label)
+            print(f"list {options.versions} versions, selector stage=prod,!deprecated, "
+                  f"{label}: p50 {listed['p50_ms']:.1f} ms, p99 {listed['p99_ms']:.1f} ms")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

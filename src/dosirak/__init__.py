@@ -34,6 +34,7 @@ _ATTRIBUTES = {
     "api": "dosirak.service_class",
     "SyncHTTPClient": "dosirak.client",
     "AsyncHTTPClient": "dosirak.client",
+    "Context": "dosirak.context",
     # BentoML 0.x's API (seeds 001 and 004); ``api`` serves both styles (service_class.api)
     "BentoService": "dosirak.legacy",
     "env": "dosirak.legacy",

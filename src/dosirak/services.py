@@ -65,6 +65,8 @@ class InferenceAPI:
     #: True when the body may be keyed by ``parameter`` (input derived from the annotation;
     #: explicit 1.x descriptors keep their bare wire format, where a keyed one could mislead).
     keyed: bool = False
+    #: The parameter that receives the request's ``dosirak.Context`` (None: no context is made).
+    context_parameter: str | None = None
     #: True for (async) generator functions: each item goes out as it is made (decided here,
     #: once, so that other APIs pay nothing for streaming; see ``dosirak.server.streaming``).
     streaming: bool = False
@@ -118,6 +120,9 @@ class Service:
         self.config: dict[str, Any] = {}
         self._startup_hooks: list[Callable[..., Any]] = []
         self._shutdown_hooks: list[Callable[..., Any]] = []
+        self._deployment_hooks: list[Callable[..., Any]] = []
+        #: Shared by the APIs that take a ``dosirak.Context`` and the startup/shutdown hooks.
+        self.state: dict[str, Any] = {}
         self._dispatchers: list[Any] = []
         self.started = False
 
@@ -172,14 +177,30 @@ class Service:
         self.apis[api.name] = api
 
     def on_startup(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """Run ``function`` (sync or async) when the server starts, after the runners."""
+        """Run ``function`` (sync or async) when each API worker starts, after the runners;
+        a hook with a parameter gets a ``dosirak.Context`` whose ``state`` the APIs share."""
         self._startup_hooks.append(function)
         return function
 
     def on_shutdown(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """Run ``function`` (sync or async) when the server stops, before the runners."""
+        """Run ``function`` (sync or async) when each API worker stops, before the runners
+        (a hook with a parameter gets the ``dosirak.Context``, as ``on_startup``)."""
         self._shutdown_hooks.append(function)
         return function
+
+    def on_deployment(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """Run ``function`` (sync or async, no arguments) once per deployment, before any API
+        worker starts its runners: once for ``dosirak serve --workers N``, not once per worker
+        nor again when a worker is restarted (download a model, warm a cache)."""
+        self._deployment_hooks.append(function)
+        return function
+
+    async def run_deployment_hooks(self) -> None:
+        """Run the ``on_deployment`` hooks (the server makes sure it happens once)."""
+        for hook in self._deployment_hooks:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
 
     # ----- lifecycle ----------------------------------------------------------------------
 
@@ -199,19 +220,24 @@ class Service:
             # Loading models can take seconds: keep the loop free for health checks meanwhile.
             self.instance = await loop.run_in_executor(None, self.inner)
             self._bind_methods(self.instance)
-        for hook in self._startup_hooks:
-            result = hook()
+        await self._run_hooks(self._startup_hooks)
+        self.started = True
+
+    async def _run_hooks(self, hooks: list[Callable[..., Any]]) -> None:
+        for hook in hooks:
+            if _takes_argument(hook):
+                from dosirak.context import Context
+
+                result = hook(Context(state=self.state))
+            else:
+                result = hook()
             if inspect.isawaitable(result):
                 await result
-        self.started = True
 
     async def shutdown(self) -> None:
         """Run the shutdown hooks, stop batching dispatchers and runners."""
         self.started = False
-        for hook in self._shutdown_hooks:
-            result = hook()
-            if inspect.isawaitable(result):
-                await result
+        await self._run_hooks(self._shutdown_hooks)
         for dispatcher in self._dispatchers:
             await dispatcher.aclose()
         self._dispatchers.clear()
@@ -287,6 +313,14 @@ def build_api(
     if skip_self:
         parameters = parameters[1:]
     hints = _type_hints(function)
+    context = _context_parameter(parameters, hints, named_ctx=not skip_self)
+    if context is not None:
+        if options.get("batchable"):
+            raise InvalidArgument(f"API {api_name!r}: a batchable API cannot take a "
+                                  "dosirak.Context (its calls are merged into batches); read "
+                                  "what you need of the request in a non-batchable API")
+        options["context_parameter"] = context
+        parameters = [p for p in parameters if p.name != context]
     derived = input is None
     if input is None:
         input = input_descriptor(parameters, hints)
@@ -307,7 +341,7 @@ def build_api(
         if not isinstance(descriptor, IODescriptor):
             raise InvalidArgument(f"API {api_name!r}: {role}= must be an IO descriptor such as "
                                   f"NumpyNdarray(), got {descriptor!r}")
-    _check_call_shape(api_name, signature, input, skip_self)
+    _check_call_shape(api_name, signature, input, skip_self, context)
     return InferenceAPI(name=api_name, route=api_route, input=input, output=output,
                         function=function, doc=doc, **options)
 
@@ -373,17 +407,43 @@ def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:
         return dict(getattr(function, "__annotations__", {}))
 
 
+def _context_parameter(parameters: list[inspect.Parameter], hints: dict[str, Any],
+                       named_ctx: bool) -> str | None:
+    """The parameter that asks for a ``dosirak.Context``: annotated so, or (``@svc.api``)
+    named ``ctx`` without another annotation."""
+    from dosirak.context import is_context_annotation
+
+    for parameter in parameters:
+        annotation = hints.get(parameter.name, parameter.annotation)
+        if is_context_annotation(annotation) or (
+                named_ctx and parameter.name == "ctx" and
+                annotation is inspect.Parameter.empty):
+            return parameter.name
+    return None
+
+
+def _takes_argument(hook: Callable[..., Any]) -> bool:
+    """Whether a lifecycle hook has a parameter (for the ``dosirak.Context``)."""
+    try:
+        parameters = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+               for p in parameters)
+
+
 def _check_call_shape(name: str, signature: inspect.Signature, descriptor: IODescriptor,
-                      skip_self: bool) -> None:
+                      skip_self: bool, context: str | None = None) -> None:
     leading = (None,) if skip_self else ()
+    extra = {context: None} if context is not None else {}
     try:
         if isinstance(descriptor, Multipart):
             required = {field: None for field in descriptor.fields
                         if field not in descriptor.optional}
-            signature.bind(*leading, **required)
-            signature.bind(*leading, **dict.fromkeys(descriptor.fields))
+            signature.bind(*leading, **required, **extra)
+            signature.bind(*leading, **dict.fromkeys(descriptor.fields), **extra)
         else:
-            signature.bind(*leading, None)
+            signature.bind(*leading, None, **extra)
     except TypeError as error:
         expected = (f"keyword parameters {list(descriptor.fields)}"
                     if isinstance(descriptor, Multipart) else "one input parameter")

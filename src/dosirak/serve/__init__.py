@@ -99,9 +99,11 @@ def _serve_here(template: Any) -> int:
 
 
 def _supervise(template: Any, parsed: Any, reload: bool) -> int:
+    import shutil
     import tempfile
 
     from dosirak.serve.worker import METRICS_DIRECTORY_ENV, spawn
+    from dosirak.server.deployment import DEPLOYMENT_DIR_ENV
 
     # The metrics directory exists before any worker starts, so that each inherits it and
     # /metrics, whichever worker answers, adds up all of them (removed below if the
@@ -109,6 +111,9 @@ def _supervise(template: Any, parsed: Any, reload: bool) -> int:
     # service and loads the models while this process reads the configuration and binds.
     metrics_path = tempfile.mkdtemp(prefix="dosirak-metrics-")
     os.environ[METRICS_DIRECTORY_ENV] = metrics_path
+    # Where the workers agree that @svc.on_deployment hooks ran once (server/deployment.py).
+    deployment_path = tempfile.mkdtemp(prefix="dosirak-deployment-")
+    os.environ[DEPLOYMENT_DIR_ENV] = deployment_path
     first = spawn(template, 0)
 
     from dosirak.observability.multiprocess import MetricsDirectory
@@ -143,5 +148,6 @@ def _supervise(template: Any, parsed: Any, reload: bool) -> int:
                               metrics_directory=directory)
     finally:
         sock.close()
+        shutil.rmtree(deployment_path, ignore_errors=True)
         if directory is not None:
             directory.close()

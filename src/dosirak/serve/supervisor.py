@@ -41,6 +41,7 @@ from typing import Any
 
 from dosirak.exit_status import describe_exit
 from dosirak.serve.worker import STARTUP_FAILURE, WorkerSpec, spawn
+from dosirak.server.deployment import DEPLOYMENT_DIR_ENV, MARKER
 
 logger = logging.getLogger("dosirak.serve")
 
@@ -372,6 +373,11 @@ class Supervisor:
 
     async def _restart_all(self) -> None:
         self._stop_refusing()  # requests now wait for the new workers, as in a normal start
+        # New sources, a new deployment: @svc.on_deployment hooks run again.
+        deployment = os.environ.get(DEPLOYMENT_DIR_ENV)
+        if deployment:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(deployment, MARKER))
         self._reloading = True
         try:
             old = list(self.workers.values())

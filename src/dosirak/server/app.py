@@ -40,6 +40,8 @@ from dosirak.io.encoding import dumps
 from dosirak.observability.access_log import AccessLog
 from dosirak.observability.metrics import CONTENT_TYPE, metrics_from_config
 from dosirak.observability.prediction_log import PredictionLog
+from dosirak.server.context_endpoint import ContextEndpoint
+from dosirak.server.deployment import run_deployment_hooks_once
 from dosirak.server.endpoint import APIEndpoint
 from dosirak.server.errors import status_body
 from dosirak.server.metadata import build_metadata
@@ -132,10 +134,9 @@ def create_app(
     swagger_dir = _swagger_ui_dir()
 
     routes: list[Any] = [
-        Route(api.route, (StreamEndpoint if api.streaming else APIEndpoint)(
-            api, max_request_size=max_request_size, executor=state.get_executor),
-              methods=["POST"],
-              name=f"api:{api.name}")
+        Route(api.route, _endpoint(api, svc, max_request_size=max_request_size,
+                                   executor=state.get_executor),
+              methods=["POST"], name=f"api:{api.name}")
         for api in svc.apis.values()
     ]
 
@@ -219,6 +220,7 @@ def create_app(
         # The API callables as the service made them: wrapped below, restored at shutdown.
         callables = [(api, api.callable, api.is_async) for api in svc.apis.values()]
         try:
+            await run_deployment_hooks_once(svc)  # before anything starts, once in all
             # Each runner starts where its placement says. The service's own startup then finds
             # them started (starting a started runner does nothing) and does the rest.
             for runner in svc.runners:
@@ -276,6 +278,16 @@ def create_app(
                           # With CORS between, API calls must pass through it.
                           direct=None if cors.enabled else endpoints)
     return app
+
+
+def _endpoint(api: Any, svc: Service, **options: Any) -> APIEndpoint:
+    """The endpoint of ``api``: chosen here, once, so that an API pays only for what it uses
+    (a generator streams, a ``dosirak.Context`` parameter gets a context per request)."""
+    if api.streaming:
+        return StreamEndpoint(api, state=svc.state, **options)
+    if api.context_parameter is not None:
+        return ContextEndpoint(api, state=svc.state, **options)
+    return APIEndpoint(api, **options)
 
 
 def _apply_input_limits(svc: Service, config: ServingConfig) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from dosirak.exceptions import PayloadTooLarge, UnsupportedMediaType
 from dosirak.io.encoding import dumps
+from dosirak.server.context_endpoint import request_context
 from dosirak.server.endpoint import _UNPARSABLE, APIEndpoint, ClientDisconnected, _content_type
 from dosirak.server.errors import JSON_HEADER, error_response
 from dosirak.server.traffic import RESPONSE_STATE, answered
@@ -81,9 +82,10 @@ def stream_media_type(output: Any) -> str:
 class StreamEndpoint(APIEndpoint):
     """The ASGI app behind one streaming API's route."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, state: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plain_type = stream_media_type(self.output).encode("latin-1")
+        self.state = state if state is not None else {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         content_type = accept = None
@@ -114,7 +116,9 @@ class StreamEndpoint(APIEndpoint):
                                                    parse_as, params)
             else:
                 value = self._parse(body, parse_as, params)
-            items = await self._start(value)
+            context = request_context(scope, self.state) \
+                if self.api.context_parameter is not None else None
+            items = await self._start(value, context)
             # From here on the generator runs: a disconnect stops it.
             disconnected = asyncio.Event()
             watcher = loop.create_task(_watch_disconnect(receive, disconnected,
@@ -139,10 +143,14 @@ class StreamEndpoint(APIEndpoint):
         render = render_event if events else render_chunk
         headers = [(b"content-type", EVENT_STREAM.encode() if events else self._plain_type),
                    (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        status = 200
+        if context is not None:  # what the generator set before its first item
+            status = context.response.status_code
+            headers += context.response.raw_headers()
         if traffic is not None:
-            answered(traffic, 200, headers, 0)
+            answered(traffic, status, headers, 0)
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             item = first
             while item is not _DONE:
                 data = render(item)
@@ -165,10 +173,12 @@ class StreamEndpoint(APIEndpoint):
             watcher.cancel()
             await items.close()
 
-    async def _start(self, value: Any) -> _Items:
+    async def _start(self, value: Any, context: Any) -> _Items:
         function = self.api.callable
         assert function is not None
-        result = function(**value) if self.api.kwargs_input else function(value)
+        extra = {self.api.context_parameter: context} if context is not None else {}
+        result = function(**value, **extra) if self.api.kwargs_input else \
+            function(value, **extra)
         if inspect.isawaitable(result):
             result = await result
         if hasattr(result, "__anext__"):

@@ -38,7 +38,7 @@ from dosirak.store.versioned_store import fsync_tree
 from dosirak.tag import Tag, new_version
 
 if TYPE_CHECKING:
-    from dosirak.runner import Runner
+    from dosirak.runner import Runnable, Runner
 
 CUSTOM_OBJECTS_FILE = "custom_objects.pkl"
 API_VERSION = 1
@@ -159,10 +159,74 @@ class Model:
             return self.framework().load_model(self, **kwargs)
 
     def to_runner(self, name: str | None = None, **options: Any) -> Runner:
-        """A runner that serves this model's signatures (see ``dosirak.runner``)."""
-        from dosirak.runner import Runner  # the runner layer sits above the store
+        """A runner that serves this model's signatures (see ``dosirak.runner``).
 
-        return Runner.from_model(self, name=name, **options)
+        ``options`` are ``dosirak.Runner``'s (``max_batch_size``, ``max_latency_ms``,
+        ``workers`` ...). Its worker processes build the same runnable from the model's full
+        tag (``runnable_of``): the same version, whatever ``latest`` means by then.
+        """
+        from dosirak.runner import RunnableSpec, Runner  # loaded on first use: asyncio & co
+
+        spec = RunnableSpec.for_class(runnable_of, {"tag": str(self.tag)})
+        return Runner(model_runnable(self), name=name or self.tag.name, models=[self],
+                      spec=spec, **options)
+
+
+def model_runnable(model: Model) -> type[Runnable]:
+    """A Runnable class that loads ``model`` and exposes one method per signature.
+
+    A framework adapter may define ``runnable_method(loaded, method_name) -> callable`` to adapt
+    calls (tensors, no-grad, output conversion); by default the model object's own method is
+    used (``__call__`` calls the object itself).
+    """
+    from dosirak.input_spec import input_check
+    from dosirak.runner import Runnable
+
+    framework = model.framework()
+    adapt = getattr(framework, "runnable_method", None)
+    signatures = dict(model.info.signatures)
+    tag = str(model.tag)
+    spec = model.info.options.get("input_spec") or {}
+    checks = {name: input_check(spec, name, signature)
+              for name, signature in signatures.items()}
+
+    class ModelRunnable(Runnable):
+        SUPPORTED_RESOURCES = getattr(framework, "SUPPORTED_RESOURCES", ("cpu",))
+        SUPPORTS_CPU_MULTI_THREADING = getattr(framework, "SUPPORTS_CPU_MULTI_THREADING", True)
+
+        def __init__(self) -> None:
+            self.model = model.load_model()  # a delete racing the load: ModelNotFound
+            self.methods_by_name: dict[str, Callable[..., Any]] = {}
+            for name in signatures:
+                if adapt is not None:
+                    function = adapt(self.model, name)
+                elif name == "__call__":
+                    function = self.model
+                else:
+                    function = getattr(self.model, name, None)
+                if not callable(function):
+                    raise InvalidArgument(
+                        f"model {tag} has no method {name!r} although its signatures list it; "
+                        f"save it again with signatures naming methods it has"
+                    )
+                self.methods_by_name[name] = function
+
+        @classmethod
+        def signatures(cls) -> dict[str, Signature]:
+            return dict(signatures)
+
+        @classmethod
+        def input_check(cls, method: str) -> Callable[[tuple[Any, ...]], Any] | None:
+            return checks.get(method)
+
+    ModelRunnable.__qualname__ = ModelRunnable.__name__ = f"ModelRunnable[{tag}]"
+    return ModelRunnable
+
+
+def runnable_of(tag: str) -> Runnable:
+    """The runnable of the stored model ``tag`` (the model loaded): what a runner's worker
+    process builds from its plain-data spec."""
+    return model_runnable(get(tag))()
 
 
 def framework_modules() -> builtins.list[str]:

@@ -22,6 +22,7 @@ import pytest
 
 import dosirak.sklearn
 from dosirak.exceptions import InvalidArgument, RunnerError, RunnerUnavailable
+from dosirak.models import runnable_of
 from dosirak.runner.runnable import Runnable, RunnableSpec
 from dosirak.runner.worker import WorkerPool
 
@@ -195,7 +196,8 @@ def test_a_stored_sklearn_model_predicts_as_it_does_in_process() -> None:
     stored = dosirak.sklearn.save_model("iris_clf", model)
 
     async def scenario() -> tuple[Any, Any]:
-        async with started(RunnableSpec("model", tag=str(stored.tag)), name="iris_clf") as pool:
+        spec = RunnableSpec.for_class(runnable_of, {"tag": str(stored.tag)})
+        async with started(spec, name="iris_clf") as pool:
             return (await pool.call("predict", (features,), {}),
                     await pool.call("predict_proba", (features[:7],), {}))
 
@@ -238,7 +240,8 @@ def test_values_without_a_wire_form_are_refused_both_ways() -> None:
 
 def test_a_runnable_that_cannot_be_built_fails_start_with_the_childs_message() -> None:
     async def scenario() -> None:
-        pool = WorkerPool(RunnableSpec("model", tag="no_such_model:v1"), name="ghost")
+        pool = WorkerPool(RunnableSpec.for_class(runnable_of, {"tag": "no_such_model:v1"}),
+                          name="ghost")
         await pool.start()
 
     with pytest.raises(RunnerError) as caught:

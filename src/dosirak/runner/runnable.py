@@ -14,8 +14,9 @@ A ``Runnable`` subclass is the unit of custom inference logic::
         def predict(self, x):
             return self.model.predict_proba(x)[:, 1] > self.threshold
 
-Stored models get a runnable built from their signatures (``model_runnable``). A runnable is
-described by a ``RunnableSpec``, plain data that lets a worker process build the same runnable.
+Stored models get a runnable built from their signatures (``dosirak.models.model_runnable``).
+A runnable is described by a ``RunnableSpec``, plain data that lets a worker process build the
+same runnable.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from typing import Any, TypeVar
 import cloudpickle
 
 from dosirak.exceptions import InvalidArgument, ServiceCodeError
-from dosirak.input_spec import input_check
 from dosirak.signature import Signature
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,36 +82,33 @@ class Runnable:
 class RunnableSpec:
     """Everything a worker process needs to build a runnable, without the parent's objects.
 
-    ``model`` specs name a stored model by its full tag. ``class`` specs name an importable
-    class, or carry it cloudpickled when it is not importable (defined in ``__main__`` or a
-    function): those bytes travel only from the service's own parent process to its children
-    over a private pipe, never from a network peer.
+    A spec names an importable class (or a function returning a runnable, as
+    ``dosirak.models.runnable_of`` does for stored models) and its arguments, or carries the
+    class cloudpickled when it is not importable (defined in ``__main__`` or a function): those
+    bytes travel only from the service's own parent process to its children over a private
+    pipe, never from a network peer. The runner layer knows nothing of stored models.
     """
 
-    kind: str  # "model" or "class"
-    tag: str | None = None
     target: str | None = None  # "module:QualName" of an importable Runnable subclass
     pickled_class: bytes | None = field(default=None, repr=False)
     init_params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def for_class(cls, runnable_class: type, init_params: dict[str, Any] | None) -> RunnableSpec:
+    def for_class(cls, runnable_class: Callable[..., Any],
+                  init_params: dict[str, Any] | None) -> RunnableSpec:
         module, qualname = runnable_class.__module__, runnable_class.__qualname__
         if module != "__main__" and "<locals>" not in qualname:
             try:
                 if _import_target(f"{module}:{qualname}") is runnable_class:
-                    return cls("class", target=f"{module}:{qualname}",
+                    return cls(target=f"{module}:{qualname}",
                                init_params=dict(init_params or {}))
             except (ImportError, AttributeError):
                 pass
-        return cls("class", pickled_class=cloudpickle.dumps(runnable_class),
+        return cls(pickled_class=cloudpickle.dumps(runnable_class),
                    init_params=dict(init_params or {}))
 
-    def runnable_class(self) -> type:
-        if self.kind == "model":
-            from dosirak import models
-
-            return model_runnable(models.get(self.tag or ""))
+    def runnable_class(self) -> Any:
+        """The importable class (or any callable returning a runnable) the spec names."""
         if self.target:
             return _import_target(self.target)
         if self.pickled_class is not None:
@@ -129,54 +126,6 @@ def _import_target(target: str) -> Any:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def model_runnable(model: Any) -> type[Runnable]:
-    """A Runnable class that loads ``model`` and exposes one method per signature.
-
-    A framework adapter may define ``runnable_method(loaded, method_name) -> callable`` to adapt
-    calls (tensors, no-grad, output conversion); by default the model object's own method is used
-    (``__call__`` calls the object itself).
-    """
-    framework = model.framework()
-    adapt = getattr(framework, "runnable_method", None)
-    signatures = dict(model.info.signatures)
-    tag = str(model.tag)
-    spec = model.info.options.get("input_spec") or {}
-    checks = {name: input_check(spec, name, signature)
-              for name, signature in signatures.items()}
-
-    class ModelRunnable(Runnable):
-        SUPPORTED_RESOURCES = getattr(framework, "SUPPORTED_RESOURCES", ("cpu",))
-        SUPPORTS_CPU_MULTI_THREADING = getattr(framework, "SUPPORTS_CPU_MULTI_THREADING", True)
-
-        def __init__(self) -> None:
-            self.model = model.load_model()  # a delete racing the load: ModelNotFound
-            self.methods_by_name: dict[str, Callable[..., Any]] = {}
-            for name in signatures:
-                if adapt is not None:
-                    function = adapt(self.model, name)
-                elif name == "__call__":
-                    function = self.model
-                else:
-                    function = getattr(self.model, name, None)
-                if not callable(function):
-                    raise InvalidArgument(
-                        f"model {tag} has no method {name!r} although its signatures list it; "
-                        f"save it again with signatures naming methods it has"
-                    )
-                self.methods_by_name[name] = function
-
-        @classmethod
-        def signatures(cls) -> dict[str, Signature]:
-            return dict(signatures)
-
-        @classmethod
-        def input_check(cls, method: str) -> Callable[[tuple[Any, ...]], Any] | None:
-            return checks.get(method)
-
-    ModelRunnable.__qualname__ = ModelRunnable.__name__ = f"ModelRunnable[{tag}]"
-    return ModelRunnable
 
 
 def bound_method(runnable: Any, method_name: str) -> Callable[..., Any]:

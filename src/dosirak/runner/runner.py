@@ -22,7 +22,7 @@ from typing import Any
 
 from dosirak.exceptions import InvalidArgument, RunnerError, ServiceCodeError
 from dosirak.runner import loop_bridge
-from dosirak.runner.runnable import Runnable, RunnableSpec, bound_method, model_runnable
+from dosirak.runner.runnable import Runnable, RunnableSpec, bound_method
 from dosirak.signature import Signature
 
 DEFAULT_MAX_BATCH_SIZE = 100
@@ -221,13 +221,6 @@ class Runner:
         # Typical seconds per local call, by method (see INLINE_BELOW).
         self._call_seconds: dict[str, float] = {}
 
-    @classmethod
-    def from_model(cls, model: Any, name: str | None = None, **options: Any) -> Runner:
-        """The runner of a stored model (what ``Model.to_runner()`` returns)."""
-        runnable_class = model_runnable(model)
-        return cls(runnable_class, name=name or model.tag.name, models=[model],
-                   spec=RunnableSpec("model", tag=str(model.tag)), **options)
-
     def __repr__(self) -> str:
         return f"Runner(name={self.name!r}, methods={sorted(self.methods)}, mode={self.mode})"
 
@@ -274,8 +267,7 @@ class Runner:
         """Load the model into this process (development, tests, notebooks)."""
         if self.mode is not None:
             return
-        self._runnable = self.spec.build() if self.spec.kind == "model" else \
-            self.runnable_class(**self.runnable_init_params)
+        self._runnable = self.runnable_class(**self.runnable_init_params)
         self.mode = "local"
         self._executor = ThreadPoolExecutor(
             max_workers=1 if not self.runnable_class.SUPPORTS_CPU_MULTI_THREADING else 4,

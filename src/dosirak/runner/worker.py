@@ -1,6 +1,6 @@
 """Runner worker processes: child processes that each hold a built runnable and run its methods.
 
-    >>> pool = WorkerPool(RunnableSpec("model", tag="iris_clf:abc"), workers=2, name="iris_clf")
+    >>> pool = WorkerPool(RunnableSpec.for_class(MyRunnable, {}), workers=2, name="my_runner")
     >>> await pool.start()                  # spawn, build the runnable in each child, wait
     >>> await pool.call("predict", (x,), {})
     >>> await pool.stop()                   # let in-flight calls finish, then end the children

@@ -158,3 +158,26 @@ def test_a_bento_whose_model_was_replaced_under_its_tag_does_not_serve(
     assert f"bento {bento.tag} was built with the model {model} of digest" in output
     assert f"the model store holds {model} with digest" in output
     assert "--force" in output
+
+
+def test_a_served_bento_is_not_deleted_without_force(bento: dosirak.bentos.Bento,
+                                                     iris_project: Path, elsewhere: Path) -> None:
+    """`dosirak serve TAG` holds the bento's lease (supervisor and workers): delete refuses it
+    until the server stops; --force deletes it anyway."""
+    (iris_project / "service.py").write_bytes((bento.path / "src" / "service.py").read_bytes())
+    again = dosirak.bentos.build(iris_project, version="again")
+    with Served([str(bento.tag)], cwd=elsewhere) as server:
+        done = _cli("delete", str(bento.tag), "-y", cwd=elsewhere)
+        assert done.returncode == 1, done.stderr
+        assert f"bento {bento.tag} is in use" in done.stderr and "--force" in done.stderr
+        assert server.post("/classify", ROW)[2] == [0]
+    assert dosirak.bentos.get(bento.tag).tag == bento.tag
+    done = _cli("delete", str(bento.tag), "-y", cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(dosirak.exceptions.BentoNotFound):
+        dosirak.bentos.get(bento.tag)
+
+    with Served([str(again.tag)], cwd=elsewhere):
+        done = _cli("delete", str(again.tag), "-y", "--force", cwd=elsewhere)
+        assert done.returncode == 0, done.stderr
+    assert dosirak.bentos.list() == []

@@ -8,12 +8,16 @@ models (atomic, crash-safe, concurrent-safe), with ``bento.yaml`` as each versio
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime
+import fcntl
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dosirak.exceptions import BentoNotFound, NotFound
+from dosirak.exceptions import BentoNotFound, InUse, NotFound
 from dosirak.store import BENTO_INFO_FILE, VersionedStore, home
 from dosirak.store.versioned_store import creation_time
 from dosirak.tag import Tag
@@ -100,9 +104,69 @@ def list(name: str | None = None) -> builtins.list[Bento]:  # BentoML's name
     return found
 
 
-def delete(tag: Tag | str) -> Tag:
+def delete(tag: Tag | str, *, force: bool = False) -> Tag:
     """Delete one bento version (``name:latest`` deletes the newest); returns its full tag.
 
-    Its models stay in the model store: other bentos may use them.
+    Its models stay in the model store: other bentos may use them. A bento being served, run
+    or batched (a process holds its lease) is kept (``InUse``) unless ``force``.
     """
-    return bento_store().delete(bento_tag(tag))
+    store = bento_store()
+    full = store.resolve(bento_tag(tag))
+    with _lease_file(full) as fd:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if force:
+                return _delete(store, full)
+            raise InUse(f"bento {full} is in use: a `dosirak serve`, `run` or `batch` of it is "
+                        "running; stop it first, or pass force=True (CLI: --force) to delete it "
+                        "anyway (a running server keeps serving; its restarts fail)") from None
+        return _delete(store, full)
+
+
+def _delete(store: VersionedStore, tag: Tag) -> Tag:
+    deleted = store.delete(tag)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_lease_path(tag))  # while locked: a holder still waiting finds the bento gone
+    return deleted
+
+
+@contextlib.contextmanager
+def lease(tag: Tag | str) -> Iterator[Bento]:
+    """Hold bento ``tag`` while it is served, run or batched: ``delete`` refuses it meanwhile.
+
+    A shared ``flock`` on a file beside the store: any number of holders, released by the
+    kernel when the holder exits, however it exits (no stale leases after a kill).
+    """
+    bento = get(tag)
+    with _lease_file(bento.tag) as fd:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield get(bento.tag)  # deleted before the lease was taken: BentoNotFound
+
+
+def hold(tag: Tag | str) -> Bento:
+    """Take the lease of bento ``tag`` for the rest of this process's life (``dosirak serve``
+    holds its bento until it exits)."""
+    held = lease(tag)
+    bento = held.__enter__()
+    _HELD.append(held)
+    return bento
+
+
+_HELD: builtins.list[Any] = []  # the leases a process keeps until it exits
+_LEASES = ".leases"
+
+
+def _lease_path(tag: Tag) -> Path:
+    return bento_store().root / _LEASES / f"{tag.name}:{tag.version}"
+
+
+@contextlib.contextmanager
+def _lease_file(tag: Tag) -> Iterator[int]:
+    path = _lease_path(tag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        yield fd
+    finally:
+        os.close(fd)

@@ -98,12 +98,14 @@ def get_bento(tag: str, output: str) -> None:
 @click.command("delete")
 @click.argument("tag")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete_bento(tag: str, yes: bool) -> None:
+@click.option("--force", is_flag=True,
+              help="Delete it even while a `dosirak serve`, `run` or `batch` of it runs.")
+def delete_bento(tag: str, yes: bool, force: bool) -> None:
     """Delete one version of a bento (TAG or name:latest); its models stay in the model store."""
     bento = bento_api.get(tag)
     if not yes:
         confirm_delete(bento.tag)
-    bento_api.delete(bento.tag)
+    bento_api.delete(bento.tag, force=force)
     click.echo(f"deleted {bento.tag}")
 
 

@@ -61,6 +61,10 @@ def serve(
                               "sources are fixed when it is built; serve the project directory "
                               "with --reload while developing (dosirak serve DIR --reload), or "
                               "the bento without it")
+    if parsed.bento is not None:
+        from dosirak.bentos.store import hold
+
+        hold(parsed.bento)  # between worker restarts too: `dosirak delete` refuses it meanwhile
     # Workers get the bento's full tag: a build landing meanwhile must not change what they serve.
     template = WorkerSpec(target=parsed.bento or target, config_file=config_file,
                           overrides=overrides, development=development)

@@ -143,6 +143,9 @@ def import_target_module(target: Target) -> Any:
     """
     directory = str(target.directory)
     if target.bento is not None:  # the bento's code only, never a same-named working copy
+        from dosirak.bentos.store import hold
+
+        hold(target.bento)  # `dosirak delete` refuses it while this process lives
         sys.path[:] = [entry for entry in sys.path if entry not in ("", os.getcwd())]
         from dosirak.models import pin_versions
 

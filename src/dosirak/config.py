@@ -165,6 +165,37 @@ class OipConfig(_Section):
                           "/v2/models/API/infer` (JSON and binary tensors).")
 
 
+#: Routes that need no token unless ``api_server.auth.public_routes`` says otherwise: probes.
+DEFAULT_PUBLIC_ROUTES = ("/livez", "/healthz", "/readyz", "/v2/health/live", "/v2/health/ready")
+
+
+class AuthConfig(_Section):
+    """Bearer tokens every request must carry (``Authorization: Bearer TOKEN``)."""
+
+    enabled: bool | None = Field(None, description="Require a token. `null`: when any token is "
+                                 "configured (tokens_file or the DOSIRAK_API_TOKENS environment "
+                                 "variable, comma-separated tokens); `true`: always (starting "
+                                 "without a token is an error); `false`: never.")
+    tokens_file: str | None = Field(None, description="A file of SHA-256 hex digests of the "
+                                    "accepted tokens, one a line (`printf %s TOKEN | "
+                                    "sha256sum`); `#` starts a comment.")
+    public_routes: list[str] = Field(list(DEFAULT_PUBLIC_ROUTES), description="Paths served "
+                                     "without a token: exact paths, or prefixes ending in `*` "
+                                     "(`/static/*`). `/metrics`, `/metadata` and the docs need "
+                                     "a token unless listed.")
+
+    _lists = field_validator("public_routes", mode="before")(_string_list)
+
+    @field_validator("public_routes")
+    @classmethod
+    def _paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path.startswith("/") or "*" in path[:-1]:
+                raise ValueError(f"{path!r} is not a path (starting with /) or a prefix ending "
+                                 "in *")
+        return paths
+
+
 class ApiServerConfig(_Section):
     """The HTTP side: where to listen, how many API workers, and the limits per request."""
 
@@ -200,6 +231,7 @@ class ApiServerConfig(_Section):
     input_limits: InputLimitsConfig = InputLimitsConfig()
     http: HttpConfig = HttpConfig()
     oip: OipConfig = OipConfig()
+    auth: AuthConfig = AuthConfig()
 
     @field_validator("max_concurrency", mode="before")
     @classmethod

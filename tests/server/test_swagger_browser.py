@@ -55,3 +55,45 @@ def test_swagger_ui_lists_the_apis_and_try_it_out_works(
     outside = [u for u in requested if not u.startswith((url, "data:"))]
     assert outside == [], f"the page reached outside this server: {outside}"
     assert any(u.endswith("/docs.json") for u in requested)
+
+
+def test_swagger_ui_authorize_button_sends_the_token() -> None:
+    """With api_server.auth and the docs public, a call fails with 401 until the token is given
+    through the Authorize button; then "Try it out" gets a 200."""
+    from dosirak.config import load_config
+
+    config = load_config(environ={}, overrides={
+        "api_server.auth.public_routes": ["/", "/docs.json", "/static/*"]})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOSIRAK_API_TOKENS", "browser-token")
+        server = serve(json_service(), config=config)
+        with server as url, playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(f"{url}/")
+                operation = page.locator("#operations-Service_APIs-shout")
+                operation.wait_for(timeout=20_000)
+                operation.locator(".opblock-summary").click()
+                operation.locator("button.try-out__btn").click()
+                operation.locator("textarea.body-param__text").fill("hi")
+
+                def status_after_execute() -> str:
+                    operation.locator("button.execute").click()
+                    cell = operation.locator(
+                        ".live-responses-table tr.response .response-col_status").first
+                    cell.wait_for(timeout=20_000)
+                    return cell.inner_text().strip()
+
+                assert status_after_execute().startswith("401")
+                page.locator("button.authorize").first.click()
+                dialog = page.locator(".modal-ux")
+                dialog.locator("input").first.fill("browser-token")
+                dialog.locator("button.modal-btn.auth.authorize").click()
+                dialog.locator("button.btn-done").click()
+                operation.locator("button.btn-clear").click()
+                assert status_after_execute() == "200"
+                assert "HI" in operation.locator(".live-responses-table").inner_text()
+            finally:
+                browser.close()

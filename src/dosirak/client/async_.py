@@ -34,11 +34,11 @@ class AsyncHTTPClient(ClientBase):
 
     def __init__(self, url: str, *, wait_ready: bool = False, timeout: float = DEFAULT_TIMEOUT,
                  headers: dict[str, str] | None = None,
-                 schema: dict[str, Any] | None = None) -> None:
-        super().__init__(url, timeout=timeout, headers=headers)
+                 schema: dict[str, Any] | None = None, token: str | None = None) -> None:
+        super().__init__(url, timeout=timeout, headers=headers, token=token)
         if schema is None:
             with SyncHTTPClient(url, wait_ready=wait_ready, timeout=timeout,
-                                headers=headers) as reader:
+                                headers=headers, token=token) as reader:
                 schema = reader._get_json("/docs.json")
         self._build(schema)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=self.timeout,
@@ -47,9 +47,10 @@ class AsyncHTTPClient(ClientBase):
     @classmethod
     async def from_url(cls, url: str, *, wait_ready: bool = False,
                        timeout: float = DEFAULT_TIMEOUT,
-                       headers: dict[str, str] | None = None) -> AsyncHTTPClient:
+                       headers: dict[str, str] | None = None,
+                       token: str | None = None) -> AsyncHTTPClient:
         """A client built without blocking the event loop (awaiting readiness if asked)."""
-        client = cls(url, timeout=timeout, headers=headers, schema=_NO_APIS)
+        client = cls(url, timeout=timeout, headers=headers, schema=_NO_APIS, token=token)
         try:
             if wait_ready:
                 await client.wait_ready()

@@ -27,13 +27,20 @@ _LAST_POLL = 0.5
 class ClientBase:
     """The state and logic of a client of one running service (see ``SyncHTTPClient``)."""
 
-    def __init__(self, url: str, *, timeout: float, headers: dict[str, str] | None) -> None:
+    def __init__(self, url: str, *, timeout: float, headers: dict[str, str] | None,
+                 token: str | None = None) -> None:
         self.url = normalize_url(url)
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise InvalidArgument(f"timeout must be a positive number of seconds, got "
                                   f"{timeout!r}")
         self.timeout = float(timeout)
         self.headers = dict(headers or {})
+        if token is not None:
+            if not isinstance(token, str) or not token.strip() or any(
+                    ch in token for ch in "\r\n"):
+                raise InvalidArgument("token must be the service's API token as a non-empty "
+                                      "string (api_server.auth)")
+            self.headers["authorization"] = f"Bearer {token.strip()}"
         #: The service's inference APIs by name, read from its ``/docs.json``.
         self.apis: dict[str, RemoteAPI] = {}
         self.service_name = ""

@@ -29,7 +29,8 @@ class SyncHTTPClient(ClientBase):
     how answers are read: ``dosirak.client`` (arrays travel as ``.npy`` when the API offers it).
 
     ``wait_ready=True`` polls ``/readyz`` until the service is ready, for at most ``timeout``
-    seconds, which is also the time each call may take. ``headers`` go with every request.
+    seconds, which is also the time each call may take. ``headers`` go with every request;
+    ``token`` is sent as ``Authorization: Bearer TOKEN`` (a service with ``api_server.auth``).
     ``schema`` builds the methods from a given OpenAPI document instead of ``/docs.json``.
     Connections are kept alive and pooled: share one client between threads. Errors raise the
     ``dosirak.exceptions`` class of the answer's status (see ``dosirak.client.errors``).
@@ -37,8 +38,8 @@ class SyncHTTPClient(ClientBase):
 
     def __init__(self, url: str, *, wait_ready: bool = False, timeout: float = DEFAULT_TIMEOUT,
                  headers: dict[str, str] | None = None,
-                 schema: dict[str, Any] | None = None) -> None:
-        super().__init__(url, timeout=timeout, headers=headers)
+                 schema: dict[str, Any] | None = None, token: str | None = None) -> None:
+        super().__init__(url, timeout=timeout, headers=headers, token=token)
         self._http = httpx.Client(base_url=self.url, timeout=self.timeout,
                                   headers=self.headers)
         try:

@@ -129,7 +129,11 @@ def create_app(
     state = _State(sync_threads)
     prediction_log = PredictionLog()
     metadata = dumps(build_metadata(svc, placements))
-    openapi = dumps(build_openapi(svc))
+    gate = _auth_gate(config)
+    document = build_openapi(svc)
+    if gate is not None:
+        gate.document(document)
+    openapi = dumps(document)
     docs_page = _docs_page(svc.name)
     swagger_dir = _swagger_ui_dir()
 
@@ -261,7 +265,9 @@ def create_app(
     if oip is not None:  # an API's own route wins over an infer path it happens to take
         endpoints = {**oip.endpoints, **endpoints}
     app = ServiceApp(starlette, endpoints)
-    inner: Any = app.route
+    inner: Any = app.route if gate is None else gate.wrap(app.route)
+    direct = endpoints if gate is None else {path: gate.wrap(endpoint)
+                                             for path, endpoint in endpoints.items()}
     cors = config.api_server.cors
     if cors.enabled:
         from starlette.middleware.cors import CORSMiddleware
@@ -276,8 +282,16 @@ def create_app(
                           max_concurrency=admission_limit(svc, config, sync_threads),
                           track_request_id=prediction_log.enabled,
                           # With CORS between, API calls must pass through it.
-                          direct=None if cors.enabled else endpoints)
+                          direct=None if cors.enabled else direct)
     return app
+
+
+def _auth_gate(config: ServingConfig) -> Any:
+    """The bearer-token gate of ``api_server.auth``; None when authentication is off."""
+    from dosirak.server.auth import AuthGate, load_tokens
+
+    tokens = load_tokens(config.api_server.auth)
+    return AuthGate(tokens, config.api_server.auth.public_routes) if tokens else None
 
 
 def _endpoint(api: Any, svc: Service, **options: Any) -> APIEndpoint:

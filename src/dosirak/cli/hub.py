@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from dosirak.cli.common import byte_size, human_size, progress_bar
 from dosirak.exceptions import MissingDependency
 
 
@@ -55,7 +56,6 @@ def _run_server(host: str, port: int, data: str | None, db: str | None, storage:
     except ImportError as error:
         raise MissingDependency(f"the hub server needs the hub extra ({error.name} is "
                                 "missing): pip install 'dosirak[hub]'") from None
-    from dosirak.cli.models import _byte_size
     from dosirak.store import home
 
     settings = HubSettings(data=Path(data) if data else home() / "hub", db=db, storage=storage,
@@ -63,7 +63,7 @@ def _run_server(host: str, port: int, data: str | None, db: str | None, storage:
     if max_size:
         from dataclasses import replace
 
-        settings = replace(settings, max_size=_byte_size(None, None, max_size))
+        settings = replace(settings, max_size=byte_size(None, None, max_size))
     serve(settings, host=host, port=port)
 
 
@@ -88,12 +88,6 @@ def serve_hub(**options: Any) -> None:
 def yatai_service_start(**options: Any) -> None:
     """The seeds' name for `dosirak hub serve`, on port 3000."""
     _run_server(**options)
-
-
-def progress_bar(label: str, total: int | None) -> Any:
-    from dosirak.cli.models import _progress as bar
-
-    return bar(label, total)
 
 
 def _client() -> Any:
@@ -176,8 +170,6 @@ def revoke_token(name: str) -> None:
               help="Keep what was touched more recently than this [default: 1h].")
 def gc(dry_run: bool, grace: str | None) -> None:
     """Remove files no version uses and abandoned uploads."""
-    from dosirak.cli.models import human_size
-
     with _client() as client:
         result = client.gc(dry_run=dry_run, grace=grace)
     verb = "would remove" if dry_run else "removed"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import dosirak
-from dosirak.exceptions import BentoNotFound, InUse, InvalidArgument, NotFound
+from dosirak.exceptions import BentoNotFound, InUse, NotFound
 
 DOSIRAK = [str(Path(sys.executable).parent / "dosirak")]
 
@@ -36,7 +36,9 @@ def test_get_list_delete(iris_project: Path) -> None:
     assert dosirak.bentos.get("iris_classifier").tag == old.tag
     with pytest.raises(BentoNotFound, match=r"no bento 'iris_classifier:2new' .* `dosirak list`"):
         dosirak.bentos.get("iris_classifier:2new")
-    with pytest.raises(InvalidArgument, match="not lowercase"):
+    # Bento tags are read case-insensitively (as BentoML 1.x), for 0.x's IrisClassifier:latest
+    assert dosirak.bentos.get("IRIS_Classifier").tag == old.tag
+    with pytest.raises(BentoNotFound, match=r"no bento 'iris:latest'"):
         dosirak.bentos.get("Iris")
     assert dosirak.models.get("iris_clf")  # the bento's model stays in the model store
 
@@ -98,7 +100,7 @@ def test_cli_build_list_get_delete(iris_project: Path, tmp_path: Path) -> None:
     (["build", "DIR"], "name: x\n", "service: missing, it is required"),
     (["build", "DIR", "--version", "Bad"], None, "invalid version 'Bad' in tag"),
     (["build", "DIR", "--label", "novalue"], None, "is not KEY=VALUE"),
-    (["get", "Iris:Bad"], None, "not lowercase"),
+    (["get", "Iris:Bad"], None, "no bento 'iris:bad'"),
     (["get", "ghost:latest"], None, "no bento 'ghost:latest' in"),
     (["delete", "ghost", "-y"], None, "no bento 'ghost:latest' in"),
 ])

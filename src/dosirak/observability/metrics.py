@@ -120,7 +120,7 @@ class Metrics:
         self.namespace = namespace
         self.endpoints = set(endpoints)
         self._directory = multiprocess.current_directory()
-        _select_value_class(self._directory is not None)
+        select_value_class(self._directory is not None)
         # Our own registry: a second Metrics (a test, a reload) must not collide in the global one.
         self._registry = CollectorRegistry(auto_describe=True)
         registry = None if self._directory is not None else self._registry
@@ -402,7 +402,7 @@ class _WithRequestTotals:
                 yield totals
 
 
-def _select_value_class(multiprocess_mode: bool) -> None:
+def select_value_class(multiprocess_mode: bool) -> None:
     """Make the metrics created next keep their values where this process's mode says.
 
     prometheus_client picks its value class once, when first imported. A process that imported

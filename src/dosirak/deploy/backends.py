@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -99,11 +100,11 @@ class Backend:
 
 def _build_failure(name: str, code: int, tail: list[str]) -> ContainerBuildFailed:
     last = " | ".join(tail[-6:]) or "no output"
-    if code in (137, -9) or any("137" in line and ("code" in line or "status" in line)
-                                for line in tail[-4:]):
+    if code in (137, -9) or any(re.search(r"(code|status):? 137\b", line) for line in tail):
         return ContainerBuildFailed(
-            f"the {name} build was killed by the out-of-memory killer (exit 137): give the "
-            f"engine more memory or build one image at a time ({last})")
+            f"a step of the {name} build was killed (exit 137: SIGKILL, most often from the "
+            "out-of-memory killer); give the engine more memory (Docker Desktop: Settings > "
+            f"Resources) or build one image at a time ({last})")
     return ContainerBuildFailed(f"the {name} build failed (exit {code}); its last lines: {last}")
 
 

@@ -126,6 +126,9 @@ def blocks(spec: DockerfileSpec) -> dict[str, str]:
         f"COPY home/ {HOME}/",
         # Compiled once here: the non-root user cannot write __pycache__ next to the sources.
         f"RUN {json_array([PYTHON, '-m', 'compileall', '-q', HOME])}",
+        # The stores' own folders belong to the user (bookkeeping such as leases and drafts);
+        # each stored version stays root's, read-only to the server.
+        f"RUN {json_array(['chown', f'{UID}:{UID}', HOME, f'{HOME}/bentos', f'{HOME}/models'])}",
     ]
     if spec.setup_script:
         script = f"{BUILD}/setup_script"

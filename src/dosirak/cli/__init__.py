@@ -29,11 +29,13 @@ _COMMANDS = {
     "export": "dosirak.cli.bentos:export_bento",
     "import": "dosirak.cli.bentos:import_bento",
     "verify": "dosirak.cli.bentos:verify_bento",
+    "migrate": "dosirak.cli.legacy:migrate",
     "hub": "dosirak.cli.hub:hub",
     "push": "dosirak.cli.hub:push_bento",
     "pull": "dosirak.cli.hub:pull_bento",
     "yatai-service-start": "dosirak.cli.hub:yatai_service_start",
-    "migrate": "dosirak.cli.legacy:migrate",
+    "containerize": "dosirak.cli.deploy:containerize",
+    "deploy": "dosirak.cli.deploy:deploy",
 }
 
 

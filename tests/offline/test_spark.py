@@ -107,3 +107,23 @@ def test_models_travel_as_archives_not_through_the_drivers_store(spark, generic_
     np.testing.assert_array_equal(result["result"].to_numpy(),
                                   iris_clf.predict(result[COLUMNS].to_numpy()))
     assert not list(Path(dosirak_home).glob("models/iris_clf/*/model.yaml"))
+
+
+def test_a_bento_by_tag_travels_as_one_archive(spark, service_file, iris_clf, tmp_path):
+    """A bento's tag as the target: its sources and models reach the executors in one .bento
+    archive; the driver's stores are emptied before the job runs."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "iris_service.py").write_text(service_file.read_text())
+    (project / "bentofile.yaml").write_text("service: iris_service:svc\nname: iris_spark\n"
+                                            "models: [iris_clf:latest]\n")
+    bento = dosirak.bentos.build(project)
+    _rows, df = iris_frame(spark, 400, partitions=2, seed=4)
+    scored = dosirak.spark.run_in_spark(df, "iris_spark:latest", "classify", columns=COLUMNS,
+                                        output_schema="result long")
+    dosirak.bentos.delete(bento.tag, force=True)  # this process imported it: it holds a lease
+    for model in dosirak.models.list():
+        dosirak.models.delete(model.tag, force=True)
+    result = scored.toPandas()
+    np.testing.assert_array_equal(result["result"].to_numpy(),
+                                  iris_clf.predict(result[COLUMNS].to_numpy()))

@@ -10,9 +10,11 @@ batches of rows as pandas DataFrames and calls the API once per batch.
 
 How models reach the executors. The driver exports every model the service uses to an archive
 (``dosirak.models.export_model``) and ships it with ``SparkContext.addFile``; a service file
-(``path/to/service.py:svc``) is shipped with ``addPyFile``. Nothing assumes a disk shared with the
-driver. Each executor's Python worker imports the archives into a private store of its own, builds
-the service and starts its runners in the worker itself (no HTTP server, no extra processes), once:
+(``path/to/service.py:svc``) is shipped with ``addPyFile``; a bento (``iris_classifier:latest``)
+travels whole, its sources and models in one ``.bento`` archive (``dosirak.bentos.export_bento``).
+Nothing assumes a disk shared with the driver. Each executor's Python worker imports the archives
+into a private store of its own, builds the service and starts its runners in the worker itself
+(no HTTP server, no extra processes), once:
 the loaded service is cached in this module, so later tasks in the same Python worker (Spark
 reuses them) find it loaded. A row that fails fails its Spark task, as any Spark function does.
 """
@@ -50,13 +52,15 @@ class _Spec:
     target: str | None = None  # "module:attribute" of a service file shipped with addPyFile
     columns: tuple[str, ...] | None = None
     keep_input: bool = True
+    bento: bool = False  # target is a bento's full tag; archives holds its .bento archive
 
 
 def run_in_spark(df: Any, target: str, api_name: str, *, columns: list[str] | None = None,
                  output_schema: Any = None, keep_input: bool = True,
                  batch_rows: int = DEFAULT_BATCH_ROWS) -> Any:
-    """Score ``df`` with API ``api_name`` of ``target`` (``module:svc``, ``file.py:svc`` or a
-    generic service config file); returns a new Spark DataFrame.
+    """Score ``df`` with API ``api_name`` of ``target`` (``module:svc``, ``file.py:svc``, a
+    bento's tag such as ``iris_classifier:latest``, or a generic service config file); returns
+    a new Spark DataFrame.
 
     ``columns`` picks (and orders) the input columns the API gets; all by default.
     ``output_schema`` (a ``StructType`` or DDL string of the result columns) skips the sample
@@ -71,12 +75,20 @@ def run_in_spark(df: Any, target: str, api_name: str, *, columns: list[str] | No
 
         config = _pinned_config(load_config(target).model_dump(by_alias=False))
         svc = build_service(config)
-        spec_config, spec_target = json.dumps(config), None
-    else:
-        svc = load_target(target)
-        spec_config, spec_target = None, _ship_module(sc, target)
-    return _run(df, svc, api_name, config=spec_config, target=spec_target, columns=columns,
-                output_schema=output_schema, keep_input=keep_input, batch_rows=batch_rows)
+        return _run(df, svc, api_name, config=json.dumps(config), target=None,
+                    columns=columns, output_schema=output_schema, keep_input=keep_input,
+                    batch_rows=batch_rows)
+    from dosirak.serve.target import parse_target
+
+    bento = parse_target(target).bento
+    svc = load_target(bento or target)
+    if bento is not None:  # the bento and its models travel as one .bento archive
+        return _run(df, svc, api_name, config=None, target=bento, columns=columns,
+                    output_schema=output_schema, keep_input=keep_input, batch_rows=batch_rows,
+                    archives=(_ship_bento(sc, bento),), bento=True)
+    return _run(df, svc, api_name, config=None, target=_ship_module(sc, target),
+                columns=columns, output_schema=output_schema, keep_input=keep_input,
+                batch_rows=batch_rows)
 
 
 def run_model(df: Any, tag: str, method: str | None = None, *, columns: list[str] | None = None,
@@ -104,7 +116,7 @@ def run_model(df: Any, tag: str, method: str | None = None, *, columns: list[str
 
 def _run(df: Any, svc: Any, api_name: str, *, config: str | None, target: str | None,
          columns: list[str] | None, output_schema: Any, keep_input: bool,
-         batch_rows: int) -> Any:
+         batch_rows: int, archives: tuple[str, ...] | None = None, bento: bool = False) -> Any:
     from dosirak.offline import tables
 
     api = svc.apis.get(api_name)
@@ -119,11 +131,12 @@ def _run(df: Any, svc: Any, api_name: str, *, config: str | None, target: str | 
                                   f"{df.columns}")
     session = df.sparkSession
     session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
-    archives = tuple(_ship_models(session.sparkContext, _models_of(svc)))
+    if archives is None:
+        archives = tuple(_ship_models(session.sparkContext, _models_of(svc)))
     key = hashlib.sha256(json.dumps([archives, api_name, config, target]).encode()).hexdigest()
     spec = _Spec(key=key, archives=archives, api=api_name, config=config, target=target,
                  columns=tuple(columns) if columns is not None else None,
-                 keep_input=keep_input)
+                 keep_input=keep_input, bento=bento)
     result_schema = _result_schema(df, svc, spec, output_schema)
     if keep_input:
         clash = [field.name for field in result_schema.fields if field.name in df.columns]
@@ -149,7 +162,7 @@ def _models_of(svc: Any) -> list[Any]:
     return list(found.values())
 
 
-_EXPORTS: dict[str, str] = {}  # full tag -> archive path on the driver, shipped once
+_EXPORTS: dict[str, str] = {}  # model's full tag, or "bento TAG" -> archive on the driver
 _EXPORT_LOCK = threading.Lock()
 
 
@@ -169,6 +182,21 @@ def _ship_models(sc: Any, models_used: list[Any]) -> list[str]:
                 _EXPORTS[tag] = path
             names.append(os.path.basename(_EXPORTS[tag]))
     return names
+
+
+def _ship_bento(sc: Any, tag: str) -> str:
+    """Export the bento ``tag`` (with its models) once and ship it; returns its file name."""
+    from dosirak import bentos
+
+    with _EXPORT_LOCK:
+        key = f"bento {tag}"
+        if key not in _EXPORTS:
+            directory = tempfile.mkdtemp(prefix="dosirak-spark-export-")
+            atexit.register(shutil.rmtree, directory, True)  # Spark reads it when tasks run
+            path = bentos.export_bento(tag, directory + os.sep)
+            sc.addFile(path)
+            _EXPORTS[key] = path
+        return os.path.basename(_EXPORTS[key])
 
 
 def _ship_module(sc: Any, target: str) -> str:
@@ -268,7 +296,12 @@ def _build(spec: _Spec) -> Any:
     atexit.register(shutil.rmtree, home, True)
     os.environ["DOSIRAK_HOME"] = home
     for name in spec.archives:
-        models.import_model(SparkFiles.get(name))
+        if spec.bento:
+            from dosirak import bentos
+
+            bentos.import_bento(SparkFiles.get(name))
+        else:
+            models.import_model(SparkFiles.get(name))
     if spec.config is not None:
         from dosirak.generic import build_service
 

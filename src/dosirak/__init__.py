@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _SUBMODULES = {
     "exceptions", "models", "sklearn", "pytorch", "keras", "tensorflow", "xgboost", "lightgbm",
     "onnx", "transformers", "picklable_model", "runner", "io", "client", "generic", "spark",
-    "bentos", "adapters", "metrics",
+    "bentos", "adapters", "metrics", "monitoring",
 }
 _ATTRIBUTES = {
     "Model": "dosirak.models",
@@ -35,6 +35,7 @@ _ATTRIBUTES = {
     "SyncHTTPClient": "dosirak.client",
     "AsyncHTTPClient": "dosirak.client",
     "Context": "dosirak.context",
+    "monitor": "dosirak.monitoring",
     # BentoML 0.x's API (seeds 001 and 004); ``api`` serves both styles (service_class.api)
     "BentoService": "dosirak.legacy",
     "env": "dosirak.legacy",

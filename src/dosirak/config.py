@@ -441,6 +441,18 @@ class LoggingConfig(_Section):
     prediction: PredictionLogConfig = PredictionLogConfig()
 
 
+class MonitoringConfig(_Section):
+    """Where ``dosirak.monitor`` writes its records (JSON lines, see ``dosirak.monitoring``)."""
+
+    log_path: str = Field("monitoring", description="Directory of the monitors' files, "
+                          "relative to the working directory unless absolute; one "
+                          "subdirectory per monitor.")
+    max_bytes: ByteSize = Field(ByteSize(64 << 20), gt=0, description="Size past which a "
+                                "process's data file is rotated (`64MiB`).")
+    backup_count: int = Field(5, ge=0, description="Rotated files kept per process "
+                              "(`data.<pid>.jsonl.1` ... `.N`); the oldest is dropped.")
+
+
 class ModelStoreConfig(_Section):
     """The local model store: what an imported archive may ask of it."""
 
@@ -459,6 +471,7 @@ class ServingConfig(_Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     model_store: ModelStoreConfig = ModelStoreConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     def check_runners(self, runners: Mapping[str, Iterable[str]]) -> None:
         """Refuse sections for runners or methods the service does not have (typos).

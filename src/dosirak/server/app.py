@@ -37,6 +37,7 @@ from starlette.routing import Route
 from dosirak.config import DEFAULT_PLACEMENT, ServingConfig
 from dosirak.exceptions import InvalidArgument, MissingDependency
 from dosirak.io.encoding import dumps
+from dosirak.monitoring import configure as configure_monitoring
 from dosirak.observability.access_log import AccessLog
 from dosirak.observability.metrics import CONTENT_TYPE, metrics_from_config
 from dosirak.observability.prediction_log import PredictionLog
@@ -128,6 +129,8 @@ def create_app(
     _apply_input_limits(svc, config)
     state = _State(sync_threads)
     prediction_log = PredictionLog()
+    monitoring = config.monitoring
+    configure_monitoring(monitoring.log_path, int(monitoring.max_bytes), monitoring.backup_count)
     metadata = dumps(build_metadata(svc, placements))
     gate = _auth_gate(config)
     document = build_openapi(svc)

@@ -123,6 +123,11 @@ class Service:
         self._deployment_hooks: list[Callable[..., Any]] = []
         #: Shared by the APIs that take a ``dosirak.Context`` and the startup/shutdown hooks.
         self.state: dict[str, Any] = {}
+        #: ASGI apps served beside the APIs: (app, path, name); see ``mount_asgi_app``.
+        self.mounted: list[tuple[Any, str, str | None]] = []
+        #: ASGI middleware around the whole server: (class, options); see ``add_asgi_middleware``.
+        self.middlewares: list[tuple[Any, dict[str, Any]]] = []
+        self._asgi_app: Any = None
         self._dispatchers: list[Any] = []
         self.started = False
 
@@ -202,6 +207,53 @@ class Service:
             if inspect.isawaitable(result):
                 await result
 
+    # ----- other web apps and middleware -------------------------------------------------
+
+    def mount_asgi_app(self, app: Any, path: str = "/", name: str | None = None) -> None:
+        """Serve the ASGI ``app`` (FastAPI, Starlette...) under ``path`` beside the APIs.
+
+        The service's own routes (APIs, docs, health, metrics) win over the mounted app's; at
+        ``path="/"`` the app gets every other path. Its lifespan events do not run: start what
+        it needs in ``@svc.on_startup``.
+        """
+        if not callable(app):
+            raise InvalidArgument(f"mount_asgi_app needs an ASGI application, got {app!r}")
+        self.mounted.append((app, _mount_path(path), name))
+
+    def mount_wsgi_app(self, app: Any, path: str = "/", name: str | None = None) -> None:
+        """Serve the WSGI ``app`` (Flask, Django...) under ``path``; it runs in a thread pool
+        (needs ``pip install 'dosirak[wsgi]'``)."""
+        try:
+            from a2wsgi import WSGIMiddleware
+        except ImportError:
+            from dosirak.exceptions import MissingDependency
+
+            raise MissingDependency("mount_wsgi_app needs a2wsgi: pip install "
+                                    "'dosirak[wsgi]'") from None
+        if not callable(app):
+            raise InvalidArgument(f"mount_wsgi_app needs a WSGI application, got {app!r}")
+        self.mount_asgi_app(WSGIMiddleware(app), path=path, name=name)
+
+    def add_asgi_middleware(self, middleware_cls: Any, **options: Any) -> None:
+        """Wrap the whole server in ``middleware_cls(app, **options)`` (Starlette style). The
+        request id, limits, metrics and access log stay outermost; each API call then passes
+        through the middleware, which costs what the middleware costs."""
+        if not callable(middleware_cls):
+            raise InvalidArgument(f"add_asgi_middleware needs a middleware class, got "
+                                  f"{middleware_cls!r}")
+        self.middlewares.append((middleware_cls, options))
+
+    @property
+    def asgi_app(self) -> Any:
+        """The whole service as one ASGI application (built once, with the default
+        configuration): ``starlette.testclient.TestClient(svc.asgi_app)`` or any ASGI server.
+        Its lifespan starts and stops the runners."""
+        if self._asgi_app is None:
+            from dosirak.server.app import create_app
+
+            self._asgi_app = create_app(self)
+        return self._asgi_app
+
     # ----- lifecycle ----------------------------------------------------------------------
 
     @property
@@ -243,6 +295,9 @@ class Service:
         self._dispatchers.clear()
         for runner in self.runners:
             await runner.stop()
+        if self.instance is not None:  # unbind what startup bound to the instance
+            for api in self.apis.values():
+                api.callable, api.is_async = api.function, is_async_callable(api.function)
         self.instance = None
 
     def _bind_methods(self, instance: Any) -> None:
@@ -405,6 +460,12 @@ def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:
         return typing.get_type_hints(function, include_extras=True)
     except Exception:  # unresolvable string annotations: fall back to the raw ones
         return dict(getattr(function, "__annotations__", {}))
+
+
+def _mount_path(path: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or "{" in path:
+        raise InvalidArgument(f"mount path {path!r} must start with '/' (e.g. '/v1' or '/')")
+    return path.rstrip("/") or "/"
 
 
 def _context_parameter(parameters: list[inspect.Parameter], hints: dict[str, Any],

@@ -32,7 +32,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from dosirak.config import DEFAULT_PLACEMENT, ServingConfig
 from dosirak.exceptions import InvalidArgument, MissingDependency
@@ -203,6 +203,8 @@ def create_app(
         oip = OpenInference(svc, max_request_size=max_request_size,
                             executor=state.get_executor)
         routes += oip.routes
+    # Apps mounted by the service come last: every route of the service wins over theirs.
+    mounts = _mounted_apps(svc)
     # Every path this app answers gets its own metric series; any other is "__unknown__".
     known_paths = [route.path for route in routes if "{" not in route.path]
     known_paths += oip.paths if oip is not None else []
@@ -257,7 +259,7 @@ def create_app(
             state.executor.shutdown(wait=False, cancel_futures=True)
             state.executor = None
 
-    starlette = Starlette(routes=routes, lifespan=lifespan,
+    starlette = Starlette(routes=routes + mounts, lifespan=lifespan,
                           exception_handlers={HTTPException: _http_error})
     starlette.state.service = svc
     starlette.state.openapi = openapi
@@ -280,12 +282,14 @@ def create_app(
                                allow_headers=cors.allow_headers,
                                allow_credentials=cors.allow_credentials,
                                expose_headers=cors.expose_headers, max_age=cors.max_age)
+    for middleware, options in reversed(svc.middlewares):  # the first added is outermost
+        inner = middleware(inner, **options)
     app.handler = Traffic(inner, metrics=metrics, access_log=AccessLog(),
                           api_routes=endpoints, timeout=config.api_server.timeout,
                           max_concurrency=admission_limit(svc, config, sync_threads),
                           track_request_id=prediction_log.enabled,
                           # With CORS between, API calls must pass through it.
-                          direct=None if cors.enabled else direct)
+                          direct=None if cors.enabled or svc.middlewares else direct)
     return app
 
 
@@ -295,6 +299,13 @@ def _auth_gate(config: ServingConfig) -> Any:
 
     tokens = load_tokens(config.api_server.auth)
     return AuthGate(tokens, config.api_server.auth.public_routes) if tokens else None
+
+
+def _mounted_apps(svc: Service) -> list[Mount]:
+    """The routes of the ASGI and WSGI apps the service mounted (``svc.mount_asgi_app``)."""
+    # The longest paths first: "/" must not take what "/flask" is for.
+    ordered = sorted(svc.mounted, key=lambda mount: -len(mount[1]))
+    return [Mount(path, app=mounted, name=name) for mounted, path, name in ordered]
 
 
 def _endpoint(api: Any, svc: Service, **options: Any) -> APIEndpoint:

@@ -209,7 +209,7 @@ def test_unknown_key_names_it_suggests_and_lists_valid_keys(tmp_path):
     message = error_of(path=config_file, environ={})
     assert "metrix" in message and "did you mean 'metrics'?" in message
     assert ("valid keys at the top level: api_server, logging, metrics, model_store, "
-            "runners") in message
+            "monitoring, runners, tracing") in message
     assert f"config file {config_file}" in message
 
 

@@ -453,6 +453,26 @@ class MonitoringConfig(_Section):
                               "(`data.<pid>.jsonl.1` ... `.N`); the oldest is dropped.")
 
 
+class TracingConfig(_Section):
+    """OpenTelemetry traces of requests, API calls and runner batches (``dosirak[tracing]``)."""
+
+    enabled: bool = Field(False, description="Trace: a span per HTTP request (continuing an "
+                          "incoming W3C `traceparent`), per API call and per runner batch "
+                          "(linked to the requests it served); the trace id goes in the access "
+                          "log. Needs `pip install 'dosirak[tracing]'`.")
+    exporter: Literal["otlp", "console"] = Field("otlp", description="`otlp`: OTLP over HTTP "
+                                                 "(protobuf) to `endpoint`; `console`: JSON "
+                                                 "lines to standard output or `console_file`.")
+    endpoint: str = Field("http://127.0.0.1:4318/v1/traces", description="The OTLP/HTTP "
+                          "traces URL of the collector.")
+    sample_rate: float = Field(1.0, ge=0, le=1, description="Share of traces recorded (0 to 1); "
+                               "a request continuing a trace keeps its sampling decision.")
+    service_name: str | None = Field(None, description="`service.name` of the spans. `null`: "
+                                     "the service's name.")
+    console_file: str | None = Field(None, description="With `exporter: console`, append the "
+                                     "spans to this file instead of standard output.")
+
+
 class ModelStoreConfig(_Section):
     """The local model store: what an imported archive may ask of it."""
 
@@ -471,6 +491,7 @@ class ServingConfig(_Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     model_store: ModelStoreConfig = ModelStoreConfig()
+    tracing: TracingConfig = TracingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
 
     def check_runners(self, runners: Mapping[str, Iterable[str]]) -> None:

@@ -100,7 +100,7 @@ class _Call:
     """One submitted call: its payload, its place in the queue and the parts of its output."""
 
     __slots__ = ("arrival", "deadline", "dropped", "followers", "future", "key", "offset",
-                 "parts", "payload", "pending", "pieces", "rows")
+                 "parts", "payload", "pending", "pieces", "rows", "trace")
 
     def __init__(self, payload: tuple[tuple[Any, ...], dict[str, Any]], rows: int, key: Hashable,
                  arrival: float, deadline: float, future: asyncio.Future[Any]) -> None:
@@ -116,6 +116,7 @@ class _Call:
         self.parts: dict[int, Any] = {}
         self.dropped = False  # cancelled, failed or expired: its queued rows no longer count
         self.followers = 0  # calls that arrived while it ran, when it arrived alone
+        self.trace: Any = None  # the caller's span context, when tracing is on
 
 
 def _copy_error(error: BaseException) -> BaseException:
@@ -191,6 +192,9 @@ class Dispatcher:
             raise InvalidArgument(f"max_queue_rows must be an int >= 1, got {max_queue_rows!r}")
         self._execute = execute
         self.on_batch = on_batch
+        #: Set by tracing (``dosirak.observability.tracing``): spans around batches linked to
+        #: their callers; None costs one comparison per call and per batch.
+        self.tracer: Any = None
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_latency_ms = float(max_latency_ms)
@@ -242,6 +246,8 @@ class Dispatcher:
         now = loop.time()
         self._admission.admit(now, rows, self._queued_rows, self._queued_calls, self._running)
         call = _Call((args, kwargs), rows, key, now, now + self._budget, loop.create_future())
+        if self.tracer is not None:
+            call.trace = self.tracer.caller()
         self._arrivals.arrived(now, call, idle=not self._queued_calls and not self._running)
         self._queue.append(call)
         self._queued_rows += rows
@@ -438,7 +444,11 @@ class Dispatcher:
             # The loop's clock may tick in whole milliseconds (uvloop): observers get a finer one.
             began = time.perf_counter() if on_batch is not None else 0.0
             start = loop.time()
-            output = await self._execute(args, kwargs)
+            if self.tracer is None:
+                output = await self._execute(args, kwargs)
+            else:
+                output = await self.tracer.run([item[0].trace for item in items], batch.rows,
+                                               self._execute, args, kwargs)
             elapsed = loop.time() - start
         except asyncio.CancelledError:
             self._failed_batches += 1

@@ -129,6 +129,7 @@ def create_app(
     _apply_input_limits(svc, config)
     state = _State(sync_threads)
     prediction_log = PredictionLog()
+    tracing = _tracing(config, svc)
     monitoring = config.monitoring
     configure_monitoring(monitoring.log_path, int(monitoring.max_bytes), monitoring.backup_count)
     metadata = dumps(build_metadata(svc, placements))
@@ -223,7 +224,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        executor_class = _ContextExecutor if prediction_log.enabled else ThreadPoolExecutor
+        executor_class = _ContextExecutor if prediction_log.enabled or tracing is not None \
+            else ThreadPoolExecutor
         state.executor = executor_class(max_workers=state.threads,
                                         thread_name_prefix=f"{svc.name}-api")
         # The API callables as the service made them: wrapped below, restored at shutdown.
@@ -242,6 +244,10 @@ def create_app(
                 runner_metrics.start()
             if prediction_log.enabled:
                 _log_predictions(svc, prediction_log)
+            if tracing is not None:
+                for api in svc.apis.values():
+                    api.callable = tracing.api_span(api.name, api.callable, api.is_async)
+                tracing.instrument_batches(svc)
             # Everything loaded so far (modules, models) lives as long as the server: move it
             # out of the garbage collector's generations so full collections stop rescanning
             # it, which is where long request-latency tails come from with big models in memory.
@@ -258,6 +264,8 @@ def create_app(
                 api.callable, api.is_async = function, is_async
             state.executor.shutdown(wait=False, cancel_futures=True)
             state.executor = None
+            if tracing is not None:
+                tracing.shutdown()
 
     starlette = Starlette(routes=routes + mounts, lifespan=lifespan,
                           exception_handlers={HTTPException: _http_error})
@@ -266,6 +274,7 @@ def create_app(
     starlette.state.config = config
     starlette.state.metrics = metrics
     starlette.state.placements = placements
+    starlette.state.tracing = tracing
     endpoints = {route.path: route.endpoint for route in routes[:len(svc.apis)]}
     if oip is not None:  # an API's own route wins over an infer path it happens to take
         endpoints = {**oip.endpoints, **endpoints}
@@ -284,13 +293,25 @@ def create_app(
                                expose_headers=cors.expose_headers, max_age=cors.max_age)
     for middleware, options in reversed(svc.middlewares):  # the first added is outermost
         inner = middleware(inner, **options)
-    app.handler = Traffic(inner, metrics=metrics, access_log=AccessLog(),
+    app.handler = Traffic(inner, metrics=metrics,
+                          access_log=AccessLog() if tracing is None else tracing.access_log(),
                           api_routes=endpoints, timeout=config.api_server.timeout,
                           max_concurrency=admission_limit(svc, config, sync_threads),
                           track_request_id=prediction_log.enabled,
                           # With CORS between, API calls must pass through it.
                           direct=None if cors.enabled or svc.middlewares else direct)
+    if tracing is not None:  # outside the traffic layer: the access line is written in the span
+        app.handler = tracing.http(app.handler)
     return app
+
+
+def _tracing(config: ServingConfig, svc: Service) -> Any:
+    """The tracer of ``tracing:``; None when off, and then OpenTelemetry is not imported."""
+    if not config.tracing.enabled:
+        return None
+    from dosirak.observability.tracing import Tracing
+
+    return Tracing(config.tracing, service_name=svc.name)
 
 
 def _auth_gate(config: ServingConfig) -> Any:

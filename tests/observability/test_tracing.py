@@ -1,0 +1,162 @@
+"""OpenTelemetry tracing on a real server: spans checked with the SDK's in-memory exporter and
+exported over OTLP/HTTP to a receiver here that decodes the protobuf; the batch span links back
+to every request it served, with placement local and process; nothing of OpenTelemetry is
+imported when tracing is off."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.server
+import json
+import logging
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from dosirak.config import load_config
+from dosirak.server.app import create_app
+from live_server import serve
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+from example_services import iris_service  # noqa: E402
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{PARENT_TRACE}-00f067aa0ba902b7-01"
+
+
+def traced_config(tmp_path: Path, **options: object) -> object:
+    return load_config(environ={}, overrides={
+        "tracing.enabled": True, "tracing.exporter": "console",
+        "tracing.console_file": str(tmp_path / "spans.jsonl"), **options})
+
+
+def call_concurrently(url: str, count: int) -> list[httpx.Response]:
+    def one(index: int) -> httpx.Response:
+        headers = {"traceparent": TRACEPARENT} if index == 0 else {}
+        return httpx.post(f"{url}/classify", json=ROWS, headers=headers, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+@pytest.mark.parametrize("placement", ["local", "process"])
+def test_spans_per_request_api_call_and_batch_linked_to_every_request(
+        tmp_path: Path, placement: str, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(iris_service(), config=traced_config(
+        tmp_path, **{"runners.placement": placement,
+                     "runners.batching.max_latency_ms": 30_000}))  # no shedding on a busy box
+    memory = InMemorySpanExporter()
+    app.state.tracing.provider.add_span_processor(SimpleSpanProcessor(memory))
+    with caplog.at_level(logging.INFO, logger="dosirak.access"), serve(app) as url:
+        answers = call_concurrently(url, 12)
+        assert all(answer.status_code == 200 for answer in answers)
+    spans = memory.get_finished_spans()
+    http_spans = [s for s in spans if s.name == "POST /classify"]
+    api_spans = [s for s in spans if s.name == "api classify"]
+    batch_spans = [s for s in spans if s.name == "batch iris_clf.predict"]
+    assert len(http_spans) == len(api_spans) == 12
+    assert all(s.attributes["http.response.status_code"] == 200 for s in http_spans)
+    # each API call is a child of its request's span
+    by_id = {s.context.span_id: s for s in http_spans}
+    for api in api_spans:
+        assert api.parent is not None and api.parent.span_id in by_id
+        assert api.context.trace_id == by_id[api.parent.span_id].context.trace_id
+    # the incoming traceparent is continued
+    assert sum(format(s.context.trace_id, "032x") == PARENT_TRACE for s in http_spans) == 1
+    # every request's API call is linked from the batch that carried its rows
+    linked = [link.context.span_id for batch in batch_spans for link in batch.links]
+    assert sorted(linked) == sorted(s.context.span_id for s in api_spans)
+    assert sum(batch.attributes["dosirak.batch.rows"] for batch in batch_spans) == 24
+    assert all(batch.parent is None for batch in batch_spans)  # a trace of its own
+    # the access lines carry the trace ids of the requests
+    logged = {line.split("trace_id=")[1] for line in caplog.messages
+              if "path=/classify" in line}
+    assert logged == {format(s.context.trace_id, "032x") for s in http_spans}
+    # the console exporter wrote the spans to its file
+    assert '"name": "POST /classify"' in (tmp_path / "spans.jsonl").read_text()
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    requests: list[tuple[str, str, bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.requests.append((self.path, self.headers["content-type"], body))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
+    requests: list[tuple[str, str, bytes]] = []
+    handler = type("Receiver", (_Receiver,), {"requests": requests})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces", requests
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_spans_exported_over_otlp_http(receiver: tuple[str, list]) -> None:
+    endpoint, requests = receiver
+    config = load_config(environ={}, overrides={
+        "tracing.enabled": True, "tracing.endpoint": endpoint,
+        "tracing.service_name": "iris-under-test"})
+    with serve(iris_service(), config=config) as url:
+        assert all(r.status_code == 200 for r in call_concurrently(url, 4))
+    # the lifespan's end flushed the exporter
+    names: list[str] = []
+    services = set()
+    for path, content_type, body in requests:
+        assert path == "/v1/traces" and content_type == "application/x-protobuf"
+        decoded = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in decoded.resource_spans:
+            for attribute in resource_spans.resource.attributes:
+                if attribute.key == "service.name":
+                    services.add(attribute.value.string_value)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    names.append(span.name)
+                    if span.name.startswith("batch "):
+                        assert len(span.links) >= 1
+    assert services == {"iris-under-test"}
+    assert names.count("POST /classify") == 4 and names.count("api classify") == 4
+    assert any(name == "batch iris_clf.predict" for name in names)
+
+
+def test_nothing_of_opentelemetry_is_imported_when_off(tmp_path: Path) -> None:
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / "server")!r})
+import httpx
+from example_services import iris_service
+from live_server import serve
+with serve(iris_service()) as url:
+    assert httpx.post(url + "/classify", json=[[1, 2, 3, 4]]).status_code == 200
+    assert httpx.post(url + "/v2/models/classify/infer", json={{"inputs": [{{"name": "rows",
+        "datatype": "FP64", "shape": [1, 4], "data": [1, 2, 3, 4]}}]}}).status_code == 200
+print(sorted(name for name in sys.modules if name.startswith("opentelemetry")))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, env={"DOSIRAK_HOME": str(tmp_path / "home"),
+                                              "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"')) == []

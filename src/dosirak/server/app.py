@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import gc
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
@@ -50,7 +51,7 @@ from dosirak.server.openapi import build_openapi
 from dosirak.server.runner_metrics import RunnerMetrics
 from dosirak.server.streaming import StreamEndpoint
 from dosirak.server.traffic import Traffic, current_request_id
-from dosirak.services import Service
+from dosirak.services import InferenceAPI, Service
 
 #: Sync API functions block a thread while a batch forms, so allow many; idle ones cost little.
 DEFAULT_SYNC_THREADS = 64
@@ -129,9 +130,9 @@ def create_app(
     _apply_input_limits(svc, config)
     state = _State(sync_threads)
     prediction_log = PredictionLog()
-    tracing = _tracing(config, svc)
     monitoring = config.monitoring
     configure_monitoring(monitoring.log_path, int(monitoring.max_bytes), monitoring.backup_count)
+    tracing = _tracing(config, svc)
     metadata = dumps(build_metadata(svc, placements))
     gate = _auth_gate(config)
     document = build_openapi(svc)
@@ -222,14 +223,17 @@ def create_app(
     metrics = metrics_from_config(config.metrics, endpoints=known_paths)
     runner_metrics = RunnerMetrics(metrics)
 
+    # Every endpoint that calls an API: its own route, and its Open Inference Protocol one.
+    api_endpoints: list[APIEndpoint] = [route.endpoint for route in routes[:len(svc.apis)]]
+    if oip is not None:
+        api_endpoints += list(oip.endpoints.values())
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         executor_class = _ContextExecutor if prediction_log.enabled or tracing is not None \
             else ThreadPoolExecutor
         state.executor = executor_class(max_workers=state.threads,
                                         thread_name_prefix=f"{svc.name}-api")
-        # The API callables as the service made them: wrapped below, restored at shutdown.
-        callables = [(api, api.callable, api.is_async) for api in svc.apis.values()]
         try:
             await run_deployment_hooks_once(svc)  # before anything starts, once in all
             # Each runner starts where its placement says. The service's own startup then finds
@@ -237,17 +241,20 @@ def create_app(
             for runner in svc.runners:
                 await runner.start(mode=placements[runner.name])
             await svc.startup(runner_mode="local")
-            if config.api_server.sync_apis == "auto":
-                _sync_apis_on_loop(svc, state.get_executor)
             if metrics.enabled:
                 _observe_batching(svc, runner_metrics)
                 runner_metrics.start()
-            if prediction_log.enabled:
-                _log_predictions(svc, prediction_log)
+            # Each API's callable as this server runs it, shared by the API's endpoints.
+            calls = {name: _server_call(api, state.get_executor,
+                                        on_loop=config.api_server.sync_apis == "auto",
+                                        log=prediction_log if prediction_log.enabled else None)
+                     for name, api in svc.apis.items()}
             if tracing is not None:
-                for api in svc.apis.values():
-                    api.callable = tracing.api_span(api.name, api.callable, api.is_async)
+                calls = {name: (tracing.api_span(name, *call), call[1])
+                         for name, call in calls.items()}
                 tracing.instrument_batches(svc)
+            for endpoint in api_endpoints:
+                endpoint.use(*calls[endpoint.api.name])
             # Everything loaded so far (modules, models) lives as long as the server: move it
             # out of the garbage collector's generations so full collections stop rescanning
             # it, which is where long request-latency tails come from with big models in memory.
@@ -260,8 +267,8 @@ def create_app(
             gc.unfreeze()  # let cycles made before startup be collected again once we stop
             runner_metrics.stop()
             await svc.shutdown()
-            for api, function, is_async in callables:
-                api.callable, api.is_async = function, is_async
+            for endpoint in api_endpoints:  # back to the API's own, as before startup
+                endpoint.use(endpoint.api.callable, endpoint.api.is_async)
             state.executor.shutdown(wait=False, cancel_futures=True)
             state.executor = None
             if tracing is not None:
@@ -405,50 +412,47 @@ def _observe_batching(svc: Service, runner_metrics: RunnerMetrics) -> None:
         runner_metrics.observe(dispatcher, runner=svc.name, method=api.name)
 
 
-def _sync_apis_on_loop(svc: Service, executor: Callable[[], ThreadPoolExecutor | None]) -> None:
-    """Run sync API functions on the event loop (``dosirak.runner.loop_bridge``): their runner
-    calls then cost no thread handoffs. The endpoint sees an async callable."""
-    from dosirak.runner import loop_bridge
+def _server_call(api: InferenceAPI, executor: Callable[[], ThreadPoolExecutor | None], *,
+                 on_loop: bool, log: PredictionLog | None) -> tuple[Callable[..., Any], bool]:
+    """What the server calls for ``api``, and whether it is awaited: the API's callable, run on
+    the event loop when sync (``on_loop``: ``dosirak.runner.loop_bridge``, so that its runner
+    calls cost no thread handoffs), its predictions logged (``log``). Streaming APIs keep
+    theirs: a generator is iterated in the pool, and its items are not a value to log."""
+    function, is_async = api.callable, api.is_async
+    if api.streaming:
+        return function, is_async
+    if on_loop and not is_async:
+        from dosirak.runner import loop_bridge
 
-    if not loop_bridge.available():
-        return
-    for api in svc.apis.values():
-        if not api.is_async and not api.streaming:  # a generator is iterated in the pool
-            api.callable = loop_bridge.OnLoop(api.callable, name=api.name, executor=executor)
-            api.is_async = True
+        if loop_bridge.available():
+            function, is_async = loop_bridge.OnLoop(function, name=api.name,
+                                                    executor=executor), True
+    if log is not None:
+        function = _logged(function, is_async, api.name, log)
+    return function, is_async
 
 
-def _log_predictions(svc: Service, log: PredictionLog) -> None:
-    """Wrap each API's callable so that its input and output summaries are logged."""
-    import inspect
-    import time
+def _logged(function: Callable[..., Any], is_async: bool, name: str,
+            log: PredictionLog) -> Callable[..., Any]:
+    """``function`` with its input and output summaries logged."""
+    if is_async:
+        async def logged_async(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = await function(*args, **kwargs)
+            log.record(current_request_id.get(), name, args[0] if args else kwargs, result,
+                       (time.perf_counter() - start) * 1000)
+            return result
 
-    for api in svc.apis.values():
-        if api.streaming:  # its answer is a generator, not a value to log
-            continue
-        function = api.callable
-        name = api.name
+        return logged_async
 
-        if api.is_async:
-            async def logged_async(*args: Any, _f: Any = function, _n: str = name,
-                                   **kwargs: Any) -> Any:
-                start = time.perf_counter()
-                result = await _f(*args, **kwargs)
-                log.record(current_request_id.get(), _n, args[0] if args else kwargs, result,
-                           (time.perf_counter() - start) * 1000)
-                return result
+    def logged(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        log.record(current_request_id.get(), name, args[0] if args else kwargs, result,
+                   (time.perf_counter() - start) * 1000)
+        return result
 
-            api.callable = logged_async
-        else:
-            def logged(*args: Any, _f: Any = function, _n: str = name, **kwargs: Any) -> Any:
-                start = time.perf_counter()
-                result = _f(*args, **kwargs)
-                log.record(current_request_id.get(), _n, args[0] if args else kwargs, result,
-                           (time.perf_counter() - start) * 1000)
-                return result
-
-            api.callable = logged
-        assert inspect.iscoroutinefunction(api.callable) == api.is_async
+    return logged
 
 
 class ServiceApp:

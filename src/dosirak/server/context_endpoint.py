@@ -61,7 +61,7 @@ class ContextEndpoint(APIEndpoint):
                 raise PayloadTooLarge(self._too_large(length))
             body = await self._read_body(receive)
             context = request_context(scope, self.state)
-            if self.api.is_async:
+            if self.is_async:
                 value = self._parse(body, parse_as, params)
                 result = await self._call(value, context)
             else:
@@ -89,8 +89,7 @@ class ContextEndpoint(APIEndpoint):
         return (value,), {self._context_parameter: context}
 
     async def _call(self, value: Any, context: Context) -> Any:
-        function = self.api.callable
-        assert function is not None
+        function = self.function
         args, kwargs = self._arguments(value, context)
         try:
             return await function(*args, **kwargs)
@@ -101,8 +100,7 @@ class ContextEndpoint(APIEndpoint):
     def _parse_and_call(self, body: bytes | bytearray, media_type: str,
                         params: dict[str, str], context: Context) -> Any:
         value = self._parse(body, media_type, params)
-        function = self.api.callable
-        assert function is not None
+        function = self.function
         args, kwargs = self._arguments(value, context)
         try:
             return function(*args, **kwargs)

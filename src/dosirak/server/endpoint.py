@@ -95,6 +95,10 @@ class APIEndpoint:
         self.output = api.output
         self.max_request_size = max_request_size
         self._executor = executor
+        #: What a request calls, and whether it is awaited: the API's callable, until the
+        #: server has it run otherwise (``use``): on the loop, with its predictions logged.
+        self.function: Callable[..., Any] = api.callable
+        self.is_async = api.is_async
         # Decided here, once: only APIs derived from one named parameter read the 1.2 body.
         keyed = keyed_parser(api.input, api.parameter, api.parameter_default) \
             if api.keyed and api.parameter is not None else None
@@ -130,8 +134,7 @@ class APIEndpoint:
             if length > self.max_request_size:
                 raise PayloadTooLarge(self._too_large(length))
             body = await self._read_body(receive)
-            api = self.api
-            if api.is_async:
+            if self.is_async:
                 data, response_type = await self._run_async(body, parse_as, params, accept)
             else:
                 loop = asyncio.get_running_loop()
@@ -197,15 +200,22 @@ class APIEndpoint:
                 self.input.cleanup(value)
         return self.output.render(result, self.output.negotiate(accept))
 
+    def use(self, function: Callable[..., Any], is_async: bool) -> None:
+        """Call ``function`` for every request from now on (awaited when ``is_async``).
+
+        The server composes it at startup from the API's callable and hands it to every
+        endpoint of the API; the API itself is never rewritten.
+        """
+        self.function = function
+        self.is_async = is_async
+
     def _call_sync(self, value: Any) -> Any:
-        function = self.api.callable
-        assert function is not None
+        function = self.function
         return function(**value) if self.api.kwargs_input else function(value)
 
     async def _call_async(self, value: Any) -> Any:
         """Await the API on ``value``, then release what its parse allocated."""
-        function = self.api.callable
-        assert function is not None
+        function = self.function
         try:
             return await (function(**value) if self.api.kwargs_input else function(value))
         finally:

@@ -174,8 +174,7 @@ class StreamEndpoint(APIEndpoint):
             await items.close()
 
     async def _start(self, value: Any, context: Any) -> _Items:
-        function = self.api.callable
-        assert function is not None
+        function = self.function
         extra = {self.api.context_parameter: context} if context is not None else {}
         result = function(**value, **extra) if self.api.kwargs_input else \
             function(value, **extra)

@@ -73,7 +73,7 @@ class InferEndpoint(APIEndpoint):
                 raise PayloadTooLarge(self._too_large(length))
             body = await self._read_body(receive)
             loop = asyncio.get_running_loop()
-            if self.api.is_async:
+            if self.is_async:
                 data, header_size = await self._infer_async(body, header_length, encoding)
             else:
                 data, header_size = await loop.run_in_executor(

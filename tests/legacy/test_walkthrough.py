@@ -5,6 +5,7 @@ batching seen in /metrics), run, load."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -143,6 +144,24 @@ def test_serve_defaults_to_port_5000_for_a_0x_service(packed: Path) -> None:
             if "ready at" in line or "error" in line.lower():
                 break
         assert ("ready at http://127.0.0.1:5000 " if free else "5000") in line, line
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_the_configuration_port_wins_over_5000(packed: Path) -> None:
+    command = [str(Path(sys.executable).parent / "dosirak"), "serve", "IrisClassifier:latest"]
+    process = subprocess.Popen(command, cwd=packed, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "DOSIRAK_CONFIG_OPTIONS": "api_server.port=0"})
+    try:
+        assert process.stdout is not None
+        line = ""
+        for line in process.stdout:
+            if "ready at" in line or "error" in line.lower():
+                break
+        found = re.search(r"ready at http://127.0.0.1:(\d+) ", line)
+        assert found and int(found.group(1)) != 5000, line
     finally:
         process.terminate()
         process.wait(30)

@@ -390,12 +390,14 @@ def import_model(src: str, *, overwrite: bool = False,
     from dosirak.store.unpack import import_entry
 
     tag = import_entry(model_store(), src, overwrite=overwrite, progress=progress,
-                       validate=_valid_info, storage_options=storage_options,
+                       validate=valid_info, storage_options=storage_options,
                        max_size=_import_max_size(max_size), public_key=require_signature)
     return get(tag)
 
 
-def _valid_info(data: dict[str, Any]) -> None:
+def valid_info(data: dict[str, Any]) -> None:
+    """Check a ``model.yaml`` read from outside (an archive, a push): its fields, and that its
+    framework module is on the allow-list; raises an exception that says what is wrong."""
     info = ModelInfo.from_dict(data)
     check_module(info.module, f"{info.name}:{info.version}")
 

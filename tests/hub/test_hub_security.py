@@ -224,3 +224,31 @@ def test_selector_search_over_the_api(hub, tmp_path, monkeypatch):
         assert bad.status_code == 400
         assert http.get("/api/v1/models/-/versions",
                         params={"since": "2999-01-01T00:00:00Z"}).json()["items"] == []
+
+
+def test_pushes_are_checked_by_public_validators_only():
+    """The hub checks a pushed model.yaml / bento.yaml with the validators its modules export,
+    never with another module's private helpers."""
+    import ast
+    from pathlib import Path
+
+    from dosirak.bentos.archive import valid_bento
+    from dosirak.hub import transfers
+    from dosirak.models import valid_info
+
+    private = []
+    for path in Path(transfers.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dosirak.")
+                    and not node.module.startswith("dosirak.hub")):
+                private += [f"{path.name}: {node.module}.{alias.name}" for alias in node.names
+                            if alias.name.startswith("_")
+                            and not alias.name.endswith("__")]
+    assert private == []
+    with pytest.raises(Exception, match="module"):
+        valid_info({"name": "m", "version": "v1", "module": "os", "api_version": "v1",
+                    "signatures": {}, "labels": {}, "options": {}, "metadata": {},
+                    "context": {}, "creation_time": "2024-01-01T00:00:00+00:00",
+                    "manifest": {}})
+    with pytest.raises(ValueError, match="models"):
+        valid_bento({"models": [{"tag": "m:v1"}]})

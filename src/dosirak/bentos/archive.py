@@ -124,7 +124,7 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
     (``export_bento(sign=...)``), checked before anything in it is trusted; the models are bound
     to it by the digests it records.
     """
-    from dosirak.models import _import_max_size, _valid_info
+    from dosirak.models import _import_max_size, valid_info
 
     what = f"archive {src}"
     budget = _import_max_size(max_size)
@@ -160,7 +160,7 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
                 entry = unpack_entry(
                     store, _MemberReader(reader, member.size), part, progress=progress,
                     overwrite=overwrite if store is bentos else True, max_size=budget,
-                    validate=_valid_bento if store is bentos else _valid_info,
+                    validate=valid_bento if store is bentos else valid_info,
                     public_key=require_signature if store is bentos else None)
                 drafts.append((store, entry))
                 budget -= entry.size
@@ -231,7 +231,9 @@ def _member_name(member: tarfile.TarInfo, what: str, *, first: bool) -> str:
     return name
 
 
-def _valid_bento(info: dict[str, Any]) -> None:
+def valid_bento(info: dict[str, Any]) -> None:
+    """Check a ``bento.yaml`` read from outside (an archive, a push): ``models`` must list
+    ``{tag, digest}`` with valid tags; raises ValueError otherwise."""
     models = info.get("models") or []
     if not isinstance(models, list) or not all(
             isinstance(m, dict) and isinstance(m.get("tag"), str)

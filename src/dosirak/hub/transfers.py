@@ -236,12 +236,12 @@ def complete(hub: Hub, by: Principal, upload_id: str, sha256: str) -> dict[str, 
 
 def _validator(kind: str) -> Any:
     if kind == "model":
-        from dosirak.models import _valid_info
+        from dosirak.models import valid_info
 
-        return _valid_info
-    from dosirak.bentos.archive import _valid_bento
+        return valid_info
+    from dosirak.bentos.archive import valid_bento
 
-    return _valid_bento
+    return valid_bento
 
 
 def _check_refs(hub: Hub, kind: str, info: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -36,6 +36,7 @@ _ATTRIBUTES = {
     "AsyncHTTPClient": "dosirak.client",
     "Context": "dosirak.context",
     "monitor": "dosirak.monitoring",
+    "HTTPServer": "dosirak.serve.background",
     # BentoML 0.x's API (seeds 001 and 004); ``api`` serves both styles (service_class.api)
     "BentoService": "dosirak.legacy",
     "env": "dosirak.legacy",

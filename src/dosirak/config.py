@@ -196,6 +196,25 @@ class AuthConfig(_Section):
         return paths
 
 
+class SslConfig(_Section):
+    """TLS: serve HTTPS with this certificate (the CLI's `--ssl-certfile` and friends)."""
+
+    certfile: str | None = Field(None, description="PEM certificate chain; with `keyfile`, "
+                                 "the server speaks HTTPS only.")
+    keyfile: str | None = Field(None, description="PEM private key of the certificate.")
+    keyfile_password: str | None = Field(None, description="Password of an encrypted "
+                                         "`keyfile`.")
+    ca_certs: str | None = Field(None, description="PEM CA bundle to verify client "
+                                 "certificates with (see `cert_reqs`).")
+    cert_reqs: int = Field(0, ge=0, le=2, description="Client certificates: 0 not asked, 1 "
+                           "verified when sent, 2 required (mutual TLS).")
+    ciphers: str = Field("TLSv1", description="OpenSSL cipher list.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.certfile is not None
+
+
 class ApiServerConfig(_Section):
     """The HTTP side: where to listen, how many API workers, and the limits per request."""
 
@@ -232,6 +251,7 @@ class ApiServerConfig(_Section):
     http: HttpConfig = HttpConfig()
     oip: OipConfig = OipConfig()
     auth: AuthConfig = AuthConfig()
+    ssl: SslConfig = SslConfig()
 
     @field_validator("max_concurrency", mode="before")
     @classmethod

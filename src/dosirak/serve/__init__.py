@@ -29,10 +29,12 @@ def serve(
     reload: bool = False,
     development: bool = False,
     config_file: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> int:
     """Serve ``target`` until SIGTERM or SIGINT; return the exit status (0: stopped cleanly).
 
-    ``host``, ``port`` and ``workers`` override the configuration (``config_file``, else
+    ``host``, ``port``, ``workers`` and ``options`` (dotted keys: ``{"api_server.timeout":
+    5}``) override the configuration (``config_file``, else
     ``$DOSIRAK_CONFIG``, plus ``$DOSIRAK_CONFIG_OPTIONS``). Raises ``ServeTargetError``,
     ``InvalidArgument`` (configuration) or ``ServeError`` (address) before anything starts.
     """
@@ -43,8 +45,8 @@ def serve(
     in_process = development and not reload
     setup_process_logging("dosirak" if in_process else "supervisor")
     overrides: dict[str, Any] = {key: value for key, value in (
-        ("api_server.host", host), ("api_server.port", port), ("api_server.workers", workers))
-        if value is not None}
+        ("api_server.host", host), ("api_server.port", port), ("api_server.workers", workers),
+        *(options or {}).items()) if value is not None}
     if development:
         overrides["api_server.workers"] = 1
     # (The configuration is read only once the first worker runs: its import costs time.)
@@ -98,7 +100,7 @@ def _serve_here(template: Any) -> int:
 
     server = load_config(template.config_file, overrides=template.overrides).api_server
     sock = bind_listener(server.host, server.port, server.backlog)
-    template.url = base_url(sock, server.host)
+    template.url = base_url(sock, server.host, tls=server.ssl.enabled)
     return run_worker(template, sock=sock)
 
 
@@ -147,7 +149,8 @@ def _supervise(template: Any, parsed: Any, reload: bool) -> int:
         if config_file is not None and not Path(config_file).is_relative_to(parsed.watch_root):
             reload_paths.append(Path(config_file))
     try:
-        return supervisor.run(sock, workers=server.workers, url=base_url(sock, server.host),
+        url = base_url(sock, server.host, tls=server.ssl.enabled)
+        return supervisor.run(sock, workers=server.workers, url=url,
                               grace=server.graceful_timeout, reload_paths=reload_paths,
                               metrics_directory=directory)
     finally:

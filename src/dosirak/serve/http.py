@@ -49,15 +49,21 @@ class HTTPServer(uvicorn.Server):
     """uvicorn's server with the graceful shutdown described in the module docstring."""
 
     def __init__(self, app: Any, *, grace: float, backlog: int = 2048,
-                 keep_alive: float = 5.0, limits: ConnectionLimits | None = None) -> None:
+                 keep_alive: float = 5.0, limits: ConnectionLimits | None = None,
+                 ssl: Any = None) -> None:
         self.limits = _within_open_file_limit(limits or ConnectionLimits())
+        # TLS (``api_server.ssl``): uvicorn wraps the connections; the protocol is the same.
+        tls = {} if ssl is None or not ssl.enabled else {
+            "ssl_certfile": ssl.certfile, "ssl_keyfile": ssl.keyfile,
+            "ssl_keyfile_password": ssl.keyfile_password, "ssl_ca_certs": ssl.ca_certs,
+            "ssl_cert_reqs": ssl.cert_reqs, "ssl_ciphers": ssl.ciphers}
         config = uvicorn.Config(
             # log_config=None: uvicorn's dictConfig would switch back on every logger that
             # the serving configuration switched off (the access and prediction logs).
             app, http=guarded_protocol(self.limits), lifespan="off", log_config=None,
             log_level="warning", access_log=False, proxy_headers=False,
             server_header=False, backlog=backlog, timeout_keep_alive=keep_alive,
-            timeout_graceful_shutdown=grace)
+            timeout_graceful_shutdown=grace, **tls)
         super().__init__(config)
         self.grace = grace
         self._listeners: list[socket.socket] = []

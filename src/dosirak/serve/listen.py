@@ -62,11 +62,13 @@ def _bind_failure(where: str, port: int, error: OSError) -> str:
     return f"cannot listen on {where}: {error.strerror or error}"
 
 
-def base_url(sock: socket.socket, host: str) -> str:
-    """The URL to reach the server on ``sock`` (wildcard hosts become the loopback address)."""
+def base_url(sock: socket.socket, host: str, tls: bool = False) -> str:
+    """The URL to reach the server on ``sock`` (wildcard hosts become the loopback address;
+    ``https`` when it serves TLS)."""
     port = sock.getsockname()[1]
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"

@@ -143,7 +143,8 @@ def run_worker(spec: WorkerSpec, channel: Channel | None = None,
 
     server = HTTPServer(app, grace=config.api_server.graceful_timeout,
                         backlog=config.api_server.backlog,
-                        limits=connection_limits(config.api_server.http))
+                        limits=connection_limits(config.api_server.http),
+                        ssl=config.api_server.ssl)
     # Configured after uvicorn's Config, which resets loggers; lines go out in batches.
     stream = BatchedLogStream(fd=2)
     configure_logging(config.logging, stream=stream)

@@ -201,7 +201,7 @@ def test_unknown_key_names_it_suggests_and_lists_valid_keys(tmp_path):
     assert "api_server.wrokers" in message
     assert "did you mean 'workers'?" in message
     assert ("valid keys under api_server: auth, backlog, cors, graceful_timeout, host, http, "
-            "input_limits, max_concurrency, max_request_size, oip, port, sync_apis, "
+            "input_limits, max_concurrency, max_request_size, oip, port, ssl, sync_apis, "
             "timeout, workers") in message
     assert "DOSIRAK_CONFIG_OPTIONS" in message
 

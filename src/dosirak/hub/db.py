@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -237,17 +238,25 @@ class Database:
         with Session(self._writer, expire_on_commit=False) as session, session.begin():
             yield session
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision; one process at a time does it."""
-        from alembic import command
-        from alembic.config import Config
+    def migrate(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest revision; one process at a time does it. Returns
+        the revisions before and after (None: an empty database). Alembic's own INFO lines
+        are kept out of the hub's log, which says what changed (``Hub.start``)."""
+        with _quiet("alembic"):  # it logs as it is imported, too
+            from alembic import command
+            from alembic.config import Config
+            from alembic.runtime.migration import MigrationContext
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self._migration_lock() as connection:
+        with _quiet("alembic"), self._migration_lock() as connection:
+            before = MigrationContext.configure(connection).get_current_revision()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             connection.commit()
+            after = MigrationContext.configure(connection).get_current_revision()
+            connection.commit()
+        return before, after
 
     @contextmanager
     def _migration_lock(self) -> Iterator[Connection]:
@@ -271,6 +280,18 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Only warnings and errors from ``logger_name`` while the block runs."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

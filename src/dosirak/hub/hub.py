@@ -68,7 +68,10 @@ class Hub:
 
     def start(self) -> Path | None:
         """Migrate the schema and make the first admin token; returns its file if made now."""
-        self.db.migrate()
+        before, after = self.db.migrate()
+        if before != after:
+            _log.info("database schema upgraded from %s to revision %s",
+                      f"revision {before}" if before else "empty", after)
         return self.ensure_admin_token()
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ summary tables.
 
     .venv/bin/python benchmarks/serve_iris.py --rounds 1 --duration 10 --conc 64
     .venv/bin/python benchmarks/serve_iris.py --batch      # the synthetic batching workload
+    .venv/bin/python benchmarks/serve_iris.py --oip        # OIP beside MLServer, tracing on/off
     .venv/bin/python benchmarks/serve_iris.py --baseline 7436c27 \
         --configs dosirak-1w,dosirak-base-1w,bentoml-2w   # beside an earlier commit, one run
 
@@ -33,6 +34,11 @@ VENV = PEERS / "dosirak-venv"
 DOSIRAK = str(VENV / "bin" / "dosirak")
 
 IRIS_PEERS = "limit-uvicorn-1w,bentoml-1w,bentoml-2w,bentoml-legacy-default,fastapi-async-1w"
+# The Open Inference Protocol (issue 16): MLServer 1.7.1 speaks only it; dosirak's OIP route
+# gets the harness's OIP body with the tensor named after the iris API's parameter.
+OIP_CONFIGS = "dosirak-1w,dosirak-oip-1w,mlserver-1w,dosirak-tracing-1w"
+OIP_BODY = ('{"inputs":[{"name":"input_series","shape":[1,4],"datatype":"FP64",'
+            '"data":[5.1,3.5,1.4,0.2]}]}')
 BATCH_PEERS = "batch-bentoml-batched,batch-litserve-batched"
 
 
@@ -44,7 +50,8 @@ def install(venv: Path = VENV, source: Path = ROOT) -> None:
     if stamp.exists() and stamp.read_text() == wanted:
         return
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", f"{source}[sklearn]"],
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e",
+                    f"{source}[sklearn,tracing]"],
                    check=True)
     stamp.write_text(wanted)
 
@@ -98,6 +105,16 @@ def configs(home: Path) -> dict[str, dict]:
                             "env": {**env, "DOSIRAK_CONFIG_OPTIONS": "runners.placement=process"}},
         "dosirak-2w": {"cmd": [*serve, "--workers", "2", "examples/iris/service.py:svc"],
                        "health": "/readyz", "path": "/classify", "cwd": str(ROOT), "env": env},
+        "dosirak-oip-1w": {"cmd": [*serve, "examples/iris/service.py:svc"], "health": "/readyz",
+                           "path": "/v2/models/classify/infer", "body": OIP_BODY,
+                           "cwd": str(ROOT), "env": env},
+        # Every request traced (sample rate 1), spans written by the console exporter to a file.
+        "dosirak-tracing-1w": {"cmd": [*serve, "examples/iris/service.py:svc"],
+                               "health": "/readyz", "path": "/classify", "cwd": str(ROOT),
+                               "env": {**env, "DOSIRAK_CONFIG_OPTIONS": (
+                                   "tracing.enabled=true tracing.exporter=console "
+                                   "tracing.sample_rate=1 tracing.console_file="
+                                   f"{PEERS / 'spans.jsonl'}")}},
         "batch-dosirak": {"cmd": [*serve, "benchmarks/apps/batch_service.py:svc"],
                           "health": "/readyz", "path": "/predict", "cwd": str(ROOT),
                           "env": {**env, "PYTHONPATH": str(HARNESS / "apps")}},
@@ -116,6 +133,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--conc", default="64")
     parser.add_argument("--batch", action="store_true", help="the synthetic batching workload")
+    parser.add_argument("--oip", action="store_true",
+                        help=f"the Open Inference Protocol and tracing configs ({OIP_CONFIGS})")
     parser.add_argument("--configs", help="override the list of configs to run")
     parser.add_argument("--baseline", metavar="REV",
                         help="also serve dosirak of this commit (configs dosirak-base-*)")
@@ -137,6 +156,8 @@ def main() -> None:
     extra.write_text(json.dumps(described, indent=2))
     if options.batch:
         chosen = options.configs or f"batch-dosirak,batch-limit,{BATCH_PEERS}"
+    elif options.oip:
+        chosen = options.configs or OIP_CONFIGS
     else:
         chosen = options.configs or f"dosirak-1w,dosirak-process,dosirak-2w,{IRIS_PEERS}"
     out = PEERS / "raw" / ("batch.jsonl" if options.batch else "iris.jsonl")

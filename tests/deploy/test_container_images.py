@@ -142,7 +142,9 @@ def test_the_image_serves_the_bento_healthy_and_as_a_non_root_user(image: Image)
         assert labels["org.opencontainers.image.title"] == "iris_classifier"
         assert config["Config"]["User"] == f"{UID}:{UID}"
         assert "3000/tcp" in config["Config"]["ExposedPorts"]
-        assert config["Config"]["Healthcheck"]["Test"][-1] == "dosirak.deploy.healthcheck"
+        # docker keeps it in Config, podman beside Config
+        healthcheck = config["Config"].get("Healthcheck") or config["Healthcheck"]
+        assert healthcheck["Test"][-1] == "dosirak.deploy.healthcheck"
 
 
 def test_hostile_bentofile_values_arrive_verbatim_and_run_nothing(image: Image) -> None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _SUBMODULES = {
     "exceptions", "models", "sklearn", "pytorch", "keras", "tensorflow", "xgboost", "lightgbm",
     "onnx", "transformers", "picklable_model", "runner", "io", "client", "generic", "spark",
-    "bentos", "adapters", "metrics", "monitoring",
+    "bentos", "adapters", "metrics", "monitoring", "validators",
 }
 _ATTRIBUTES = {
     "Model": "dosirak.models",

@@ -44,6 +44,34 @@ class DType:
         return f"DType({self.dtype.name!r})"
 
 
+class DataframeSchema:
+    """``Annotated[pd.DataFrame, DataframeSchema(orient="records", columns=["a", "b"])]``: the
+    table's JSON layout, columns (in order, required) and column dtypes."""
+
+    def __init__(self, orient: str = "records", columns: list[str] | None = None,
+                 dtype: Any = None) -> None:
+        self.orient = orient
+        self.columns = list(columns) if columns is not None else None
+        self.dtype = dtype
+
+    def __repr__(self) -> str:
+        return f"DataframeSchema(orient={self.orient!r}, columns={self.columns!r})"
+
+
+class ContentType:
+    """``Annotated[Path, ContentType("image/jpeg")]``: the media type a file body must have
+    (``image/*`` for any image); a body of another type is refused with 415."""
+
+    def __init__(self, content_type: str) -> None:
+        if not isinstance(content_type, str) or content_type.count("/") != 1:
+            raise InvalidArgument(f"ContentType needs a media type like 'image/jpeg', got "
+                                  f"{content_type!r}")
+        self.content_type = content_type.lower()
+
+    def __repr__(self) -> str:
+        return f"ContentType({self.content_type!r})"
+
+
 def descriptor_for(annotation: Any, *, output: bool = False) -> IODescriptor:
     """The IO descriptor for a parameter (or, with ``output``, a return) annotation."""
     from dosirak.io.file import File
@@ -66,7 +94,16 @@ def descriptor_for(annotation: Any, *, output: bool = False) -> IODescriptor:
         from dosirak.io.pandas import PandasDataFrame, PandasSeries
 
         if getattr(annotation, "__name__", "") == "DataFrame":
-            return PandasDataFrame()
+            schema = next((m for m in metadata if isinstance(m, DataframeSchema)), None)
+            if schema is None:
+                return PandasDataFrame()
+            named = schema.columns is not None
+            return PandasDataFrame(orient=schema.orient, columns=schema.columns,
+                                   dtype=schema.dtype, enforce_dtype=schema.dtype is not None,
+                                   # every column named must be there; rows of bare values
+                                   # get the names
+                                   enforce_shape=named,
+                                   apply_column_names=named and schema.orient == "values")
         if getattr(annotation, "__name__", "") == "Series":
             return PandasSeries()
     if module.startswith("PIL") and getattr(annotation, "__name__", "") == "Image":
@@ -76,9 +113,9 @@ def descriptor_for(annotation: Any, *, output: bool = False) -> IODescriptor:
     if annotation is str:
         return Text()
     if isinstance(annotation, type) and issubclass(annotation, pathlib.PurePath):
-        return File() if output else File(kind="path")
+        return _file(File(kind="path") if not output else File(), metadata)
     if annotation in (bytes, bytearray):
-        return File()
+        return _file(File(), metadata)
     if annotation in (dict, list) or output:
         return JSON()  # outputs are written, not validated: any JSON-encodable value will do
     try:
@@ -88,6 +125,18 @@ def descriptor_for(annotation: Any, *, output: bool = False) -> IODescriptor:
                               "annotate with np.ndarray, pd.DataFrame, a pydantic model, str, "
                               "PIL.Image.Image, pathlib.Path or JSON types, or pass input= / "
                               "output= descriptors explicitly") from None
+
+
+def _file(descriptor: IODescriptor, metadata: tuple[Any, ...]) -> IODescriptor:
+    """A File descriptor narrowed to the media type a ``ContentType`` annotation names."""
+    wanted = next((m for m in metadata if isinstance(m, ContentType)), None)
+    if wanted is None:
+        return descriptor
+    descriptor.mime_type = wanted.content_type  # type: ignore[attr-defined]
+    descriptor.input_media_types = (wanted.content_type, "multipart/form-data")
+    if "*" not in wanted.content_type:
+        descriptor.output_media_types = (wanted.content_type,)
+    return descriptor
 
 
 def _array_descriptor(cls: Any, annotation: Any, metadata: tuple[Any, ...]) -> IODescriptor:

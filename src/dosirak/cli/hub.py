@@ -174,7 +174,8 @@ def gc(dry_run: bool, grace: str | None) -> None:
         result = client.gc(dry_run=dry_run, grace=grace)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {result['blobs']} unused file(s) ({human_size(result['bytes'])}), "
-               f"{result['uploads']} expired upload(s), {result['orphans']} orphan object(s)")
+               f"{result['uploads']} expired upload(s), {result['orphans']} orphan object(s), "
+               f"{result.get('partials', 0)} partial file(s) of cut writes")
 
 
 def _report(result: dict[str, Any], verb: str) -> None:

@@ -6,7 +6,10 @@ Removed (or, with ``dry_run``, only listed):
   about to use, so a push in progress never loses one);
 - uploads older than the hub's upload lifetime, with their chunks;
 - objects without a row: chunks of finished uploads and blobs a killed push stored but never
-  recorded, once older than ``grace``.
+  recorded, once older than ``grace``;
+- on local storage, the partial files of writes a kill cut short (a chunk, a blob), once not
+  written to for ``grace``: a write in progress keeps its file fresh, and one that stalls that
+  long fails at its end and is sent again.
 
 Each blob row is deleted in the transaction that deletes its object, and a push selects the
 blob rows it relies on ``FOR UPDATE``: the two never interleave.
@@ -21,7 +24,7 @@ from sqlalchemy import delete, exists, select
 
 from dosirak.hub.db import Blob, Upload, VersionFile, utcnow
 from dosirak.hub.hub import Hub
-from dosirak.hub.storage import age_seconds, blob_key
+from dosirak.hub.storage import age_seconds, blob_key, stale_partials
 from dosirak.hub.tokens import Principal
 
 DEFAULT_GRACE = datetime.timedelta(hours=1)
@@ -67,11 +70,12 @@ def collect(hub: Hub, by: Principal, *, dry_run: bool = False,
         sha256 = key.rsplit("/", 1)[-1]
         if sha256 not in known_blobs and age_seconds(hub.storage, key) > grace.total_seconds():
             orphans.append(key)
+    partials = stale_partials(hub.storage, grace.total_seconds())
     if not dry_run:
-        for key in orphans:
+        for key in orphans + partials:
             hub.storage.delete(key)
     result = {"dry_run": dry_run, "blobs": len(removed_blobs), "bytes": freed,
-              "uploads": len(expired), "orphans": len(orphans),
+              "uploads": len(expired), "orphans": len(orphans), "partials": len(partials),
               "removed": removed_blobs[:1000]}
     if not dry_run:
         with hub.db.write() as session:

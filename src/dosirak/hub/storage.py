@@ -185,6 +185,30 @@ class Storage:
         return [key for key in keys if not key.rsplit("/", 1)[-1].startswith(".")]
 
 
+def stale_partials(storage: Storage, older_than: float) -> list[str]:
+    """The partial files (``.NAME.XXXX.partial``) a killed writer left in a local storage,
+    not written to for ``older_than`` seconds (a writer in progress keeps its file fresh).
+    On an object store an unfinished upload is invisible and nothing is listed: the bucket's
+    lifecycle rule for incomplete multipart uploads removes those."""
+    if not storage.local:
+        return []
+    import time
+
+    now, found = time.time(), []
+    for folder, _dirs, files in os.walk(storage.root):
+        for name in files:
+            if not (name.startswith(".") and name.endswith(".partial")):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                modified = os.stat(path).st_mtime
+            except FileNotFoundError:  # committed or removed meanwhile
+                continue
+            if now - modified > older_than:
+                found.append(os.path.relpath(path, storage.root))
+    return sorted(found)
+
+
 class _WriterFile:
     def __init__(self, writer: Writer) -> None:
         self.write = writer.write

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import dosirak
-from dosirak.serve.target import ServeTargetError, load_service, parse_target
 from dosirak.tag import Tag
+from dosirak.target import ServeTargetError, load_service, parse_target
 from live_server import Served
 
 DOSIRAK = str(Path(sys.executable).parent / "dosirak")

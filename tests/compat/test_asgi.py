@@ -108,7 +108,7 @@ def test_svc_asgi_app_under_starlette_test_client(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from starlette.testclient import TestClient
 
-    from dosirak.serve.target import load_service
+    from dosirak.target import load_service
 
     (tmp_path / "service.py").write_text(SERVICE)
     monkeypatch.chdir(tmp_path)

@@ -202,7 +202,7 @@ def test_serve_target_imports_in_a_fresh_process(tmp_path, iris_clf):
     path = write(tmp_path, config(output="JSON"))
     code = textwrap.dedent("""
         import json
-        from dosirak.serve.target import load_service
+        from dosirak.target import load_service
         svc = load_service("dosirak.generic:svc")  # what `dosirak serve dosirak.generic:svc` does
         print(json.dumps(svc.to_spec()["apis"][0]["route"]))
     """)

@@ -2,7 +2,7 @@
 
 The build imports the bentofile's service in a fresh interpreter (``sys.executable -c``), so the
 user's code, its frameworks and whatever they do at import time never enter the build process.
-The child loads the service as ``dosirak serve`` does (``serve/target.py``) and writes one JSON
+The child loads the service as ``dosirak serve`` does (``dosirak/target.py``) and writes one JSON
 object on a private pipe (never pickle): the service's name, its runners, its APIs, the models
 it uses and its OpenAPI document; or, when the import fails, the failure with the file and line.
 
@@ -119,8 +119,8 @@ def _child_main(root: str, service: str, fd: int) -> None:
 
 
 def _describe(root: Path, service: str) -> dict[str, Any]:
-    from dosirak.serve.target import load_service, parse_target
     from dosirak.server.openapi import build_openapi
+    from dosirak.target import load_service, parse_target
 
     svc = load_service(parse_target(service, cwd=root))
     runners = [_runner(runner) for runner in svc.runners]

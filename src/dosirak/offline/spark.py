@@ -78,7 +78,7 @@ def run_in_spark(df: Any, target: str, api_name: str, *, columns: list[str] | No
         return _run(df, svc, api_name, config=json.dumps(config), target=None,
                     columns=columns, output_schema=output_schema, keep_input=keep_input,
                     batch_rows=batch_rows)
-    from dosirak.serve.target import parse_target
+    from dosirak.target import parse_target
 
     bento = parse_target(target).bento
     svc = load_target(bento or target)
@@ -203,7 +203,7 @@ def _ship_module(sc: Any, target: str) -> str:
     """Ship the service's file with addPyFile; returns ``module:attribute`` for the executors."""
     import sys
 
-    from dosirak.serve.target import parse_target
+    from dosirak.target import parse_target
 
     parsed = parse_target(target)
     module = sys.modules.get(parsed.module)
@@ -306,7 +306,7 @@ def _build(spec: _Spec) -> Any:
         from dosirak.generic import build_service
 
         return build_service(json.loads(spec.config))
-    from dosirak.serve.target import load_service
+    from dosirak.target import load_service
 
     return load_service(spec.target or "")
 

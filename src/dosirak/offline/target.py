@@ -31,6 +31,6 @@ def load_target(target: str) -> Any:
         from dosirak.generic import build_service
 
         return build_service(target)
-    from dosirak.serve.target import load_service
+    from dosirak.target import load_service
 
     return load_service(target)

@@ -39,8 +39,8 @@ def serve(
     ``InvalidArgument`` (configuration) or ``ServeError`` (address) before anything starts.
     """
     from dosirak.serve.process_log import setup_process_logging
-    from dosirak.serve.target import parse_target
     from dosirak.serve.worker import WorkerSpec
+    from dosirak.target import parse_target
 
     in_process = development and not reload
     setup_process_logging("dosirak" if in_process else "supervisor")

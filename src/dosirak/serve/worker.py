@@ -200,8 +200,8 @@ async def _serve(app: Any, server: Any, sock: socket.socket | None, spec: Worker
 def build_app(spec: WorkerSpec) -> tuple[Any, Any]:
     """Load the configuration and the service; return its ASGI app and the configuration."""
     from dosirak.config import load_config
-    from dosirak.serve.target import load_service
     from dosirak.server.app import create_app
+    from dosirak.target import load_service
 
     config = load_config(spec.config_file, overrides=spec.overrides)
     if config.api_server.workers == 1:

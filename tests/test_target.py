@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dosirak.serve.target import ServeTargetError, load_service, parse_target
+from dosirak.target import ServeTargetError, load_service, parse_target
 
 SERVICE = '''
 import dosirak

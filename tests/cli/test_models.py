@@ -200,6 +200,29 @@ def test_delete_asks_on_a_terminal(models: list[dosirak.Model], answer: str,
     assert models[0].path.exists() is not deleted
 
 
+@pytest.mark.parametrize(("answer", "deleted"), [("y\n", True), ("n\n", False)])
+def test_delete_a_bare_name_asks_then_deletes_every_version(models: list[dosirak.Model],
+                                                            answer: str, deleted: bool) -> None:
+    # BentoML's meaning of `models delete NAME` (issue 17): every version, after asking.
+    status, screen = run_in_terminal("models", "delete", "iris_clf", answer=answer)
+    assert "every version of iris_clf (2: " in screen, screen
+    assert str(models[1].tag.version) in screen and str(models[0].tag.version) in screen
+    assert status == (0 if deleted else 1), screen
+    assert models[0].path.exists() is not deleted and models[1].path.exists() is not deleted
+    assert models[2].path.exists()  # another name is untouched
+
+
+def test_delete_a_bare_name_with_yes_and_without_a_terminal(models: list[dosirak.Model]) -> None:
+    assert_user_error(run("models", "delete", "iris_clf"), "-y")
+    assert models[0].path.exists() and models[1].path.exists()
+    result = run("models", "delete", "iris_clf", "-y")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("deleted iris_clf:") == 2
+    remaining = json.loads(run("models", "list", "-o", "json").stdout)
+    assert [row["tag"] for row in remaining] == [str(models[2].tag)]
+    assert_user_error(run("models", "delete", "iris_clf", "-y"), "iris_clf")
+
+
 def test_delete_unknown_tag(models: list[dosirak.Model]) -> None:
     assert_user_error(run("models", "delete", "iris_clf:nope", "-y"), "iris_clf:nope")
 

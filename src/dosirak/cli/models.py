@@ -71,12 +71,26 @@ def get_model(tag: str, output: str) -> None:
 @click.option("--force", is_flag=True,
               help="Delete it even if stored bentos use it (they stop serving).")
 def delete_model(tag: str, yes: bool, force: bool) -> None:
-    """Delete one version of a model (TAG or name:latest)."""
-    model = store_api.get(tag)
+    """Delete a model: NAME:VERSION (or NAME:latest) one version, NAME every version.
+
+    BentoML's meaning of a bare NAME; it asks first, listing the versions (-y skips).
+    """
+    if ":" in tag:
+        model = store_api.get(tag)
+        if not yes:
+            confirm_delete(model.tag)
+        store_api.delete(model.tag, force=force)
+        click.echo(f"deleted {model.tag}")
+        return
+    versions = store_api.list(store_api.get(tag).tag.name)  # ModelNotFound names what exists
     if not yes:
-        confirm_delete(model.tag)
-    store_api.delete(model.tag, force=force)
-    click.echo(f"deleted {model.tag}")
+        shown = ", ".join(str(model.tag.version) for model in versions[:10])
+        more = f" and {len(versions) - 10} more" if len(versions) > 10 else ""
+        confirm_delete(f"every version of {versions[0].tag.name} ({len(versions)}: "
+                       f"{shown}{more})")
+    for model in versions:
+        store_api.delete(model.tag, force=force)
+        click.echo(f"deleted {model.tag}")
 
 
 @models.command("export")

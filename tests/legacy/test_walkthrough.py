@@ -172,8 +172,10 @@ def test_load_returns_the_service_with_its_artifacts(packed: Path) -> None:
             "path = dosirak.bentos.get('IrisClassifier:latest').path\n"
             "svc = dosirak.load(str(path))\n"
             "print(json.dumps([type(svc).__name__, svc.artifacts['model'].metadata,\n"
-            "                  int(svc.artifacts.model.predict([[5.1, 3.5, 1.4, 0.2]])[0])]))\n")
+            "                  int(svc.artifacts.model.predict([[5.1, 3.5, 1.4, 0.2]])[0]),\n"
+            "                  'bentoml' in sys.modules]))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=packed, capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == ["IrisClassifier", {}, 0]
+    # a module that imports dosirak leaves the name bentoml alone
+    assert json.loads(done.stdout) == ["IrisClassifier", {}, 0, False]

@@ -37,6 +37,7 @@ BUNDLE_FILE = "bentoml.yml"
 ENTRY_MODULE = "dosirak_legacy_service"
 STATIC_DIR = "web_static_content"
 ARTIFACTS_DIR = "artifacts"
+_IMPORTS_BENTOML = re.compile(r"^\s*(?:from|import)\s+bentoml\b", re.MULTILINE)
 _ENTRY = '''"""Serves the BentoML 0.x service saved beside this file (written by dosirak)."""
 
 from pathlib import Path
@@ -306,7 +307,7 @@ def load_class(directory: str | Path) -> tuple[type[BentoService], dict[str, Any
     """Import the ``BentoService`` class of a bundle directory; returns it and ``bentoml.yml``.
 
     A module that imports ``bentoml`` gets dosirak's 0.x layer under that name (in this
-    process only).
+    process only); a module that imports only dosirak leaves the name alone.
     """
     root = Path(directory).resolve()
     data = read_description(root)
@@ -320,9 +321,10 @@ def load_class(directory: str | Path) -> tuple[type[BentoService], dict[str, Any
     module_name = metadata["module_name"]
     if not all(part.isidentifier() for part in module_name.split(".")):
         raise InvalidArgument(f"{BUNDLE_FILE}: module_name {module_name!r} is not a module name")
-    from dosirak.legacy.compat import resolve_bentoml
+    if _IMPORTS_BENTOML.search(module_file.read_text(encoding="utf-8")):
+        from dosirak.legacy.compat import resolve_bentoml
 
-    resolve_bentoml()
+        resolve_bentoml()  # a module written for BentoML 0.13; dosirak's own saves need not
     for entry in (str(module_dir), str(root)):
         if entry in sys.path:
             sys.path.remove(entry)

@@ -105,7 +105,7 @@ def monitor(name: str) -> Iterator[Monitor]:
 
 
 def _request_id() -> str | None:
-    from dosirak.server.traffic import current_request_id
+    from dosirak.observability.request_id import current_request_id
 
     value = current_request_id.get()
     return None if value == "-" else value

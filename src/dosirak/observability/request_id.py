@@ -12,11 +12,16 @@ correlating log lines, not secrets.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
 import re
 
 HEADER = b"x-request-id"
+#: The id of the request being handled, for code that runs inside it (the prediction log,
+#: ``dosirak.monitor``); the server's traffic layer sets it when it tracks ids.
+current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("dosirak_request_id",
+                                                                          default="-")
 MAX_LENGTH = 128
 # Letters, digits and the punctuation of common id schemes (UUIDs, base64, "trace:span"); nothing
 # that could break a log line or a header (spaces, quotes, control characters).

@@ -42,6 +42,7 @@ from dosirak.monitoring import configure as configure_monitoring
 from dosirak.observability.access_log import AccessLog
 from dosirak.observability.metrics import CONTENT_TYPE, metrics_from_config
 from dosirak.observability.prediction_log import PredictionLog
+from dosirak.observability.request_id import current_request_id
 from dosirak.server.context_endpoint import ContextEndpoint
 from dosirak.server.deployment import run_deployment_hooks_once
 from dosirak.server.endpoint import APIEndpoint
@@ -50,7 +51,7 @@ from dosirak.server.metadata import build_metadata
 from dosirak.server.openapi import build_openapi
 from dosirak.server.runner_metrics import RunnerMetrics
 from dosirak.server.streaming import StreamEndpoint
-from dosirak.server.traffic import Traffic, current_request_id
+from dosirak.server.traffic import Traffic
 from dosirak.services import InferenceAPI, Service
 
 #: Sync API functions block a thread while a batch forms, so allow many; idle ones cost little.

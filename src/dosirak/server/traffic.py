@@ -28,23 +28,19 @@ both itself with :func:`answered`, which saves about 2 us of the request.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import math
 import time
 from collections.abc import Callable, Collection
 from typing import Any
 
 from dosirak.io.encoding import dumps
-from dosirak.observability.request_id import new_request_id, request_id
+from dosirak.observability.request_id import current_request_id, new_request_id, request_id
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 
-#: The id of the request being handled, for code that runs inside it (the prediction log).
-current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("dosirak_request_id",
-                                                                          default="-")
 _JSON = (b"content-type", b"application/json")
 #: The status recorded for a request whose client left before any answer (as nginx logs it).
 CLIENT_CLOSED = 499

@@ -41,3 +41,10 @@ def test_two_hubs_on_one_postgres_and_one_bucket(start_hub, pg_url, s3_server, t
     with Served([str(bento.tag)], env={"DOSIRAK_HOME": str(bob)}, cwd=tmp_path) as server:
         status, _, answer = server.post("/classify", [[5.1, 3.5, 1.4, 0.2]])
     assert status == 200 and answer == [0]
+    # Failed attempts are counted in the database: ten at one hub, and the other refuses too.
+    bad = "dsk_000000000000_" + "x" * 43
+    with first.http(bad) as http:
+        assert [http.get("/api/v1/whoami").status_code for _ in range(10)] == [401] * 10
+    with second.http(bad) as http:
+        refused = http.get("/api/v1/whoami")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from openapi_spec_validator import validate
+from sqlalchemy import text
 
 from conftest import save_iris, use_home
 from dosirak.bentos.build import manifest_digest
@@ -97,18 +98,68 @@ def test_failed_attempts_are_rate_limited(hub):
         assert admin.get("/api/v1/whoami").status_code == 429
 
 
-def test_failure_limiter_on_a_virtual_clock():
-    now = [0.0]
-    limiter = tokens.FailureLimiter(limit=3, window=60, clock=lambda: now[0])
+def test_failures_count_per_client_behind_a_trusted_proxy(start_hub):
+    hub = start_hub("--forwarded-allow-ips", "127.0.0.1")  # the load balancer's address
+    with hub.http("dsk_000000000000_" + "x" * 43) as http:
+        guesser = {"X-Forwarded-For": "203.0.113.5"}
+        statuses = [http.get("/api/v1/whoami", headers=guesser).status_code for _ in range(11)]
+        assert statuses == [401] * 10 + [429]
+    with hub.http() as admin:  # other clients through the same proxy are not affected
+        answer = admin.get("/api/v1/whoami", headers={"X-Forwarded-For": "203.0.113.6"})
+        assert answer.status_code == 200
+    untrusted = start_hub("--forwarded-allow-ips", "192.0.2.1", data=hub.data / "other")
+    with untrusted.http("dsk_000000000000_" + "x" * 43) as http:  # a header anyone can send
+        for number in range(10):
+            http.get("/api/v1/whoami", headers={"X-Forwarded-For": f"198.51.100.{number}"})
+        assert http.get("/api/v1/whoami").status_code == 429
+
+
+def test_failure_limiter_on_a_virtual_clock(tmp_path):
+    from dosirak.hub.db import Database
+
+    database = Database(f"sqlite:///{tmp_path / 'hub.db'}")
+    database.migrate()
+    now = [1000.0]
+    limiter = tokens.FailureLimiter(database, limit=3, window=60, clock=lambda: now[0])
     for _ in range(3):
         limiter.check("a")
         limiter.failed("a")
+        now[0] += 1
     with pytest.raises(tokens.TooManyFailures) as refused:
         limiter.check("a")
-    assert refused.value.retry_after == 60
+    assert refused.value.retry_after == 57  # when the first of the three leaves the window
     limiter.check("b")  # another client is not affected
-    now[0] = 60.5
+    now[0] = 1060.5
     limiter.check("a")
+    now[0] = 1200.0
+    limiter.failed("b")  # old failures are forgotten as new ones come
+    with database.read() as session:
+        assert session.scalar(text("SELECT count(*) FROM auth_failures")) == 1
+    database.close()
+
+
+def test_failed_attempts_are_counted_across_hub_processes(tmp_path):
+    """Hubs behind one load balancer share one count: failures at one refuse at the others."""
+    from dosirak.hub.hub import Hub, HubSettings
+
+    now = [5000.0]
+    hubs = [Hub(HubSettings(data=tmp_path / "hub")) for _ in range(2)]
+    for hub in hubs:
+        hub.start()
+        hub.failures = tokens.FailureLimiter(hub.db, limit=4, window=60, clock=lambda: now[0])
+    bad = "dsk_000000000000_" + "x" * 43
+    for attempt in range(4):
+        with pytest.raises(tokens.Unauthorized):
+            hubs[attempt % 2].authenticate(bad, "10.0.0.7")
+    for hub in hubs:
+        with pytest.raises(tokens.TooManyFailures):
+            hub.authenticate(bad, "10.0.0.7")
+    admin = (tmp_path / "hub" / "admin-token").read_text().strip()
+    assert hubs[1].authenticate(admin, "10.0.0.8").name == "admin"  # another client
+    now[0] += 61
+    assert hubs[1].authenticate(admin, "10.0.0.7").name == "admin"  # the window has passed
+    for hub in hubs:
+        hub.close()
 
 
 @pytest.mark.parametrize("name", ["..", "a%2Fb", "UPPER", "a b", "-x", "x" * 64])

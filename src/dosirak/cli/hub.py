@@ -40,6 +40,11 @@ def _server_options(port: int) -> Callable[[Callable[..., Any]], Callable[..., A
                          help="Bytes per upload chunk (larger ones are refused, 413)."),
             click.option("--max-size", default=None, metavar="SIZE",
                          help="Largest version accepted, such as '100GiB' [default: 64GiB]."),
+            click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True,
+                         envvar="FORWARDED_ALLOW_IPS", show_envvar=True, metavar="IPS",
+                         help="Proxies (comma-separated addresses, or *) whose "
+                              "X-Forwarded-For names the client: behind a load balancer, its "
+                              "address, so that failed attempts count per real client."),
         ]
         for option in reversed(options):
             command = option(command)
@@ -49,7 +54,7 @@ def _server_options(port: int) -> Callable[[Callable[..., Any]], Callable[..., A
 
 
 def _run_server(host: str, port: int, data: str | None, db: str | None, storage: str | None,
-                chunk_size: int, max_size: str | None) -> None:
+                chunk_size: int, max_size: str | None, forwarded_allow_ips: str) -> None:
     try:
         from dosirak.hub.app import serve
         from dosirak.hub.hub import HubSettings
@@ -64,7 +69,7 @@ def _run_server(host: str, port: int, data: str | None, db: str | None, storage:
         from dataclasses import replace
 
         settings = replace(settings, max_size=byte_size(None, None, max_size))
-    serve(settings, host=host, port=port)
+    serve(settings, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips)
 
 
 @click.group()

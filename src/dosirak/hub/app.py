@@ -68,8 +68,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: HubSettings, host: str = "127.0.0.1", port: int = 3333,
-          log_level: str = "info") -> None:
-    """Run one hub process until SIGINT or SIGTERM."""
+          log_level: str = "info", forwarded_allow_ips: str = "127.0.0.1") -> None:
+    """Run one hub process until SIGINT or SIGTERM. Requests from ``forwarded_allow_ips``
+    (a load balancer) are taken to come from the client their X-Forwarded-For names."""
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s",
@@ -79,7 +80,8 @@ def serve(settings: HubSettings, host: str = "127.0.0.1", port: int = 3333,
     sock = bind(host, port)
     url = f"http://{host}:{sock.getsockname()[1]}"
     config = uvicorn.Config(create_app(hub), log_level=log_level, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=30)
+                            lifespan="on", timeout_graceful_shutdown=30, proxy_headers=True,
+                            forwarded_allow_ips=forwarded_allow_ips)
     server = uvicorn.Server(config)
     where: dict[str, Any] = {"database": _safe_url(hub.db.url),
                              "storage": settings.storage_url}

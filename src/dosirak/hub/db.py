@@ -25,6 +25,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -185,6 +186,17 @@ class UploadChunk(Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
 
+class AuthFailure(Base):
+    """A failed sign-in attempt from ``client`` at ``at`` (seconds since the epoch); kept for
+    the limiter's window only (``tokens.FailureLimiter``)."""
+
+    __tablename__ = "auth_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Double)
+
+
 class Event(Base):
     __tablename__ = "events"
 
@@ -315,5 +327,5 @@ def sqlite_file(url: str) -> str | None:
     return parsed.database if parsed.drivername.startswith("sqlite") else None
 
 
-__all__ = ["Alias", "Blob", "Database", "Event", "Token", "Upload", "UploadChunk", "Version",
-           "VersionFile", "VersionLabel", "VersionRef", "utcnow"]
+__all__ = ["Alias", "AuthFailure", "Blob", "Database", "Event", "Token", "Upload",
+           "UploadChunk", "Version", "VersionFile", "VersionLabel", "VersionRef", "utcnow"]

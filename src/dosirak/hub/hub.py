@@ -64,7 +64,7 @@ class Hub:
         self.db = Database(settings.db_url)
         self.storage = Storage(settings.storage_url, settings.storage_options or None)
         self.scratch = settings.data / "scratch"
-        self.failures = FailureLimiter()
+        self.failures = FailureLimiter(self.db)
 
     def start(self) -> Path | None:
         """Migrate the schema and make the first admin token; returns its file if made now."""
@@ -101,10 +101,10 @@ class Hub:
 
     def authenticate(self, text: str | None, client: str) -> Principal:
         """The principal of a token, or Unauthorized (counted against ``client``)."""
-        self.failures.check(client)
         now = utcnow()
         try:
             with self.db.read() as session:
+                self.failures.check(client, session)
                 row = tokens.check(session, text, now)
         except tokens.Unauthorized:
             self.failures.failed(client)

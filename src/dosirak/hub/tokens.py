@@ -3,8 +3,9 @@
 The secret is 32 random bytes, so one sha256 is as good as a slow password hash here (nobody can
 guess through 2**256 candidates) and checking a token costs microseconds. Scopes nest: ``admin``
 includes ``write``, which includes ``read``. A token may expire; revoked and expired tokens are
-refused like unknown ones (401). Failed attempts are counted per client address and refused
-with 429 for a while past ``MAX_FAILURES`` (``FailureLimiter``).
+refused like unknown ones (401). Failed attempts are counted per client address, in the
+database (shared by every hub process), and refused with 429 for a while past ``MAX_FAILURES``
+(``FailureLimiter``).
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ import hmac
 import math
 import re
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from dosirak.exceptions import AlreadyExists, DosirakError, InvalidArgument, NotFound
-from dosirak.hub.db import Token, utcnow
+from dosirak.hub.db import AuthFailure, Database, Token, utcnow
 
 SCOPES = ("read", "write", "admin")
 PREFIX = "dsk"
@@ -173,34 +172,41 @@ def describe(row: Token) -> dict[str, object]:
 
 class FailureLimiter:
     """At most ``limit`` failed attempts per client within ``window`` seconds; past that the
-    client is refused until its oldest failure leaves the window. ``clock`` is injectable."""
+    client is refused until enough of its failures have left the window.
 
-    def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    Failures are rows of the hub's database, so every hub process on it (behind one load
+    balancer) counts them together, and a restart forgets nothing. ``clock`` (seconds since
+    the epoch: the processes compare their times) is injectable for tests.
+    """
 
-    def _recent(self, client: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(client, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
+    def __init__(self, db: Database, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db, self.limit, self.window, self.clock = db, limit, window, clock
 
-    def check(self, client: str) -> None:
-        with self._lock:
-            now = self.clock()
-            failures = self._recent(client, now)
-            if len(failures) >= self.limit:
-                wait = failures[0] + self.window - now
-                raise TooManyFailures(f"too many failed sign-in attempts from {client}; try "
-                                      f"again in {wait:.0f} s", retry_after=max(wait, 1.0))
-            if not failures:
-                self._failures.pop(client, None)
+    def check(self, client: str, session: Session | None = None) -> None:
+        """Refuse ``client`` (TooManyFailures, 429) while it has ``limit`` recent failures;
+        reads in ``session`` when given, else in a transaction of its own."""
+        if session is None:
+            with self.db.read() as own:
+                return self.check(client, own)
+        now = self.clock()
+        recent = session.scalars(
+            select(AuthFailure.at).where(AuthFailure.client == _key(client),
+                                         AuthFailure.at > now - self.window)
+            .order_by(AuthFailure.at.desc()).limit(self.limit)).all()
+        if len(recent) >= self.limit:
+            wait = recent[-1] + self.window - now
+            raise TooManyFailures(f"too many failed sign-in attempts from {client}; try again "
+                                  f"in {math.ceil(wait)} s", retry_after=max(wait, 1.0))
+        return None
 
     def failed(self, client: str) -> None:
-        with self._lock:
-            self._recent(client, self.clock()).append(self.clock())
-            if len(self._failures) > 100_000:  # a flood of addresses: forget the idle ones
-                for key in [k for k, v in self._failures.items() if not v]:
-                    del self._failures[key]
+        """Count a failure of ``client``; failures older than the window are dropped."""
+        now = self.clock()
+        with self.db.write() as session:
+            session.execute(delete(AuthFailure).where(AuthFailure.at <= now - self.window))
+            session.add(AuthFailure(client=_key(client), at=now))
+
+
+def _key(client: str) -> str:
+    return client[:64]

@@ -1,0 +1,194 @@
+"""Container benchmark: the iris image built by ``dosirak containerize`` beside the one
+``bentoml containerize`` builds, in one run: build time, image size, cold start.
+
+    .venv/bin/python benchmarks/containerize.py                 # podman, 3 cold starts each
+    .venv/bin/python benchmarks/containerize.py --starts 1      # quick look
+
+Needs ``scripts/setup-containers`` (podman and the local ``python:3.11-slim`` both tools build
+on) and the peers harness (``bash ../shared/bench/setup.sh``: BentoML 1.4 in ``$PEERS/bentoml``,
+the iris model in ``$PEERS/model/iris.pkl``; ``$PEERS`` defaults to ``dosirak-peers`` in the
+temporary directory).
+
+Both tools get the same pickled scikit-learn model, saved into each one's store, and the same
+iris service (dosirak: ``examples/iris``; BentoML: the harness's ``apps/bentoml_iris.py``), each
+built into a bento by its own CLI and containerized with the same engine and base image. BentoML
+needs three things to build here (see the harness README): ``BENTOML_NO_LOCAL_URL=1``,
+``UV_NATIVE_TLS=1`` in its bentofile's envs, and ``models:`` listing the model.
+
+- build: wall time of the containerize command, from a layer cache holding only the base image.
+  dosirak fetches its wheels on the host (pip's cache makes that warm after a first run);
+  BentoML's build installs them with uv inside the image, from the index.
+- size: the image's size as the engine reports it.
+- cold start: ``run -d`` to the first ``/readyz`` 200, bridge network, ``-p 127.0.0.1:P:3000``,
+  polled every 20 ms; median of ``--starts`` starts, the two images alternating.
+
+Images, containers and intermediate images made here are removed at the end; the base stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = Path(os.environ.get("PEERS") or Path(tempfile.gettempdir()) / "dosirak-peers")
+BENTOML_SERVICE = ROOT.parent / "shared" / "bench" / "apps" / "bentoml_iris.py"
+
+DOSIRAK_BENTOFILE = """\
+service: "service.py:svc"
+name: iris_classifier
+include: ["*.py"]
+python:
+  packages: [scikit-learn, numpy]
+models: ["iris_clf:latest"]
+"""
+BENTOML_BENTOFILE = """\
+service: "service:IrisClassifier"
+include: ["*.py"]
+python:
+  packages: [scikit-learn, numpy]
+models: ["iris_clf:latest"]
+envs:
+  - name: UV_NATIVE_TLS
+    value: "1"
+"""
+
+
+def run(command: list[str], **options: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, check=False,
+                            **options)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(map(str, command[:3]))} failed ({result.returncode}):\n"
+                 f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return result
+
+
+def timed(command: list[str], **options: object) -> float:
+    start = time.perf_counter()
+    run(command, **options)
+    return time.perf_counter() - start
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ready(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        connection.request("GET", "/readyz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def cold_start(engine: str, image: str, timeout: float = 120) -> float:
+    port = free_port()
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    start = time.perf_counter()
+    run([engine, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3000", image])
+    try:
+        while not ready(port):
+            if time.perf_counter() - start > timeout:
+                logs = subprocess.run([engine, "logs", name], capture_output=True, text=True)
+                sys.exit(f"{image} not ready in {timeout} s:\n{logs.stdout}{logs.stderr}")
+            time.sleep(0.02)
+        return time.perf_counter() - start
+    finally:
+        subprocess.run([engine, "rm", "-f", name], capture_output=True, check=False)
+
+
+def image_ids(engine: str) -> set[str]:
+    return set(run([engine, "images", "-a", "-q", "--no-trunc"]).stdout.split())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", default="podman", choices=["podman", "docker"])
+    parser.add_argument("--starts", type=int, default=3, help="cold starts per image")
+    parser.add_argument("--bentoml", type=Path, default=PEERS / "bentoml" / "bin" / "bentoml")
+    parser.add_argument("--tmpdir", type=Path, default=None)
+    args = parser.parse_args()
+    for needed in (args.bentoml, PEERS / "model" / "iris.pkl", BENTOML_SERVICE):
+        if not needed.exists():
+            sys.exit(f"{needed} is missing: run `bash ../shared/bench/setup.sh` first")
+    engine = shutil.which(args.engine) or sys.exit(f"{args.engine} not found: run "
+                                                  "scripts/setup-containers")
+    work = Path(tempfile.mkdtemp(prefix="dosirak-bench-containerize-", dir=args.tmpdir))
+    before = image_ids(engine)
+    suffix = uuid.uuid4().hex[:8]
+    images = {"dosirak": f"bench-dosirak-iris:{suffix}", "bentoml": f"bench-bentoml-iris:{suffix}"}
+    env = {**os.environ, "DOSIRAK_HOME": str(work / "dosirak-home"),
+           "BENTOML_HOME": str(work / "bentoml-home"), "BENTOML_DO_NOT_TRACK": "true",
+           "BENTOML_NO_LOCAL_URL": "1"}
+    try:
+        dosirak_dir, bentoml_dir = work / "dosirak-iris", work / "bentoml-iris"
+        dosirak_dir.mkdir()
+        shutil.copy(ROOT / "examples" / "iris" / "service.py", dosirak_dir / "service.py")
+        (dosirak_dir / "bentofile.yaml").write_text(DOSIRAK_BENTOFILE)
+        bentoml_dir.mkdir()
+        shutil.copy(BENTOML_SERVICE, bentoml_dir / "service.py")
+        (bentoml_dir / "bentofile.yaml").write_text(BENTOML_BENTOFILE)
+        save = ("import {0}, pickle, sys; {0}.sklearn.save_model('iris_clf', "
+                "pickle.load(open(sys.argv[1], 'rb')))")
+        pickle_path = str(PEERS / "model" / "iris.pkl")
+        run([sys.executable, "-c", save.format("dosirak"), pickle_path], env=env)
+        run([str(args.bentoml.with_name("python")), "-c", save.format("bentoml"), pickle_path],
+            env=env)
+        dosirak_cli = str(Path(sys.executable).with_name("dosirak"))
+        dosirak_tag = run([dosirak_cli, "build", str(dosirak_dir), "-o", "tag"],
+                          env=env).stdout.strip()
+        run([str(args.bentoml), "build", str(bentoml_dir)], env=env, cwd=bentoml_dir)
+
+        print(f"building both images with {args.engine} (minutes)...", flush=True)
+        build = {
+            "dosirak": timed([dosirak_cli, "containerize", dosirak_tag, "--backend",
+                              args.engine, "-t", images["dosirak"]], env=env),
+            "bentoml": timed([str(args.bentoml), "containerize", "iris_classifier:latest",
+                              "--backend", args.engine, "-t", images["bentoml"]], env=env),
+        }
+        size = {tool: int(run([engine, "image", "inspect", "--format", "{{.Size}}", image])
+                          .stdout.split()[0]) for tool, image in images.items()}
+        starts: dict[str, list[float]] = {"dosirak": [], "bentoml": []}
+        for round_ in range(args.starts):
+            order = ["dosirak", "bentoml"] if round_ % 2 == 0 else ["bentoml", "dosirak"]
+            for tool in order:
+                starts[tool].append(cold_start(engine, images[tool]))
+    finally:
+        for image in images.values():
+            subprocess.run([engine, "rmi", "-f", image], capture_output=True, check=False)
+        for image_id in image_ids(engine) - before:
+            subprocess.run([engine, "rmi", "-f", image_id], capture_output=True, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+    version = run([str(args.bentoml), "--version"]).stdout.strip().split()[-1]
+    print(f"\n{platform.node()}: {os.cpu_count()} CPUs, {args.engine}, BentoML {version}, "
+          f"{args.starts} cold starts each (median)\n")
+    print("| | dosirak containerize | bentoml containerize | dosirak / BentoML |")
+    print("|---|---|---|---|")
+    median = {tool: statistics.median(times) for tool, times in starts.items()}
+    rows = [("build (s)", build, "{:.1f}"), ("image size (MB)",
+             {k: v / 1e6 for k, v in size.items()}, "{:.0f}"),
+            ("cold start to /readyz 200 (s)", median, "{:.2f}")]
+    for label, values, form in rows:
+        print(f"| {label} | {form.format(values['dosirak'])} | {form.format(values['bentoml'])} "
+              f"| {values['dosirak'] / values['bentoml']:.2f}x |")
+    print(f"\ncold starts (s): dosirak {[round(t, 2) for t in starts['dosirak']]}, "
+          f"bentoml {[round(t, 2) for t in starts['bentoml']]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,9 +9,12 @@ import concurrent.futures
 import http.server
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from dosirak.server.app import create_app
 from live_server import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-from example_services import iris_service  # noqa: E402
+from example_services import iris_service
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -88,7 +91,7 @@ def test_spans_per_request_api_call_and_batch_linked_to_every_request(
 class _Receiver(http.server.BaseHTTPRequestHandler):
     requests: list[tuple[str, str, bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
         self.requests.append((self.path, self.headers["content-type"], body))
         self.send_response(200)
@@ -139,6 +142,77 @@ def test_spans_exported_over_otlp_http(receiver: tuple[str, list]) -> None:
     assert services == {"iris-under-test"}
     assert names.count("POST /classify") == 4 and names.count("api classify") == 4
     assert any(name == "batch iris_clf.predict" for name in names)
+
+
+def exported_spans(requests: list[tuple[str, str, bytes]]) -> list[dict[str, object]]:
+    """Every span the receiver got: name, ids (hex), parent id and attributes."""
+    spans = []
+    for _, _, body in list(requests):
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    attributes = {a.key: getattr(a.value, a.value.WhichOneof("value"))
+                                  for a in span.attributes}
+                    spans.append({"name": span.name, "trace": span.trace_id.hex(),
+                                  "id": span.span_id.hex(), "parent": span.parent_span_id.hex(),
+                                  "attributes": attributes})
+    return spans
+
+
+def wait_for_spans(requests: list, ready: object, timeout: float = 60.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while not ready(spans := exported_spans(requests)):  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"spans not exported in time: {spans}"
+        time.sleep(0.05)
+    return spans
+
+
+def test_a_span_per_call_inside_the_runner_worker_process(
+        receiver: tuple[str, list], monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint, requests = receiver
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # export every 50 ms, here and in workers
+    config = load_config(environ={}, overrides={
+        "tracing.enabled": True, "tracing.endpoint": endpoint,
+        "runners.placement": "process", "runners.batching.max_latency_ms": 30_000})
+    svc = iris_service()
+    runner = svc.runners[0]
+    with serve(svc, config=config) as url:
+        assert all(r.status_code == 200 for r in call_concurrently(url, 12))
+
+        def batches_and_workers(spans: list[dict]) -> tuple[list[dict], list[dict]]:
+            return ([s for s in spans if s["name"] == "batch iris_clf.predict"],
+                    [s for s in spans if s["name"] == "worker iris_clf.predict"])
+
+        def settled(spans: list[dict]) -> bool:
+            # API spans end after their batch's: with all 12 exported, so are the batches
+            batches, workers = batches_and_workers(spans)
+            api_calls = [s for s in spans if s["name"] == "api classify"]
+            return len(api_calls) == 12 and len(batches) == len(workers)
+
+        spans = wait_for_spans(requests, settled)
+        batches, workers = batches_and_workers(spans)
+        # each batch's call into the worker process has one span there, the batch's child
+        by_id = {s["id"]: s for s in batches}
+        assert sorted(s["parent"] for s in workers) == sorted(by_id)
+        assert all(s["trace"] == by_id[s["parent"]]["trace"] for s in workers)
+        [pid] = runner._pool.pids
+        assert {s["attributes"]["process.pid"] for s in workers} == {pid}
+        assert {s["attributes"]["dosirak.runner.worker"] for s in workers} == {0}
+
+        # a restarted worker is told to trace too
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while runner._pool.pids in ([], [pid]):
+            assert time.monotonic() < deadline, "the runner worker was not restarted"
+            time.sleep(0.05)
+        [restarted] = runner._pool.pids
+        assert all(r.status_code == 200 for r in call_concurrently(url, 6))
+    spans = exported_spans(requests)  # the server's stop flushed it, the worker's EOF its own
+    batches, workers = batches_and_workers(spans)
+    by_id = {s["id"]: s for s in batches}
+    later = [s for s in workers if s["attributes"]["process.pid"] == restarted]
+    assert later and all(by_id[s["parent"]]["trace"] == s["trace"] for s in later)
+    assert len(workers) == len(batches)
 
 
 def test_nothing_of_opentelemetry_is_imported_when_off(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@
 
 Spans: one per HTTP request (``SERVER``, continuing an incoming W3C ``traceparent``), one per API
 call inside it, and one per runner batch, which starts a trace of its own with a link to the
-API call of every request whose rows it carried (one batch, many parents). The access log line
+API call of every request whose rows it carried (one batch, many parents). With placement
+``process``, each call into a runner worker process gets a span there too, a child of the batch
+span: the call frame carries the batch span's W3C ``traceparent`` across the transport, and the
+worker exports its spans as the server does (``WorkerTracing``). The access log line
 of a traced request carries its trace id. Spans go to an OTLP/HTTP collector (``exporter:
 otlp``) or to the console or a file (``console``), in batches, off the request path; the
 sampler keeps ``sample_rate`` of the traces (an incoming trace's decision is kept).
@@ -53,7 +56,12 @@ class Tracing:
     """The tracer provider of one server, and the wrappers that make its spans."""
 
     def __init__(self, config: Any, service_name: str) -> None:
-        resource = Resource.create({"service.name": config.service_name or service_name})
+        service_name = config.service_name or service_name
+        #: What a runner worker process needs to export its spans the same way.
+        self.settings = {"exporter": config.exporter, "endpoint": config.endpoint,
+                         "sample_rate": config.sample_rate, "service_name": service_name,
+                         "console_file": config.console_file}
+        resource = Resource.create({"service.name": service_name})
         sampler = ParentBased(TraceIdRatioBased(config.sample_rate))
         self.provider = TracerProvider(resource=resource, sampler=sampler)
         self._file = None
@@ -121,6 +129,9 @@ class Tracing:
                                                             f"{runner.name}.{name}")
         for dispatcher in getattr(svc, "_dispatchers", []):
             dispatcher.tracer = _BatchTracer(self.tracer, dispatcher.name)
+        carrier = _WorkerCarrier(self.settings)
+        for runner in svc.runners:
+            runner.trace_workers(carrier)  # placement process: a span per call in the worker
 
     def api_span(self, name: str, function: Any, is_async: bool) -> Any:
         """``function`` (an API's callable) in a span per call."""
@@ -164,6 +175,49 @@ class _BatchTracer:
                 self.name, context=_ROOT, links=links,
                 attributes={"dosirak.batch.rows": rows, "dosirak.batch.calls": len(callers)}):
             return await execute(args, kwargs)
+
+
+class _WorkerCarrier:
+    """What a runner's worker pool needs: the caller's ``traceparent`` per call, and the
+    settings (and factory) its worker processes build their own tracer from."""
+
+    factory = "dosirak.observability.tracing:WorkerTracing"
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+
+    @staticmethod
+    def traceparent() -> str | None:
+        """The current span's W3C ``traceparent`` (the batch's), None unless it is sampled."""
+        context = trace.get_current_span().get_span_context()
+        if not context.trace_flags.sampled:  # an invalid context has no flags either
+            return None
+        return f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+
+
+class WorkerTracing:
+    """Inside a runner worker process: a span per call, a child of the span the call was made
+    in (its ``traceparent`` crossed the transport), exported as the server exports its own."""
+
+    def __init__(self, settings: dict[str, Any], index: int) -> None:
+        import os
+        import types
+
+        self.tracing = Tracing(types.SimpleNamespace(**settings), settings["service_name"])
+        self.tracer = self.tracing.tracer
+        self.prefix = f"worker {settings['runner']}."
+        self.attributes = {"dosirak.runner.worker": index, "process.pid": os.getpid()}
+
+    def call(self, traceparent: str, method: str, function: Any, args: Any,
+             kwargs: Any) -> Any:
+        """``function(*args, **kwargs)`` in a span whose parent is ``traceparent``."""
+        parent = _PROPAGATOR.extract({"traceparent": traceparent})
+        with self.tracer.start_as_current_span(self.prefix + method, context=parent,
+                                               kind=_SERVER, attributes=self.attributes):
+            return function(*args, **kwargs)
+
+    def shutdown(self) -> None:
+        self.tracing.shutdown()
 
 
 class _TracedLine(AccessLine):

@@ -36,7 +36,7 @@ _MODES = ("local", "process")
 # Runner attributes a signature may not shadow; such methods stay reachable via runner.methods.
 _RESERVED = {"name", "methods", "mode", "spec", "workers", "models", "ready", "concurrency",
              "start", "stop", "init_local", "runnable_class", "runnable_init_params",
-             "from_model", "async_run", "async_stream", "__call__"}
+             "from_model", "async_run", "async_stream", "embedded", "__call__"}
 
 
 class RunnerMethod:
@@ -174,6 +174,7 @@ class Runner:
         signatures: dict[str, Any] | None = None,
         workers: int | None = None,
         spec: RunnableSpec | None = None,
+        embedded: bool = False,
     ) -> None:
         if not (isinstance(runnable_class, type) and issubclass(runnable_class, Runnable)):
             raise InvalidArgument(
@@ -188,6 +189,8 @@ class Runner:
                 f"runner {self.name!r}: workers must be an int >= 1, got {workers!r}")
         #: Worker processes the runner's code asked for (None: none asked; see RunnerMethod).
         self.coded_workers = workers
+        #: Runs in the API worker whatever the configuration places (BentoML's embedded runner).
+        self.embedded = embedded
         self.workers = workers or default_workers(runnable_class)
         base = runnable_class.signatures()
         if signatures:
@@ -311,6 +314,12 @@ class Runner:
                       if method.signature.batchable]
         self._pool = WorkerPool(self.spec, workers=self.workers, name=self.name,
                                 repeatable=repeatable)
+
+    def trace_workers(self, tracing: Any) -> None:
+        """A span per call inside this runner's worker processes (placement ``process``), a
+        child of the caller's span; see ``WorkerPool.trace``. Nothing for ``local``."""
+        if self._pool is not None:
+            self._pool.trace(tracing)
 
     def _bind_loop(self) -> None:
         try:

@@ -7,6 +7,9 @@ header that describes the value tree, then the payload: the raw bytes of every a
     header  {"m": "predict", "a": [{"~": "a", "d": "<f4", "s": [2, 3], "o": 0, "n": 24}], "k": {}}
     payload 24 bytes of float32, padded to 64-byte boundaries between buffers
 
+With tracing on, a call's header also carries ``"t"``, the W3C ``traceparent`` of the span the
+call was made in (the runner batch's), so that the worker's span of the call is its child.
+
 JSON scalars (None, bool, int, float, str) and lists are themselves; every other value is a JSON
 object whose ``"~"`` key names its kind (tuple, dict, bytes, numpy array or scalar, pandas
 DataFrame/Series/Index, torch tensor, and the floats and ints JSON cannot spell: NaN, infinities,
@@ -252,12 +255,16 @@ def frame(header: dict[str, Any], packer: Packer | None = None) -> Parts:
     return parts
 
 
-def encode_call(method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Parts:
-    """A call frame; raises ``InvalidArgument`` for a value without a wire form."""
+def encode_call(method: str, args: Sequence[Any], kwargs: dict[str, Any],
+                trace: str | None = None) -> Parts:
+    """A call frame; raises ``InvalidArgument`` for a value without a wire form. ``trace``:
+    the W3C ``traceparent`` of the caller's span, when tracing is on (key ``"t"``)."""
     packer = Packer()
     pack = packer.pack
     header = {"m": method, "a": [pack(arg) for arg in args],
               "k": packer.pack_dict(kwargs) if kwargs else {}}
+    if trace is not None:
+        header["t"] = trace
     return frame(header, packer)
 
 

@@ -274,6 +274,9 @@ class WorkerPool:
         self._stopping = False
         # Spawned by prelaunch() and not yet adopted by start(): index -> (process, socket).
         self._prelaunched: dict[int, tuple[subprocess.Popen[bytes], socket.socket]] = {}
+        #: Set by ``trace``: the caller's trace context for each call, and what the workers
+        #: need to make a span per call (``dosirak.observability.tracing.WorkerTracing``).
+        self._tracing: Any = None
 
     def __repr__(self) -> str:
         return f"WorkerPool({self.name!r}, workers={self.workers}, pids={self.pids})"
@@ -334,6 +337,24 @@ class WorkerPool:
         logger.info("runner %r started %d worker process(es): pids %s", self.name,
                     self.workers, self.pids)
 
+    def trace(self, tracing: Any) -> None:
+        """Make a span per call in the workers, a child of the caller's span.
+
+        ``tracing`` has ``traceparent()`` (the W3C ``traceparent`` of the current span, or None
+        when it is not sampled), ``factory`` (``"module:name"`` of what a worker builds from
+        the settings: ``name(settings, index)``, with ``call(traceparent, method, function,
+        args, kwargs)`` and ``shutdown()``) and ``settings`` (JSON-able). Every live worker,
+        and every worker adopted later (a restart), is sent them once; a call then carries its
+        ``traceparent``. The runner layer thus knows nothing of the tracing library.
+        """
+        self._tracing = tracing
+        for worker in self._live:
+            worker.write(self._tracing_frame())
+
+    def _tracing_frame(self) -> list[Any]:
+        return frame({"tracing": {"factory": self._tracing.factory, "runner": self.name,
+                                  "settings": self._tracing.settings}})
+
     async def call(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None) -> Any:
         """Run ``method(*args, **kwargs)`` in a worker; return its result.
 
@@ -342,8 +363,9 @@ class WorkerPool:
         """
         if not self._started or self._stopping:
             raise RunnerError(f"runner {self.name!r} is not running: start its worker pool first")
-        call = _Call(method, encode_call(method, args, kwargs or {}), self._loop.create_future(),
-                     method in self.repeatable)
+        trace = None if self._tracing is None else self._tracing.traceparent()
+        call = _Call(method, encode_call(method, args, kwargs or {}, trace),
+                     self._loop.create_future(), method in self.repeatable)
         self._dispatch(call)
         return await call.future
 
@@ -391,6 +413,8 @@ class WorkerPool:
     def _adopt(self, worker: _Worker) -> None:
         self._slots[worker.index] = worker
         self._live.append(worker)
+        if self._tracing is not None:  # a restarted worker: before any call reaches it
+            worker.write(self._tracing_frame())
         while self._waiting:
             call = self._waiting.popleft()
             if not call.future.done():
@@ -612,28 +636,55 @@ def child_main(fd: str, parent_pid: str) -> None:
     gc.collect()
     gc.freeze()
     send_all(sock, frame({"ready": os.getpid()}))
-    _serve(sock, receiver, runnable)
+    _serve(sock, receiver, runnable, header["hello"]["index"])
 
 
-def _serve(sock: socket.socket, receiver: Receiver, runnable: Any) -> None:
+def _serve(sock: socket.socket, receiver: Receiver, runnable: Any, index: int) -> None:
     """The hot loop: read a call, run it, write the answer."""
     methods: dict[str, Any] = {}
     receive = receiver.receive
-    while True:
-        try:
-            frames = receive()
-        except EOFError:
-            return
-        for header, payload in frames:
+    spans: Any = None  # a span per call, once the parent sent its tracing settings
+    try:
+        while True:
             try:
-                name, args, kwargs = decode_call(header, payload)
-                function = methods.get(name)
-                if function is None:
-                    function = methods[name] = bound_method(runnable, name)
-                parts = encode_result(function(*args, **kwargs))
-            except Exception as error:
-                parts = encode_error(error)
-            send_all(sock, parts)
+                frames = receive()
+            except EOFError:
+                return
+            for header, payload in frames:
+                if "tracing" in header:  # not a call: answered by nothing
+                    spans = _worker_tracing(header["tracing"], index)
+                    continue
+                try:
+                    name, args, kwargs = decode_call(header, payload)
+                    function = methods.get(name)
+                    if function is None:
+                        function = methods[name] = bound_method(runnable, name)
+                    if spans is None or "t" not in header:
+                        result = function(*args, **kwargs)
+                    else:
+                        result = spans.call(header["t"], name, function, args, kwargs)
+                    parts = encode_result(result)
+                except Exception as error:
+                    parts = encode_error(error)
+                send_all(sock, parts)
+    finally:
+        if spans is not None:
+            spans.shutdown()  # export the spans still buffered
+
+
+def _worker_tracing(setup: dict[str, Any], index: int) -> Any:
+    """The span maker of this worker, or None (and a line on stderr) when it cannot be built:
+    tracing must never stop a worker from answering."""
+    try:
+        import importlib
+
+        module, name = setup["factory"].split(":")
+        factory = getattr(importlib.import_module(module), name)
+        return factory({**setup["settings"], "runner": setup["runner"]}, index)
+    except Exception as error:
+        print(f"dosirak runner worker {index}: tracing is off in this worker: {error}",
+              file=sys.stderr, flush=True)
+        return None
 
 
 def _die_with_parent() -> None:

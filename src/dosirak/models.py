@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
+import functools
 import importlib
 import importlib.util
 import os
@@ -31,6 +32,8 @@ from dosirak.exceptions import (
     ModelNotFound,
     StoreCorrupted,
 )
+from dosirak.external_modules import put_on_path as put_external_modules_on_path
+from dosirak.external_modules import store as store_external_modules
 from dosirak.signature import Signature, parse_signatures
 from dosirak.store import model_store, model_users
 from dosirak.store.manifest import build_manifest, check
@@ -106,6 +109,8 @@ class Model:
         self.path = path
         self.info = info
         self._custom_objects: dict[str, Any] | None = None
+        #: Keyword arguments added to each call of a method (``with_options``).
+        self._partial_kwargs: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         return f"Model(tag={str(self.tag)!r}, path={str(self.path)!r})"
@@ -132,6 +137,8 @@ class Model:
     def reading(self) -> Iterator[None]:
         """A context for reading this model's files: a file that vanishes meanwhile means the
         version was deleted, which is said as ModelNotFound, not a bare FileNotFoundError."""
+        if self.info.options.get("external_modules"):
+            put_external_modules_on_path(self.path)  # before anything is unpickled
         try:
             yield
         except FileNotFoundError as error:
@@ -158,18 +165,46 @@ class Model:
         with self.reading():
             return self.framework().load_model(self, **kwargs)
 
-    def to_runner(self, name: str | None = None, **options: Any) -> Runner:
+    def to_runner(self, name: str | None = None, *, embedded: bool = False,
+                  **options: Any) -> Runner:
         """A runner that serves this model's signatures (see ``dosirak.runner``).
 
         ``options`` are ``dosirak.Runner``'s (``max_batch_size``, ``max_latency_ms``,
         ``workers`` ...). Its worker processes build the same runnable from the model's full
         tag (``runnable_of``): the same version, whatever ``latest`` means by then.
+        ``embedded=True`` keeps it in the API worker whatever the configuration places
+        (BentoML's embedded runner; dosirak's ``local`` placement).
         """
         from dosirak.runner import RunnableSpec, Runner  # loaded on first use: asyncio & co
 
-        spec = RunnableSpec.for_class(runnable_of, {"tag": str(self.tag)})
+        params: dict[str, Any] = {"tag": str(self.tag)}
+        if self._partial_kwargs:
+            params["partial_kwargs"] = self._partial_kwargs
+        spec = RunnableSpec.for_class(runnable_of, params)
         return Runner(model_runnable(self), name=name or self.tag.name, models=[self],
-                      spec=spec, **options)
+                      spec=spec, embedded=embedded, **options)
+
+    def to_runnable(self) -> type[Runnable]:
+        """The ``dosirak.Runnable`` class that loads this model (for a custom ``Runner``)."""
+        return model_runnable(self)
+
+    def with_options(self, *, partial_kwargs: dict[str, dict[str, Any]] | None = None
+                     ) -> Model:
+        """This model with call options: ``partial_kwargs={"predict": {"k": 1}}`` passes
+        ``k=1`` to every ``predict`` call of its runners and runnables."""
+        if partial_kwargs is not None and (
+                not isinstance(partial_kwargs, dict) or
+                not all(isinstance(v, dict) for v in partial_kwargs.values())):
+            raise InvalidArgument("partial_kwargs maps method names to keyword arguments: "
+                                  "{'predict': {'k': 1}}")
+        unknown = set(partial_kwargs or {}) - set(self.info.signatures)
+        if unknown:
+            raise InvalidArgument(f"partial_kwargs names methods {sorted(unknown)} that model "
+                                  f"{self.tag} has no signature for; its methods: "
+                                  f"{sorted(self.info.signatures)}")
+        copy = Model(self.tag, self.path, self.info)
+        copy._partial_kwargs = {**self._partial_kwargs, **(partial_kwargs or {})}
+        return copy
 
 
 def model_runnable(model: Model) -> type[Runnable]:
@@ -185,6 +220,7 @@ def model_runnable(model: Model) -> type[Runnable]:
     framework = model.framework()
     adapt = getattr(framework, "runnable_method", None)
     signatures = dict(model.info.signatures)
+    partial_kwargs = dict(model._partial_kwargs)
     tag = str(model.tag)
     spec = model.info.options.get("input_spec") or {}
     checks = {name: input_check(spec, name, signature)
@@ -209,6 +245,8 @@ def model_runnable(model: Model) -> type[Runnable]:
                         f"model {tag} has no method {name!r} although its signatures list it; "
                         f"save it again with signatures naming methods it has"
                     )
+                if partial_kwargs.get(name):
+                    function = functools.partial(function, **partial_kwargs[name])
                 self.methods_by_name[name] = function
 
         @classmethod
@@ -223,10 +261,14 @@ def model_runnable(model: Model) -> type[Runnable]:
     return ModelRunnable
 
 
-def runnable_of(tag: str) -> Runnable:
+def runnable_of(tag: str, partial_kwargs: dict[str, dict[str, Any]] | None = None
+                ) -> Runnable:
     """The runnable of the stored model ``tag`` (the model loaded): what a runner's worker
     process builds from its plain-data spec."""
-    return model_runnable(get(tag))()
+    model = get(tag)
+    if partial_kwargs:
+        model = model.with_options(partial_kwargs=partial_kwargs)
+    return model_runnable(model)()
 
 
 def framework_modules() -> builtins.list[str]:
@@ -460,10 +502,12 @@ def save(
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
     framework_versions: dict[str, str] | None = None,
+    external_modules: Iterable[Any] | None = None,
 ) -> Model:
     """Save a model atomically; ``write(directory)`` writes its files and returns its options.
 
-    ``name`` may be ``name`` (a version is generated) or ``name:version``.
+    ``name`` may be ``name`` (a version is generated) or ``name:version``. ``external_modules``
+    (imported modules of the project) are stored with it (``dosirak.external_modules``).
     """
     parsed = Tag.from_taglike(name)  # "IrisClf" is saved as irisclf, with a warning
     tag = Tag(parsed.name, parsed.version or new_version())
@@ -471,11 +515,16 @@ def save(
         raise InvalidArgument(f"labels must be a dict of str -> str, got {type(labels).__name__}")
     clean_labels = {str(k): str(v) for k, v in (labels or {}).items()}
     clean_metadata = _plain(dict(metadata or {}), "metadata")
-    parsed_signatures = parse_signatures(signatures, default_signatures)
+    # A model made with create() has no methods to call unless its author names some.
+    parsed_signatures = parse_signatures(signatures, default_signatures) \
+        if signatures is not None or default_signatures else {}
     store = model_store()
     draft = store.new_draft()
     try:
         options = write(draft) or {}
+        if external_modules:
+            options = {**options,
+                       "external_modules": store_external_modules(draft, external_modules)}
         if custom_objects:
             with open(draft / CUSTOM_OBJECTS_FILE, "wb") as stream:
                 cloudpickle.dump(dict(custom_objects), stream)
@@ -506,6 +555,51 @@ def save(
         store.discard(draft)
         raise
     return Model(tag, path, info)
+
+
+@contextlib.contextmanager
+def create(
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    custom_objects: dict[str, Any] | None = None,
+    external_modules: Iterable[Any] | None = None,
+) -> Iterator[Model]:
+    """Save a model by writing its files yourself (BentoML 1.2's way, no adapter needed).
+
+        >>> with dosirak.models.create("my_llm") as model_ref:
+        ...     tokenizer.save_pretrained(model_ref.path)
+        ...     model.save_pretrained(model_ref.path)
+        >>> path = dosirak.models.get("my_llm:latest").path      # where the service loads it
+
+    Inside the block ``model_ref.path`` is an empty private directory; when the block ends the
+    files are stored as one new version, atomically, as every save is (an exception in the
+    block stores nothing). Afterwards ``model_ref`` is the stored model.
+    """
+    from dosirak.frameworks.directory import MODULE_NAME
+
+    parsed = Tag.from_taglike(name)
+    tag = Tag(parsed.name, parsed.version or new_version())
+    store = model_store()
+    scratch = store.new_draft()
+    draft = Model(tag, scratch, ModelInfo(
+        name=tag.name, version=tag.version or "", module=MODULE_NAME, labels={}, metadata={},
+        options={}, signatures={}, context={}, creation_time=datetime.datetime.now(datetime.UTC),
+        size=0, manifest={}))
+    try:
+        yield draft
+
+        def write(directory: Path) -> None:
+            for entry in scratch.iterdir():  # same file system: renames, no copies
+                os.replace(entry, directory / entry.name)
+
+        saved = save(str(tag), module=MODULE_NAME, write=write, default_signatures={},
+                     labels=labels, metadata=metadata, custom_objects=custom_objects,
+                     external_modules=external_modules)
+    finally:
+        store.discard(scratch)
+    draft.path, draft.info = saved.path, saved.info
 
 
 def require(import_name: str, extra: str) -> Any:

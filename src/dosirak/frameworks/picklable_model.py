@@ -7,6 +7,7 @@ the network are never unpickled by dosirak's servers.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import cloudpickle
@@ -27,6 +28,7 @@ def save_model(
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
     input_sample: Any = None,
+    external_modules: list[ModuleType] | None = None,
 ) -> Model:
     """Save any picklable object; its default signature is ``__call__``, not batchable.
 
@@ -44,6 +46,7 @@ def save_model(
         name, module=MODULE_NAME, write=write, default_signatures={"__call__": {}},
         labels=labels, metadata=metadata, custom_objects=custom_objects, signatures=signatures,
         framework_versions=versions_of("cloudpickle"),
+        external_modules=external_modules,
     )
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from dosirak.frameworks import (
@@ -40,6 +41,7 @@ def save_model(
     custom_objects: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
     input_sample: Any = None,
+    external_modules: list[ModuleType] | None = None,
 ) -> Model:
     """Save a fitted scikit-learn estimator (or pipeline) into the model store.
 
@@ -62,6 +64,7 @@ def save_model(
         name, module=MODULE_NAME, write=write, default_signatures=defaults or {"predict": {}},
         labels=labels, metadata=metadata, custom_objects=custom_objects, signatures=signatures,
         framework_versions=versions_of("scikit-learn", "joblib"),
+        external_modules=external_modules,
     )
 
 

@@ -389,7 +389,9 @@ def configure_runners(svc: Service, config: ServingConfig, default_placement: st
     placements = {}
     for runner in svc.runners:
         runners = config.runners
-        placements[runner.name] = runners.placement_for(runner.name, default_placement)
+        # An embedded runner (to_runner(embedded=True)) stays in the API worker.
+        placements[runner.name] = "local" if runner.embedded else \
+            runners.placement_for(runner.name, default_placement)
         workers = runners.workers_for(runner.name, runner.coded_workers)
         runner.workers = workers if workers is not None else \
             default_workers(runner.runnable_class)

@@ -271,3 +271,30 @@ def test_yatai_service_start_alias(start_hub):
     assert hub.url.startswith("http://127.0.0.1:")
     with hub.http() as http:
         assert http.get("/api/v1/whoami").json()["name"] == "admin"
+
+
+def test_bento_pull_fetches_only_the_models_it_lacks(hub, tmp_path, monkeypatch):
+    use_home(monkeypatch, tmp_path / "alice")
+    model = save_iris(extra_bytes=4 << 20)
+    bento = build_iris_bento(tmp_path)
+    with hub.client() as client:
+        client.push_bento(bento.tag)
+    use_home(monkeypatch, tmp_path / "bob")
+    received: list[int] = []
+    with hub.client() as client:
+        client.pull_model(str(model.tag))  # bob holds the model already (same digest)
+        result = client.pull_bento(str(bento.tag), progress=received.append)
+        assert result["status"] == "pulled"
+        assert [(m["tag"], m["status"]) for m in result["models"]] == [(str(model.tag),
+                                                                       "exists")]
+        assert 0 < sum(received) < 1 << 20  # the bento's own files; not the 4 MiB model again
+        pulls = [e["subject"] for e in client.json("GET", "/events",
+                                                   params={"action": "pull"})["items"]]
+    assert pulls == [f"bento {bento.tag}", f"model {model.tag}"]  # newest first
+    assert dosirak.bentos.verify(bento.tag) == []
+    use_home(monkeypatch, tmp_path / "carol")  # holds nothing: the model comes too
+    with hub.client() as client:
+        result = client.pull_bento("iris_classifier:latest")
+    assert [(m["tag"], m["status"]) for m in result["models"]] == [(str(model.tag), "pulled")]
+    assert dosirak.bentos.verify(bento.tag) == []
+    dosirak.models.get(model.tag, verify=True)

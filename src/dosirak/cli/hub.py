@@ -233,7 +233,10 @@ def push_bento(tag: str) -> None:
 @click.option("-f", "--force", is_flag=True,
               help="Replace a local bento (and models) of the same tag whose contents differ.")
 def pull_bento(tag: str, force: bool) -> None:
-    """Pull the bento TAG (name:version, name:latest or name@alias) and its models."""
+    """Pull the bento TAG (name:version, name:latest or name@alias) and the models it uses
+    that the local store lacks."""
     with _client() as client, progress_bar(f"pull {tag}", None) as advance:
         result = client.pull_bento(tag, force=force, progress=advance)
-    _report(result, "pulled")
+    for model in result["models"]:
+        _report(model, "pulled")
+    _report({**result, "kind": "bento"}, "pulled")

@@ -228,8 +228,12 @@ async def complete_upload(hub: Hub, request: Request, by: Principal) -> Response
 
 async def download(hub: Hub, request: Request, by: Principal) -> Response:
     params = request.path_params
-    found = await run_in_threadpool(transfers.archive, hub, by, _kind(request), params["name"],
-                                    params["ref"])
+    models = request.query_params.get("models", "true").lower()
+    if models not in ("true", "false"):
+        raise InvalidArgument(f"models={models!r}: use true (a bento with its models) or false "
+                              "(the bento's own archive)")
+    found = await run_in_threadpool(lambda: transfers.archive(
+        hub, by, _kind(request), params["name"], params["ref"], with_models=models == "true"))
     size, etag = found["size"], found["etag"]
     start, end, status = 0, size, 200
     requested = request.headers.get("range")
@@ -321,7 +325,9 @@ OPERATIONS = [
               responses={"409": "a stored bento uses this model"}),
     Operation("GET", _VERSION + "/archive", download,
               "The version's archive (.dosirakmodel, or .bento with its models); supports "
-              "Range and If-Range", responses={"206": "partial content", "416": "bad range"}),
+              "Range and If-Range", responses={"206": "partial content", "416": "bad range"},
+              query=(("models", "boolean", "a bento with its models (default true), or its "
+                      "own archive alone (false)"),)),
     Operation("POST", _VERSION + "/uploads", begin_upload,
               "Begin (or resume) a push; answers 'exists' when the hub has this version",
               scope="write", body={"digest": "string", "size": "integer"},

@@ -4,8 +4,10 @@ It speaks only the REST API of ``/docs.json``. Pushes send the archive ``dosirak
 would write, laid out from the stored files (``layout.py``) and sent chunk by chunk, each with its
 sha256; a push that stops (a kill, a lost connection) resumes at the first chunk the hub lacks.
 Pulls download into ``$DOSIRAK_HOME/hub/downloads`` with HTTP ranges (resuming likewise), then
-import the archive through ``models.import_model`` / ``bentos.import_bento``: every check of an
-import runs, and the model's digest must be the one the hub recorded at the push.
+import the archive through ``models.import_model`` (a bento: its own archive through the same
+``unpack_entry`` checks, once the models it records are stored): every check of an import runs,
+and the digest must be the one the hub recorded at the push. A bento pull fetches only the
+models the local store lacks.
 
     client = HubClient.from_login()           # `dosirak hub login URL --token T` saved it
     client.push_model("iris_clf:latest")
@@ -184,52 +186,70 @@ class HubClient:
     def pull_model(self, ref: str, *, force: bool = False,
                    progress: Progress = None) -> dict[str, Any]:
         """Pull a model into the local store; one stored with the same digest is kept as is."""
-        return self._pull("model", ref, force, progress)
+        from dosirak import models
+        from dosirak.store import model_store
+
+        found = self.version("model", ref)
+        tag = Tag(found["name"], found["version"])
+        if (held := _held(model_store(), tag, found["digest"], force)) is not None:
+            return held
+        archive = self._download("model", found, progress)
+        models.import_model(str(archive), overwrite=force)  # every check of an import
+        archive.unlink()
+        return self._check_pulled(model_store(), "model", tag, found["digest"])
 
     def pull_bento(self, ref: str, *, force: bool = False,
                    progress: Progress = None) -> dict[str, Any]:
-        """Pull a bento and the models it uses into the local stores (models stored already
-        with the same digest are kept)."""
-        return self._pull("bento", ref, force, progress)
-
-    def _pull(self, kind: str, ref: str, force: bool, progress: Progress) -> dict[str, Any]:
-        from dosirak import bentos, models
-        from dosirak.bentos.build import manifest_digest
+        """Pull a bento and the models it uses into the local stores. It asks for the bento's
+        models first and fetches only those the model store lacks (one held with the digest the
+        bento records is kept, and its bytes are not downloaded), then the bento's own archive.
+        """
         from dosirak.bentos.store import bento_store
-        from dosirak.store import model_store
 
-        found = self.version(kind, ref)
+        found = self.version("bento", ref)
         tag = Tag(found["name"], found["version"])
-        store = model_store() if kind == "model" else bento_store()
-        if tag.version in store.versions(tag.name):
-            local = manifest_digest(store.read_info(tag).get("manifest") or {})
-            if local == found["digest"]:
-                return {"status": "exists", "tag": str(tag), "digest": local}
-            if not force:
-                raise AlreadyExists(f"the local store holds {kind} {tag} with other contents "
-                                    f"(digest {local[:12]}, the hub's {found['digest'][:12]}); "
-                                    "pass --force to replace it")
-        archive = self._download(kind, found, progress)
-        importer = models.import_model if kind == "model" else bentos.import_bento
-        importer(str(archive), overwrite=force)  # every check of an import
+        if (held := _held(bento_store(), tag, found["digest"], force)) is not None:
+            return {**held, "models": []}
+        pulled = []
+        for model in found.get("models", []):
+            result = self.pull_model(model["tag"], force=force, progress=progress)
+            if result["digest"] != model["digest"]:
+                raise StoreCorrupted(f"bento {tag} was pushed with model {model['tag']} of "
+                                     f"digest {model['digest'][:12]}, but the hub now holds "
+                                     f"{result['digest'][:12]} under that tag (deleted and "
+                                     "pushed again); push the bento again")
+            pulled.append({**result, "kind": "model"})
+        archive = self._download("bento", found, progress, with_models=False)
+        _import_bento_alone(archive, {m["tag"]: m["digest"] for m in found.get("models", [])},
+                            force)
         archive.unlink()
-        digest = manifest_digest(store.read_info(tag).get("manifest") or {})
-        if digest != found["digest"]:  # the archive was whole but not what the hub recorded
-            store.delete(tag)
-            raise StoreCorrupted(f"pulled {kind} {tag} has digest {digest[:12]}, not the hub's "
-                                 f"{found['digest'][:12]}; removed it")
-        return {"status": "pulled", "tag": str(tag), "digest": digest,
-                "models": [m["tag"] for m in found.get("models", [])]}
+        return {**self._check_pulled(bento_store(), "bento", tag, found["digest"]),
+                "models": pulled}
 
-    def _download(self, kind: str, found: dict[str, Any], progress: Progress) -> Path:
-        """Download a version's archive, resuming a partial download of the same archive."""
+    @staticmethod
+    def _check_pulled(store: Any, kind: str, tag: Tag, digest: str) -> dict[str, Any]:
+        from dosirak.bentos.build import manifest_digest
+
+        local = manifest_digest(store.read_info(tag).get("manifest") or {})
+        if local != digest:  # the archive was whole but not what the hub recorded
+            store.delete(tag)
+            raise StoreCorrupted(f"pulled {kind} {tag} has digest {local[:12]}, not the hub's "
+                                 f"{digest[:12]}; removed it")
+        return {"status": "pulled", "tag": str(tag), "digest": local}
+
+    def _download(self, kind: str, found: dict[str, Any], progress: Progress, *,
+                  with_models: bool = True) -> Path:
+        """Download a version's archive, resuming a partial download of the same archive
+        (``with_models=False``: a bento's own archive, without its models)."""
         folder = home() / "hub" / "downloads"
         folder.mkdir(parents=True, exist_ok=True)
-        suffix = ".dosirakmodel" if kind == "model" else ".bento"
+        suffix = ".dosirakmodel" if kind == "model" else ".bento" if with_models else ".bento.tar"
         final = folder / f"{found['name']}-{found['version']}-{found['digest'][:16]}{suffix}"
         partial = final.with_name(final.name + ".partial")
         etag_file = final.with_name(final.name + ".etag")
         path = f"/{kind}s/{found['name']}/versions/{found['version']}/archive"
+        if not with_models:
+            path += "?models=false"
         for attempt in range(_RETRIES + 1):
             have = partial.stat().st_size if partial.exists() else 0
             etag = etag_file.read_text() if etag_file.exists() and have else None
@@ -284,6 +304,58 @@ class HubClient:
 
     def gc(self, *, dry_run: bool = False, grace: str | None = None) -> dict[str, Any]:
         return self.json("POST", "/gc", json={"dry_run": dry_run, "grace": grace})
+
+
+def _held(store: Any, tag: Tag, digest: str, force: bool) -> dict[str, Any] | None:
+    """``exists`` when the local store holds ``tag`` with ``digest``; None when it lacks it
+    (or holds other contents and ``force`` replaces them); AlreadyExists otherwise."""
+    from dosirak.bentos.build import manifest_digest
+
+    if tag.version not in store.versions(tag.name):
+        return None
+    local = manifest_digest(store.read_info(tag).get("manifest") or {})
+    if local == digest:
+        return {"status": "exists", "tag": str(tag), "digest": local}
+    if force:
+        return None
+    raise AlreadyExists(f"the local store holds {store.kind} {tag} with other contents (digest "
+                        f"{local[:12]}, the hub's {digest[:12]}); pass --force to replace it")
+
+
+def _import_bento_alone(archive: Path, models: dict[str, str], force: bool) -> None:
+    """Import a bento's own archive (``bento.tar``, checked like any import) once the models it
+    records are in the model store with the digests the hub gave (``models``)."""
+    from dosirak.bentos.archive import valid_bento
+    from dosirak.bentos.build import manifest_digest
+    from dosirak.bentos.store import bento_store
+    from dosirak.config import load_config
+    from dosirak.store import model_store
+    from dosirak.store.unpack import unpack_entry
+
+    bentos, stored = bento_store(), model_store()
+    what = f"the bento archive {archive.name} from the hub"
+    with open(archive, "rb") as stream:
+        entry = unpack_entry(bentos, stream, what, overwrite=force, validate=valid_bento,
+                             max_size=int(load_config().model_store.import_max_size))
+    try:
+        recorded = {m["tag"]: m["digest"] for m in entry.info.get("models") or []}
+        if recorded != models:
+            raise StoreCorrupted(f"{what} records the models {sorted(recorded)}, not the "
+                                 f"{sorted(models)} the hub listed for it; refused")
+        for model, digest in recorded.items():
+            try:
+                info = stored.read_info(Tag.parse(model))
+            except NotFound:
+                raise NotFound(f"model {model} was deleted from the model store while bento "
+                               f"{entry.tag} was pulled; pull it again") from None
+            if manifest_digest(info.get("manifest") or {}) != digest:
+                raise AlreadyExists(f"model {model} in the model store changed while bento "
+                                    f"{entry.tag} was pulled; pull it again")
+        bentos.commit(entry.draft, entry.tag, entry.info, overwrite=force)
+    except BaseException:
+        if entry.draft.exists():
+            bentos.discard(entry.draft)
+        raise
 
 
 def _open_local(path: str) -> Any:

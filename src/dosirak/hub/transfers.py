@@ -338,9 +338,13 @@ def _version_parts(hub: Hub, row: Version) -> list[layout.Part]:
                                 lambda _name, entry: blob_key(entry["sha256"]))
 
 
-def archive(hub: Hub, by: Principal, kind: str, name: str, ref: str) -> dict[str, Any]:
+def archive(hub: Hub, by: Principal, kind: str, name: str, ref: str, *,
+            with_models: bool = True) -> dict[str, Any]:
     """What a pull reads: the version, the parts of its archive (a ``.dosirakmodel``, or a
-    ``.bento`` with its models), its size and an ETag that changes if they could."""
+    ``.bento`` with its models), its size and an ETag that changes if they could.
+
+    ``with_models=False``: a bento's own archive alone (the ``bento.tar`` its push sent), for a
+    client that fetches the models it lacks one by one."""
     by.require("read")
     check_kind(kind)
     with hub.db.read() as session:
@@ -348,7 +352,11 @@ def archive(hub: Hub, by: Principal, kind: str, name: str, ref: str) -> dict[str
         parts = _version_parts(hub, row)
         tag = f"{row.name}:{row.version}"
         identity = [row.digest]
-        if kind == "bento":
+        suffix = ".dosirakmodel" if kind == "model" else ".bento"
+        if kind == "bento" and not with_models:
+            identity.append("without models")
+            suffix = ".bento.tar"
+        elif kind == "bento":
             members = [("bento.tar", parts)]
             for ref_row in session.scalars(select(VersionRef).where(
                     VersionRef.version_id == row.id)):
@@ -364,7 +372,6 @@ def archive(hub: Hub, by: Principal, kind: str, name: str, ref: str) -> dict[str
                 identity.append(model.digest)
             parts = layout.nested_parts(members)
     etag = hashlib.sha256("\n".join([kind, tag, *identity]).encode()).hexdigest()[:32]
-    suffix = ".dosirakmodel" if kind == "model" else ".bento"
     return {"row": row, "tag": tag, "parts": parts, "size": layout.total_size(parts),
             "etag": f'"{etag}"', "filename": f"{row.name}-{row.version}{suffix}"}
 

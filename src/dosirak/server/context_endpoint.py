@@ -15,14 +15,7 @@ import functools
 from typing import Any
 
 from dosirak.context import Context
-from dosirak.exceptions import PayloadTooLarge, UnsupportedMediaType
-from dosirak.server.endpoint import (
-    _UNPARSABLE,
-    APIEndpoint,
-    ClientDisconnected,
-    _content_type,
-    send_answer,
-)
+from dosirak.server.endpoint import APIEndpoint, ClientDisconnected, send_answer
 from dosirak.server.errors import JSON_HEADER, error_response
 
 
@@ -42,24 +35,8 @@ class ContextEndpoint(APIEndpoint):
         self._context_parameter = self.api.context_parameter
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        content_type = accept = None
-        length = -1
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                content_type = value.decode("latin-1")
-            elif key == b"accept":
-                accept = value.decode("latin-1")
-            elif key == b"content-length":
-                length = int(value) if value.isdigit() else -1
         try:
-            media_type, params = _content_type(content_type)
-            parse_as = self._media_type_for(media_type)
-            if parse_as is None or media_type is _UNPARSABLE:
-                raise UnsupportedMediaType(f"this API does not read {media_type}; send one of "
-                                           f"{self._accepted}")
-            if length > self.max_request_size:
-                raise PayloadTooLarge(self._too_large(length))
-            body = await self._read_body(receive)
+            body, parse_as, params, accept = await self._read_request(scope, receive)
             context = request_context(scope, self.state)
             if self.is_async:
                 value = self._parse(body, parse_as, params)

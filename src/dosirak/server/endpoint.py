@@ -151,6 +151,32 @@ class APIEndpoint:
             headers.append(JSON_HEADER)
         await send_answer(scope, send, status, headers, data)
 
+    async def _read_request(self, scope: Scope, receive: Receive
+                            ) -> tuple[bytes | bytearray, str, dict[str, str], str | None]:
+        """The body, the media type to parse it as, its parameters and the Accept header, with
+        the checks ``__call__`` makes; for the endpoints of APIs that stream or take a context
+        (``__call__`` keeps these steps inline: they are the hot path)."""
+        content_type = accept = None
+        length = -1
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                content_type = value.decode("latin-1")
+            elif key == b"accept":
+                accept = value.decode("latin-1")
+            elif key == b"content-length":
+                length = int(value) if value.isdigit() else -1
+        media_type, params = _content_type(content_type)
+        parse_as = self._media_type_for(media_type)
+        if parse_as is None or media_type is _UNPARSABLE:
+            raise UnsupportedMediaType(
+                f"this API does not read {media_type}; send one of {self._accepted}"
+                if media_type is not _UNPARSABLE else
+                f"the Content-Type header {content_type!r} is not a media type (type/"
+                f"subtype); send one of {self._accepted}", self._accepted)
+        if length > self.max_request_size:
+            raise PayloadTooLarge(self._too_large(length))
+        return await self._read_body(receive), parse_as, params, accept
+
     async def _read_body(self, receive: Receive) -> bytes | bytearray:
         limit = self.max_request_size
         message = await receive()

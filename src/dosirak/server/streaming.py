@@ -30,10 +30,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from dosirak.exceptions import PayloadTooLarge, UnsupportedMediaType
 from dosirak.io.encoding import dumps
 from dosirak.server.context_endpoint import request_context
-from dosirak.server.endpoint import _UNPARSABLE, APIEndpoint, ClientDisconnected, _content_type
+from dosirak.server.endpoint import APIEndpoint, ClientDisconnected
 from dosirak.server.errors import JSON_HEADER, error_response
 from dosirak.server.traffic import RESPONSE_STATE, answered
 
@@ -88,28 +87,13 @@ class StreamEndpoint(APIEndpoint):
         self.state = state if state is not None else {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        content_type = accept = None
-        length = -1
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                content_type = value.decode("latin-1")
-            elif key == b"accept":
-                accept = value.decode("latin-1")
-            elif key == b"content-length":
-                length = int(value) if value.isdigit() else -1
-        events = accept is not None and EVENT_STREAM in accept
         traffic = scope.get(RESPONSE_STATE)
         watcher: asyncio.Task[Any] | None = None
         items: _Items | None = None
+        events = False
         try:
-            media_type, params = _content_type(content_type)
-            parse_as = self._media_type_for(media_type)
-            if parse_as is None or media_type is _UNPARSABLE:
-                raise UnsupportedMediaType(f"this API does not read {media_type}; send one of "
-                                           f"{self._accepted}")
-            if length > self.max_request_size:
-                raise PayloadTooLarge(self._too_large(length))
-            body = await self._read_body(receive)
+            body, parse_as, params, accept = await self._read_request(scope, receive)
+            events = accept is not None and EVENT_STREAM in accept
             loop = asyncio.get_running_loop()
             if len(body) > self._on_loop_below:
                 value = await loop.run_in_executor(self._executor(), self._parse, body,

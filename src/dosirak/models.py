@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from dosirak.runner import Runnable, Runner
 
 CUSTOM_OBJECTS_FILE = "custom_objects.pkl"
+#: The adapter module of models made with ``create`` (``dosirak.frameworks.directory``).
+DIRECTORY_MODULE = "dosirak.directory"
 API_VERSION = 1
 
 
@@ -577,15 +579,14 @@ def create(
     files are stored as one new version, atomically, as every save is (an exception in the
     block stores nothing). Afterwards ``model_ref`` is the stored model.
     """
-    from dosirak.frameworks.directory import MODULE_NAME
-
     parsed = Tag.from_taglike(name)
     tag = Tag(parsed.name, parsed.version or new_version())
     store = model_store()
     scratch = store.new_draft()
     draft = Model(tag, scratch, ModelInfo(
-        name=tag.name, version=tag.version or "", module=MODULE_NAME, labels={}, metadata={},
-        options={}, signatures={}, context={}, creation_time=datetime.datetime.now(datetime.UTC),
+        name=tag.name, version=tag.version or "", module=DIRECTORY_MODULE, labels={},
+        metadata={}, options={}, signatures={}, context={},
+        creation_time=datetime.datetime.now(datetime.UTC),
         size=0, manifest={}))
     try:
         yield draft
@@ -594,7 +595,7 @@ def create(
             for entry in scratch.iterdir():  # same file system: renames, no copies
                 os.replace(entry, directory / entry.name)
 
-        saved = save(str(tag), module=MODULE_NAME, write=write, default_signatures={},
+        saved = save(str(tag), module=DIRECTORY_MODULE, write=write, default_signatures={},
                      labels=labels, metadata=metadata, custom_objects=custom_objects,
                      external_modules=external_modules)
     finally:

@@ -94,9 +94,7 @@ def dosirak_wheel(dest: Path) -> Path:
                                    "distribution metadata), so no wheel of it can be made for "
                                    "the image; install it (`pip install -e .` in a checkout)"
                                    ) from None
-    import dosirak
-
-    package = Path(dosirak.__file__).parent
+    package = Path(__file__).parent.parent  # the dosirak package this module is in
     info = f"dosirak-{__version__}.dist-info"
     files: dict[str, bytes] = {}
     for path in sorted(package.rglob("*")):

@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dosirak.frameworks import get_model, loads_model
+from dosirak.models import DIRECTORY_MODULE as MODULE_NAME
 from dosirak.models import Model, Tag
-
-MODULE_NAME = "dosirak.directory"
 
 
 @loads_model

@@ -263,3 +263,33 @@ def test_export_to_and_import_from_an_fsspec_url(bento: dosirak.bentos.Bento, tm
     imported = dosirak.bentos.import_bento(url)
     assert (imported.tag, imported.digest) == (bento.tag, bento.digest)
     assert dosirak.bentos.verify(bento.tag) == []
+
+
+def test_a_big_model_goes_through_the_kernel_copy_and_is_checked(
+        workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model member bigger than one chunk, nested in the .bento, is copied by the kernel from
+    the archive file and hashed from the written file: it arrives whole, and one flipped byte
+    in it is still refused."""
+    import dosirak.picklable_model
+
+    blob = os.urandom(3 << 20)
+    dosirak.picklable_model.save_model("big_blob", blob)
+    project = tmp_path / "big"
+    project.mkdir()
+    (project / "service.py").write_text("import dosirak\nsvc = dosirak.Service('big')\n")
+    (project / "bentofile.yaml").write_text("service: service:svc\nname: big\n"
+                                            "models: [big_blob:latest]\n")
+    built = dosirak.bentos.build(project)
+    archive = Path(dosirak.bentos.export_bento(built.tag, str(workdir / "big.bento")))
+    data = archive.read_bytes()
+    at = data.index(blob[:4096]) + len(blob) // 2
+    flipped = workdir / "flipped.bento"
+    flipped.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1:])
+
+    _fresh_home(monkeypatch, tmp_path / "fresh")
+    with pytest.raises(UnsafeArchive, match="sha256"):
+        dosirak.bentos.import_bento(str(flipped))
+    assert dosirak.bentos.list() == [] and not dosirak.models.list()
+    dosirak.bentos.import_bento(str(archive))
+    assert dosirak.picklable_model.load_model("big_blob:latest") == blob
+    assert dosirak.bentos.verify(built.tag) == []

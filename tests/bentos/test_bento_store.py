@@ -114,3 +114,26 @@ def test_cli_errors_are_one_line(iris_project: Path, args: list[str], bentofile:
     assert "Traceback" not in result.stderr
     if result.returncode == 1:
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+
+def test_a_store_the_process_cannot_write_serves_without_a_lease(
+        iris_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bento in a store that the serving user cannot write (a read-only file system, or a
+    container image's store owned by root): taking the lease is skipped, not an error."""
+    import errno
+
+    from dosirak.bentos import store
+
+    bento = dosirak.bentos.build(iris_project)
+    real_open = os.open
+
+    def read_only(path: object, *args: object, **kwargs: object) -> int:
+        if store._LEASES in str(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", read_only)
+    with store.lease(bento.tag) as held:
+        assert held.tag == bento.tag
+        assert not store._lease_path(bento.tag).exists()

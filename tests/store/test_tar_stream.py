@@ -130,6 +130,29 @@ def test_copy_hashed_copies_and_hashes(tmp_path: Path, size: int) -> None:
     assert sum(progress) == size
 
 
+@pytest.mark.parametrize("size", [100, tar_stream.CHUNK + 1, BIG])
+def test_copy_hashed_from_a_plain_file_copies_in_the_kernel(tmp_path: Path, size: int) -> None:
+    """From a regular file the data of a big member is copied by the kernel and hashed from
+    the written file; the reader ends where the member does, its next bytes still readable."""
+    data = os.urandom(size + 700)
+    (tmp_path / "archive").write_bytes(data)
+    with open(tmp_path / "archive", "rb") as stream:
+        reader = ForwardReader(stream)
+        reader.seek(300)
+        assert reader.kernel_source(size) == (stream.fileno(), 300)
+        digest = copy_hashed(reader, size, tmp_path / "out")
+        assert reader.tell() == 300 + size
+        assert reader.read(400) == data[300 + size:]
+    assert digest == hashlib.sha256(data[300:300 + size]).hexdigest()
+    assert (tmp_path / "out").read_bytes() == data[300:300 + size]
+
+
+def test_copy_hashed_from_a_short_plain_file(tmp_path: Path) -> None:
+    (tmp_path / "archive").write_bytes(os.urandom(BIG - 1))
+    with open(tmp_path / "archive", "rb") as stream, pytest.raises(EOFError):
+        copy_hashed(ForwardReader(stream), BIG, tmp_path / "out")
+
+
 @pytest.mark.parametrize("size", [100, BIG])
 def test_copy_hashed_reports_a_short_source(tmp_path: Path, size: int) -> None:
     reader = ForwardReader(io.BufferedReader(io.BytesIO(os.urandom(size - 1))))

@@ -108,6 +108,15 @@ class _MemberReader:
         count = self.readinto(buffer)
         return bytes(buffer[:count])
 
+    def kernel_source(self, count: int) -> tuple[int, int] | None:
+        """Where the next ``count`` bytes lie in the archive file, if they lie in this member
+        (ForwardReader.kernel_source); past its end they are read, and found missing."""
+        return self._outer.kernel_source(count) if count <= self._left else None
+
+    def skip(self, count: int) -> None:
+        self._outer.skip(count)
+        self._left -= count
+
 
 def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None,
                  storage_options: dict[str, Any] | None = None,

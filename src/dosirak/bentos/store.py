@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -139,9 +140,20 @@ def lease(tag: Tag | str) -> Iterator[Bento]:
     kernel when the holder exits, however it exits (no stale leases after a kill).
     """
     bento = get(tag)
-    with _lease_file(bento.tag) as fd:
+    try:
+        fd = _open_lease(bento.tag)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        # A store this process cannot write (a read-only image, another user's home): nobody
+        # deletes from it through this process either, and serving must not fail for it.
+        yield bento
+        return
+    try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         yield get(bento.tag)  # deleted before the lease was taken: BentoNotFound
+    finally:
+        os.close(fd)
 
 
 def hold(tag: Tag | str) -> Bento:
@@ -161,11 +173,15 @@ def _lease_path(tag: Tag) -> Path:
     return bento_store().root / _LEASES / f"{tag.name}:{tag.version}"
 
 
-@contextlib.contextmanager
-def _lease_file(tag: Tag) -> Iterator[int]:
+def _open_lease(tag: Tag) -> int:
     path = _lease_path(tag)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+@contextlib.contextmanager
+def _lease_file(tag: Tag) -> Iterator[int]:
+    fd = _open_lease(tag)
     try:
         yield fd
     finally:

@@ -134,6 +134,19 @@ def build_iris_bento(tmp_path: Path) -> Any:
     return dosirak.bentos.build(str(project))
 
 
+def archive_of(model: Any) -> tuple[bytes, str]:
+    """A stored model's push archive (what the client sends) and its digest."""
+    from dosirak.bentos.build import manifest_digest
+    from dosirak.hub.layout import archive_parts, read_range
+    from dosirak.store.versioned_store import dump_yaml
+
+    info = model.info.to_dict()
+    parts = archive_parts("model.yaml", dump_yaml(info).encode(), info["manifest"],
+                          lambda name, _entry: str(model.path / name))
+    data = b"".join(read_range(parts, lambda path: open(path, "rb")))  # noqa: SIM115
+    return data, manifest_digest(info["manifest"])
+
+
 def use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
     monkeypatch.setenv("DOSIRAK_HOME", str(home))
     return home

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+CHUNK = 64 << 10
+
 
 def _partials(hub) -> list[Path]:
     return sorted((hub.data / "objects").rglob(".*.partial"))
@@ -17,7 +19,8 @@ def _partials(hub) -> list[Path]:
 
 def _send_chunk_slowly(hub, upload: str, data: bytes, go_on: threading.Event,
                        answers: list) -> threading.Thread:
-    """PUT chunk 0 of ``upload``: half of ``data``, then the rest once ``go_on`` is set."""
+    """PUT chunk 1 of ``upload`` (out of order: stored as an object, not assembled): half of
+    ``data``, then the rest once ``go_on`` is set."""
 
     def body():
         yield data[:len(data) // 2]
@@ -28,7 +31,7 @@ def _send_chunk_slowly(hub, upload: str, data: bytes, go_on: threading.Event,
         try:
             with hub.http() as http:
                 answers.append(http.put(
-                    f"/api/v1/uploads/{upload}/chunks/0", content=body(),
+                    f"/api/v1/uploads/{upload}/chunks/1", content=body(),
                     headers={"X-Chunk-Sha256": hashlib.sha256(data).hexdigest(),
                              "Content-Length": str(len(data))}))
         except httpx.HTTPError as error:  # the hub was killed under it
@@ -40,8 +43,9 @@ def _send_chunk_slowly(hub, upload: str, data: bytes, go_on: threading.Event,
 
 
 def _begin(http, name: str, size: int) -> str:
+    """An upload of two chunks, the second ``size`` bytes long."""
     begun = http.post(f"/api/v1/models/{name}/versions/v1/uploads",
-                      json={"digest": "a" * 64, "size": size})
+                      json={"digest": "a" * 64, "size": CHUNK + size})
     assert begun.status_code == 201, begun.text
     return begun.json()["upload_id"]
 
@@ -54,7 +58,7 @@ def _wait_for(condition, what: str, timeout: float = 60.0) -> None:
 
 
 def test_gc_removes_partial_files_of_a_killed_hub_after_the_grace(start_hub):
-    hub = start_hub()
+    hub = start_hub("--chunk-size", str(CHUNK))
     data = os.urandom(4000)
     with hub.http() as http:
         upload = _begin(http, "cut", len(data))
@@ -65,7 +69,7 @@ def test_gc_removes_partial_files_of_a_killed_hub_after_the_grace(start_hub):
     go_on.set()
     sender.join(60)
     [left] = _partials(hub)
-    hub = start_hub(data=hub.data)
+    hub = start_hub("--chunk-size", str(CHUNK), data=hub.data)
     with hub.http() as http:
         live = _begin(http, "live", len(data))
         still, live_answers = threading.Event(), []

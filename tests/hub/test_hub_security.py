@@ -12,10 +12,9 @@ import pytest
 from openapi_spec_validator import validate
 from sqlalchemy import text
 
-from conftest import save_iris, use_home
+from conftest import archive_of, save_iris, use_home
 from dosirak.bentos.build import manifest_digest
 from dosirak.hub import selectors, tokens
-from dosirak.hub.layout import archive_parts, read_range
 from dosirak.store.versioned_store import dump_yaml
 
 
@@ -28,11 +27,7 @@ def _chunk_files(hub) -> list:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
-def _archive(model) -> tuple[bytes, str]:
-    info = model.info.to_dict()
-    parts = archive_parts("model.yaml", dump_yaml(info).encode(), info["manifest"],
-                          lambda name, _entry: str(model.path / name))
-    return b"".join(read_range(parts, lambda p: open(p, "rb"))), manifest_digest(info["manifest"])
+_archive = archive_of
 
 
 def _begin(http, name, version, digest, size):

@@ -54,8 +54,10 @@ class Operation:
 def error_response(error: Exception) -> JSONResponse:
     status = getattr(error, "status", 500)
     headers = dict(getattr(error, "headers", {}) or {})
-    return JSONResponse({"error": type(error).__name__, "message": str(error)}, status,
-                        headers=headers)
+    body: dict[str, Any] = {"error": type(error).__name__, "message": str(error)}
+    if isinstance(error, transfers.MissingChunks):
+        body["missing"] = error.missing
+    return JSONResponse(body, status, headers=headers)
 
 
 def bearer(request: Request) -> str | None:
@@ -188,6 +190,18 @@ async def put_chunk(hub: Hub, request: Request, by: Principal) -> Response:
         int(length) if length and length.isdigit() else None)
     if held:
         return JSONResponse({"status": "held", "index": index})
+    assembly = await run_in_threadpool(transfers.assembly_for, hub, upload_id, index)
+    if assembly is not None:  # in order, in the process assembling it: no object written
+        data = await _read_chunk(request, index, expected)
+        actual = await run_in_threadpool(lambda: hashlib.sha256(data).hexdigest())
+        _check_chunk_sha(index, actual, declared)
+        if await run_in_threadpool(transfers.feed_chunk, hub, assembly, upload_id, index, data,
+                                   declared):
+            return JSONResponse({"status": "stored", "index": index, "size": len(data)})
+        await run_in_threadpool(_store_chunk, hub, upload_id, index, data)  # it moved on
+        await run_in_threadpool(transfers.record_chunk, hub, upload_id, index, len(data),
+                                declared)
+        return JSONResponse({"status": "stored", "index": index, "size": len(data)})
     writer = await run_in_threadpool(hub.storage.writer, chunk_key(upload_id, index))
     digest = hashlib.sha256()
     received = 0
@@ -207,16 +221,43 @@ async def put_chunk(hub: Hub, request: Request, by: Principal) -> Response:
         if received != expected:
             raise InvalidArgument(f"chunk {index} ended after {received} of {expected} bytes; "
                                   "send it again")
-        if digest.hexdigest() != declared:
-            raise InvalidArgument(f"chunk {index} does not match its X-Chunk-Sha256 (its bytes "
-                                  f"hash to {digest.hexdigest()}); it was damaged or altered; "
-                                  "nothing was kept")
+        _check_chunk_sha(index, digest.hexdigest(), declared)
         await run_in_threadpool(writer.commit)
     except BaseException:
         await run_in_threadpool(writer.abort)
         raise
     await run_in_threadpool(transfers.record_chunk, hub, upload_id, index, received, declared)
     return JSONResponse({"status": "stored", "index": index, "size": received})
+
+
+async def _read_chunk(request: Request, index: int, expected: int) -> bytearray:
+    """The body of a chunk, in memory (at most the chunk size)."""
+    data = bytearray()
+    async for piece in request.stream():
+        if len(data) + len(piece) > expected:
+            raise transfers.PayloadTooLarge(f"chunk {index} is longer than the {expected} bytes "
+                                            "it declared")
+        data += piece
+    if len(data) != expected:
+        raise InvalidArgument(f"chunk {index} ended after {len(data)} of {expected} bytes; "
+                              "send it again")
+    return data
+
+
+def _check_chunk_sha(index: int, actual: str, declared: str) -> None:
+    if actual != declared:
+        raise InvalidArgument(f"chunk {index} does not match its X-Chunk-Sha256 (its bytes "
+                              f"hash to {actual}); it was damaged or altered; nothing was kept")
+
+
+def _store_chunk(hub: Hub, upload_id: str, index: int, data: bytes | bytearray) -> None:
+    writer = hub.storage.writer(chunk_key(upload_id, index))
+    try:
+        writer.write(data)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 async def complete_upload(hub: Hub, request: Request, by: Principal) -> Response:
@@ -337,7 +378,8 @@ OPERATIONS = [
               responses={"413": "larger than the chunk size"}),
     Operation("POST", "/uploads/{upload_id}/complete", complete_upload,
               "Check the whole archive and store the version", scope="write",
-              body={"sha256": "string"}, responses={"201": "pushed"}),
+              body={"sha256": "string"},
+              responses={"201": "pushed", "409": "chunks missing (listed in 'missing')"}),
     Operation("PUT", _KIND + "/{name}/aliases/{alias}", move_alias, "Point an alias at a version",
               scope="write", body={"version": "string"}),
     Operation("DELETE", _KIND + "/{name}/aliases/{alias}", remove_alias, "Remove an alias",

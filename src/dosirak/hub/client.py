@@ -162,19 +162,37 @@ class HubClient:
         upload, chunk_size = begun["upload_id"], begun["chunk_size"]
         held = set(begun["received"])
         whole = hashlib.sha256()
-        for index in range(begun["chunks"]):
+
+        def chunk(index: int) -> bytes:
             start = index * chunk_size
-            data = b"".join(layout.read_range(parts, _open_local, start,
+            return b"".join(layout.read_range(parts, _open_local, start,
                                               min(size, start + chunk_size)))
+
+        def send(index: int, data: bytes) -> None:
+            self.request("PUT", f"/uploads/{upload}/chunks/{index}", content=data,
+                         headers={"X-Chunk-Sha256": hashlib.sha256(data).hexdigest(),
+                                  "Content-Type": "application/octet-stream"})
+
+        for index in range(begun["chunks"]):
+            data = chunk(index)
             whole.update(data)
             if index not in held:
-                self.request("PUT", f"/uploads/{upload}/chunks/{index}", content=data,
-                             headers={"X-Chunk-Sha256": hashlib.sha256(data).hexdigest(),
-                                      "Content-Type": "application/octet-stream"})
+                send(index, data)
             if progress is not None:
                 progress(len(data))
-        done = self.json("POST", f"/uploads/{upload}/complete",
-                         json={"sha256": whole.hexdigest()})
+        for attempt in range(_RETRIES):
+            try:
+                done = self.json("POST", f"/uploads/{upload}/complete",
+                                 json={"sha256": whole.hexdigest()})
+                break
+            except AlreadyExists as error:
+                # Chunks the hub took into an assembly it no longer holds (another hub
+                # process answered, or it restarted): send them again.
+                missing = getattr(error, "missing", None)
+                if not missing or attempt == _RETRIES - 1:
+                    raise
+                for index in missing:
+                    send(index, chunk(index))
         return {**done, "kind": kind, "resumed_chunks": len(held)}
 
     # ----- pull --------------------------------------------------------------------------------
@@ -363,13 +381,18 @@ def _open_local(path: str) -> Any:
 
 
 def _error(response: httpx.Response) -> DosirakError:
+    body: Any = None
     try:
-        message = response.json()["message"]
+        body = response.json()
+        message = body["message"]
     except (ValueError, KeyError, TypeError):
         message = response.text[:500] or response.reason_phrase
     status = response.status_code
     kind = _ERRORS.get(status)
-    return kind(message) if kind is not None else HubError(message, status)
+    error = kind(message) if kind is not None else HubError(message, status)
+    if isinstance(body, dict) and isinstance(body.get("missing"), list):
+        error.missing = [int(index) for index in body["missing"]]  # type: ignore[attr-defined]
+    return error
 
 
 def save_login(url: str, token: str) -> dict[str, Any]:

@@ -184,6 +184,8 @@ class UploadChunk(Base):
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
+    # The hub process whose assembly took this chunk (assembly.py); None: stored as an object.
+    streamed_by: Mapped[str | None] = mapped_column(String(16))
 
 
 class AuthFailure(Base):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,8 @@ class HubSettings:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_size: int = 64 << 30  # bytes one pushed version may unpack to
     upload_ttl: datetime.timedelta = datetime.timedelta(days=1)
+    # An assembly (assembly.py) that gets no chunk for this long stops; its chunks are sent again.
+    assembly_idle: datetime.timedelta = datetime.timedelta(minutes=10)
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -65,6 +69,9 @@ class Hub:
         self.storage = Storage(settings.storage_url, settings.storage_options or None)
         self.scratch = settings.data / "scratch"
         self.failures = FailureLimiter(self.db)
+        self.instance = secrets.token_hex(8)  # this process, in upload_chunks.streamed_by
+        self.assemblies: dict[str, Any] = {}  # upload id -> its Assembly in this process
+        self.assemblies_lock = threading.Lock()
 
     def start(self) -> Path | None:
         """Migrate the schema and make the first admin token; returns its file if made now."""

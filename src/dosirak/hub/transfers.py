@@ -5,14 +5,19 @@ its ``bento.tar`` alone: its models are pushed first as models) in numbered chun
 
 1. ``begin``: the hub answers "exists" (same tag and digest: nothing to do), or an upload id with
    the chunks it already holds (a push that was cut resumes there).
-2. each chunk is sent with its sha256, checked while it is written to the object store, and
-   refused (nothing kept) if it is larger than the chunk size or does not match.
-3. ``complete``: the chunks are read back in order as one stream through ``unpack_entry``,
-   every check of an import (names, links, sizes, sha256 of every file, YAML aliases, the model
-   module allow-list, creation times), into a scratch draft while the whole is hashed; the sha256
-   and the digest the client declared must match. Then the files become blobs (stored once by
-   sha256) and the version row, with its files, labels and references, is written in one
-   transaction: a version is on the hub whole or not at all, whatever is killed when.
+2. each chunk is sent with its sha256 and refused (nothing kept) if it is larger than the chunk
+   size or does not match. A chunk that comes in order to the process assembling the upload
+   (``assembly.py``) goes straight through ``unpack_entry`` (every check of an import: names,
+   links, sizes, sha256 of every file, YAML aliases, the model module allow-list, creation
+   times) into a scratch draft: each byte is written once. Any other chunk is stored as an
+   object under ``uploads/<id>/``.
+3. ``complete``: the draft of the assembly, or else the stored chunks read back in order as one
+   stream through ``unpack_entry``; the whole archive's sha256 and the digest the client
+   declared must match. Chunks an assembly took but that no live assembly of this process holds
+   (another process took them, or it was killed) are asked for again (409 with ``missing``).
+   Then the files become blobs (stored once by sha256) and the version row, with its files,
+   labels and references, is written in one transaction: a version is on the hub whole or not
+   at all, whatever is killed when.
 
 A pull reads the same archive, laid out from blobs (``layout.py``), from any byte on.
 """
@@ -33,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dosirak.exceptions import AlreadyExists, InvalidArgument, NotFound, PayloadTooLarge
 from dosirak.hub import layout
+from dosirak.hub.assembly import Assembly, scratch_store
 from dosirak.hub.catalog import check_kind, check_name, resolve
 from dosirak.hub.db import (
     Blob,
@@ -48,6 +54,7 @@ from dosirak.hub.hub import Hub
 from dosirak.hub.storage import blob_key, chunk_key
 from dosirak.hub.tokens import Principal
 from dosirak.store.manifest import INFO_FILE
+from dosirak.store.unpack import Unpacked, unpack_entry
 from dosirak.store.versioned_store import YAML_LOADER, VersionedStore, creation_time, dump_yaml
 from dosirak.tag import Tag
 
@@ -99,8 +106,8 @@ def begin(hub: Hub, by: Principal, kind: str, name: str, version: str, digest: s
             session.add(upload)
             received: list[int] = []
         else:
-            received = sorted(session.scalars(select(UploadChunk.index).where(
-                UploadChunk.upload_id == upload.id)))
+            received = sorted(row.index for row in _rows(session, upload.id)
+                              if _held(hub, upload.id, row))
     return {"status": "upload", "upload_id": upload.id, "chunk_size": upload.chunk_size,
             "chunks": -(-size // upload.chunk_size), "received": received}
 
@@ -128,7 +135,8 @@ def chunk_target(hub: Hub, by: Principal, upload_id: str, index: int,
             raise InvalidArgument(f"chunk {index} is out of range: this upload has chunks 0 "
                                   f"to {chunks - 1}")
         expected = min(upload.chunk_size, upload.archive_size - index * upload.chunk_size)
-        held = session.get(UploadChunk, (upload_id, index)) is not None
+        row = session.get(UploadChunk, (upload_id, index))
+        held = row is not None and _held(hub, upload_id, row)
     if length is None:
         raise InvalidArgument("a chunk needs a Content-Length header")
     if length > expected:
@@ -139,14 +147,101 @@ def chunk_target(hub: Hub, by: Principal, upload_id: str, index: int,
     return expected, held
 
 
-def record_chunk(hub: Hub, upload_id: str, index: int, size: int, sha256: str) -> None:
+def _rows(session: Any, upload_id: str) -> list[UploadChunk]:
+    return list(session.scalars(select(UploadChunk).where(UploadChunk.upload_id == upload_id)))
+
+
+def _live_assembly(hub: Hub, upload_id: str) -> Assembly | None:
+    with hub.assemblies_lock:
+        assembly = hub.assemblies.get(upload_id)
+        if assembly is not None and not assembly.alive:
+            del hub.assemblies[upload_id]
+            return None
+        return assembly
+
+
+def _held(hub: Hub, upload_id: str, row: UploadChunk) -> bool:
+    """Whether the hub holds a received chunk: stored as an object, or taken by a live
+    assembly of this process."""
+    if row.streamed_by is None:
+        return True
+    assembly = _live_assembly(hub, upload_id) if row.streamed_by == hub.instance else None
+    return assembly is not None and row.index < assembly.next
+
+
+def assembly_for(hub: Hub, upload_id: str, index: int) -> Assembly | None:
+    """The assembly that takes chunk ``index`` now: this process's, if it expects that chunk,
+    or a new one for chunk 0 of an upload that has no chunk yet; else None (store it)."""
+    assembly = _live_assembly(hub, upload_id)
+    if assembly is not None:
+        return assembly if assembly.next == index else None
+    if index != 0:
+        return None
+    with hub.db.read() as session:
+        upload = session.get(Upload, upload_id)
+        if upload is None or _rows(session, upload_id):
+            return None
+    with hub.assemblies_lock:
+        if upload_id in hub.assemblies:  # another request started it meanwhile
+            return None
+        assembly = Assembly(
+            upload_id, scratch_store(hub.scratch, upload.kind, INFO_FILES[upload.kind]),
+            upload.archive_size, f"pushed {upload.kind} {upload.name}:{upload.version}",
+            validate=_validator(upload.kind), max_size=hub.settings.max_size,
+            idle=hub.settings.assembly_idle.total_seconds())
+        hub.assemblies[upload_id] = assembly
+    return assembly
+
+
+def feed_chunk(hub: Hub, assembly: Assembly, upload_id: str, index: int, data: bytes,
+               sha256: str) -> bool:
+    """Feed a checked chunk to ``assembly``; False if it expects another one now. A chunk the
+    import's checks refuse ends the upload: nothing of it is kept."""
+    try:
+        if not assembly.feed(index, data):
+            return False
+    except BaseException:
+        drop_upload(hub, upload_id)
+        raise
+    record_chunk(hub, upload_id, index, len(data), sha256, streamed_by=hub.instance)
+    return True
+
+
+def drop_upload(hub: Hub, upload_id: str) -> None:
+    """Forget an upload: its assembly, its row and chunk rows, its stored chunks."""
+    with hub.assemblies_lock:
+        assembly = hub.assemblies.pop(upload_id, None)
+    if assembly is not None:
+        assembly.abort()
+    with hub.db.write() as session:
+        session.execute(delete(Upload).where(Upload.id == upload_id))
+    hub.storage.delete_prefix(f"uploads/{upload_id}")
+
+
+def record_chunk(hub: Hub, upload_id: str, index: int, size: int, sha256: str, *,
+                 streamed_by: str | None = None) -> None:
+    """Note that the hub holds a chunk (an object when ``streamed_by`` is None; an object
+    replaces an assembly's note, never the other way round)."""
     try:
         with hub.db.write() as session:
             if session.get(Upload, upload_id) is None:
                 raise NotFound(f"no upload {upload_id!r} on the hub; start the push again")
-            session.add(UploadChunk(upload_id=upload_id, index=index, size=size, sha256=sha256))
+            row = session.get(UploadChunk, (upload_id, index))
+            if row is None:
+                session.add(UploadChunk(upload_id=upload_id, index=index, size=size,
+                                        sha256=sha256, streamed_by=streamed_by))
+            elif streamed_by is None:
+                row.streamed_by, row.size, row.sha256 = None, size, sha256
     except IntegrityError:
         pass  # the same chunk, sent twice at once: the object was replaced by equal bytes
+
+
+class MissingChunks(AlreadyExists):
+    """``complete`` before the hub holds every chunk (409); ``missing`` lists them."""
+
+    def __init__(self, message: str, missing: list[int]) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class _ChunkReader:
@@ -190,33 +285,56 @@ def complete(hub: Hub, by: Principal, upload_id: str, sha256: str) -> dict[str, 
         upload = session.get(Upload, upload_id)
         if upload is None:
             raise NotFound(f"no upload {upload_id!r} on the hub; start the push again")
-        chunks = {c.index: c.size for c in session.scalars(
-            select(UploadChunk).where(UploadChunk.upload_id == upload_id))}
+        rows = {row.index: row for row in _rows(session, upload_id)}
         done = session.scalar(select(Version).where(
             Version.kind == upload.kind, Version.name == upload.name,
             Version.version == upload.version))
     if done is not None:
         return _existing(done, upload.digest)
     count = -(-upload.archive_size // upload.chunk_size)
-    if missing := [i for i in range(count) if i not in chunks]:
-        raise AlreadyExists(f"upload {upload_id} lacks {len(missing)} chunk(s) (first: "
-                            f"{missing[0]}); send them, then complete it")
-    from dosirak.store.unpack import unpack_entry
-
-    info_file = INFO_FILES[upload.kind]
-    store = VersionedStore(hub.scratch / upload.kind, info_file, kind=upload.kind)
+    store = scratch_store(hub.scratch, upload.kind, INFO_FILES[upload.kind])
+    assembly = _live_assembly(hub, upload_id)
+    if assembly is not None and assembly.next == count:  # every byte went into its draft
+        with hub.assemblies_lock:
+            hub.assemblies.pop(upload_id, None)
+        try:
+            entry = assembly.finish()
+        except BaseException:
+            drop_upload(hub, upload_id)
+            raise
+        return _finish(hub, by, upload, store, entry, assembly.sha256.hexdigest(), sha256)
+    streamed = [i for i, row in rows.items() if row.streamed_by is not None]
+    if missing := sorted({i for i in range(count) if i not in rows} | set(streamed)):
+        if streamed:  # no assembly here holds them: they must come again, as objects
+            if assembly is not None:
+                with hub.assemblies_lock:
+                    hub.assemblies.pop(upload_id, None)
+                assembly.abort()
+            with hub.db.write() as session:
+                session.execute(delete(UploadChunk).where(
+                    UploadChunk.upload_id == upload_id, UploadChunk.index.in_(streamed),
+                    UploadChunk.streamed_by.is_not(None)))
+        raise MissingChunks(f"upload {upload_id} lacks {len(missing)} chunk(s) (first: "
+                            f"{missing[0]}); send them, then complete it", missing)
     reader = _ChunkReader(hub, upload_id, count)
-    what = f"pushed {upload.kind} {upload.name}:{upload.version}"
     try:
-        entry = unpack_entry(store, reader, what, validate=_validator(upload.kind),
+        entry = unpack_entry(store, reader, f"pushed {upload.kind} {upload.name}:"
+                             f"{upload.version}", validate=_validator(upload.kind),
                              max_size=hub.settings.max_size)
     finally:
         reader.close()
+    return _finish(hub, by, upload, store, entry, reader.sha256.hexdigest(), sha256)
+
+
+def _finish(hub: Hub, by: Principal, upload: Upload, store: VersionedStore, entry: Unpacked,
+            whole: str, declared: str) -> dict[str, Any]:
+    """The checks after the archive was read, the blobs and the version (in that order)."""
+    what = f"pushed {upload.kind} {upload.name}:{upload.version}"
     try:
-        if reader.sha256.hexdigest() != sha256:
-            raise InvalidArgument(f"{what}: the archive's sha256 is {reader.sha256.hexdigest()}"
-                                  f", not the {sha256} declared; it was damaged or altered in "
-                                  "transit; push again")
+        if whole != declared:
+            raise InvalidArgument(f"{what}: the archive's sha256 is {whole}, not the "
+                                  f"{declared} declared; it was damaged or altered in transit; "
+                                  "push again")
         if (entry.tag.name, entry.tag.version) != (upload.name, upload.version):
             raise InvalidArgument(f"{what}: the archive holds {entry.tag}, not "
                                   f"{upload.name}:{upload.version}")
@@ -230,7 +348,7 @@ def complete(hub: Hub, by: Principal, upload_id: str, sha256: str) -> dict[str, 
     finally:
         if entry.draft.exists():
             store.discard(entry.draft)
-    hub.storage.delete_prefix(f"uploads/{upload_id}")
+    hub.storage.delete_prefix(f"uploads/{upload.id}")
     return result
 
 

@@ -1,0 +1,162 @@
+"""A push assembled as its chunks arrive, so that the hub writes each byte once.
+
+The first chunk of a fresh upload starts an ``Assembly`` in the process that receives it: a
+thread that reads the archive through ``store.unpack.unpack_entry`` (every check of an import)
+into a scratch draft, fed chunk by chunk, in order, by the requests that bring them. A chunk is
+fed only after its own sha256 matched, and the request answers once the assembly has taken it,
+so an archive the checks refuse is refused at the chunk that shows it. The whole archive is
+hashed as it is fed. ``complete`` then waits for the draft, and the files become blobs (a
+rename on local storage): nothing was written before.
+
+An assembly lives in one process only. A chunk it cannot take (it arrived at another process,
+or out of order) is stored as an object instead, and an upload whose streamed chunks are not all
+in a live assembly of the process completing it falls back to reading stored chunks: the
+streamed ones are asked for again (``MissingChunks``). A killed hub loses its assemblies and
+nothing else; their drafts are removed by the scratch store's cleaning of dead processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from dosirak.exceptions import DosirakError
+from dosirak.store.unpack import Unpacked, unpack_entry
+from dosirak.store.versioned_store import VersionedStore
+
+_POLL = 0.25  # seconds between checks of an abort while waiting
+
+
+class AssemblyStopped(DosirakError):
+    """The assembly ended without a draft: aborted, or idle for too long."""
+
+    status = 409
+
+
+class Assembly:
+    """Chunks fed in order into one ``unpack_entry`` running in a thread of its own."""
+
+    def __init__(self, upload_id: str, store: VersionedStore, size: int, what: str, *,
+                 validate: Any, max_size: int, idle: float) -> None:
+        self.upload_id, self.size = upload_id, size
+        self.next = 0  # the index of the chunk it takes next
+        self.sha256 = hashlib.sha256()
+        self.lock = threading.Lock()  # one feeder at a time
+        self._store, self._idle = store, idle
+        self._slot: queue.Queue[memoryview] = queue.Queue(maxsize=1)
+        self._taken = threading.Event()
+        self._done = threading.Event()
+        self._stopped = False
+        self._position = 0
+        self._current: memoryview | None = None
+        self._last = time.monotonic()
+        self.entry: Unpacked | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(what, validate, max_size), daemon=True,
+            name=f"dosirak-hub-assembly-{upload_id[:8]}")
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Still taking chunks, or holding a finished draft nobody has taken."""
+        return not self._stopped and (not self._done.is_set() or self.entry is not None)
+
+    # ----- the feeding side (request threads) ------------------------------------------------
+
+    def feed(self, index: int, data: bytes) -> bool:
+        """Hand chunk ``index`` (already checked against its sha256) to the unpacking thread
+        and wait until it took every byte. False (nothing done) if it expects another chunk.
+        Raises what the checks refused, as soon as they refuse it."""
+        with self.lock:
+            if index != self.next or not self.alive:
+                return False
+            self.sha256.update(data)
+            self._taken.clear()
+            self._slot.put(memoryview(data))
+            while not self._taken.wait(_POLL):
+                if self._done.is_set():
+                    break
+            if self.error is not None:
+                raise self.error
+            if not self._taken.is_set():
+                raise AssemblyStopped(f"upload {self.upload_id}: its assembly stopped; send "
+                                      "the push again")
+            self.next += 1
+            self._last = time.monotonic()
+            return True
+
+    def finish(self) -> Unpacked:
+        """The checked draft, once every byte was fed (the caller owns it from now on)."""
+        self._done.wait()
+        self._stopped = True
+        if self.error is not None:
+            raise self.error
+        assert self.entry is not None
+        return self.entry
+
+    def abort(self) -> None:
+        """Stop now; the thread discards its draft."""
+        self._stopped = True
+        if self._done.is_set() and self.entry is not None and self.entry.draft.exists():
+            self._store.discard(self.entry.draft)
+
+    # ----- the unpacking side (its own thread) ----------------------------------------------
+
+    def _run(self, what: str, validate: Any, max_size: int) -> None:
+        try:
+            entry = unpack_entry(self._store, self, what, validate=validate, max_size=max_size,
+                                 overwrite=True)
+            if self._stopped:  # aborted after the last byte
+                self._store.discard(entry.draft)
+            else:
+                self.entry = entry
+        except BaseException as error:  # handed to whoever feeds or finishes
+            self.error = error
+        finally:
+            self._done.set()
+            self._taken.set()
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        view = memoryview(buffer)
+        while self._current is None or not len(self._current):
+            if self._current is not None:  # the previous chunk is used up
+                self._current = None
+                self._taken.set()
+            if self._position >= self.size:
+                return 0  # the whole archive: the end of the stream
+            self._current = self._wait_for_chunk()
+        count = min(len(view), len(self._current))
+        view[:count] = self._current[:count]
+        self._current = self._current[count:]
+        self._position += count
+        if not len(self._current):
+            self._current = None
+            self._taken.set()
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        buffer = bytearray(size if size and size > 0 else 1 << 20)
+        count = self.readinto(buffer)
+        return bytes(buffer[:count])
+
+    def _wait_for_chunk(self) -> memoryview:
+        while True:
+            if self._stopped:
+                raise AssemblyStopped(f"upload {self.upload_id}: its assembly was stopped")
+            try:
+                return self._slot.get(timeout=_POLL)
+            except queue.Empty:
+                if time.monotonic() - self._last > self._idle:
+                    self._stopped = True
+                    raise AssemblyStopped(
+                        f"upload {self.upload_id}: no chunk came for {self._idle:.0f} s; the "
+                        "chunks it took are asked for again when the push resumes") from None
+
+
+def scratch_store(scratch: Path, kind: str, info_file: str) -> VersionedStore:
+    return VersionedStore(scratch / kind, info_file, kind=kind)

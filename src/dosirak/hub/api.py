@@ -190,13 +190,15 @@ async def put_chunk(hub: Hub, request: Request, by: Principal) -> Response:
         int(length) if length and length.isdigit() else None)
     if held:
         return JSONResponse({"status": "held", "index": index})
-    assembly = await run_in_threadpool(transfers.assembly_for, hub, upload_id, index)
-    if assembly is not None:  # in order, in the process assembling it: no object written
+    if await run_in_threadpool(transfers.assembly_for, hub, upload_id, index, False):
+        # In order, to the process assembling it: checked in memory, then fed, no object
+        # written. The assembly starts only once a first chunk has proved itself.
         data = await _read_chunk(request, index, expected)
         actual = await run_in_threadpool(lambda: hashlib.sha256(data).hexdigest())
         _check_chunk_sha(index, actual, declared)
-        if await run_in_threadpool(transfers.feed_chunk, hub, assembly, upload_id, index, data,
-                                   declared):
+        assembly = await run_in_threadpool(transfers.assembly_for, hub, upload_id, index, True)
+        if assembly is not None and await run_in_threadpool(
+                transfers.feed_chunk, hub, assembly, upload_id, index, data, declared):
             return JSONResponse({"status": "stored", "index": index, "size": len(data)})
         await run_in_threadpool(_store_chunk, hub, upload_id, index, data)  # it moved on
         await run_in_threadpool(transfers.record_chunk, hub, upload_id, index, len(data),

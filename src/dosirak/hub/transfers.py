@@ -59,6 +59,7 @@ from dosirak.store.versioned_store import YAML_LOADER, VersionedStore, creation_
 from dosirak.tag import Tag
 
 BENTO_FILE = "bento.yaml"
+MAX_ASSEMBLIES = 64  # pushes assembled at once by one process; more are stored as chunks
 INFO_FILES = {"model": INFO_FILE, "bento": BENTO_FILE}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ARCHIVE_OVERHEAD = 1 << 20  # tar headers beyond the unpacked bytes, generously
@@ -169,9 +170,10 @@ def _held(hub: Hub, upload_id: str, row: UploadChunk) -> bool:
     return assembly is not None and row.index < assembly.next
 
 
-def assembly_for(hub: Hub, upload_id: str, index: int) -> Assembly | None:
+def assembly_for(hub: Hub, upload_id: str, index: int, start: bool) -> Assembly | bool | None:
     """The assembly that takes chunk ``index`` now: this process's, if it expects that chunk,
-    or a new one for chunk 0 of an upload that has no chunk yet; else None (store it)."""
+    or, for chunk 0 of an upload that has no chunk yet, a new one (``start``; else True: one
+    would start). None: store the chunk as an object."""
     assembly = _live_assembly(hub, upload_id)
     if assembly is not None:
         return assembly if assembly.next == index else None
@@ -182,8 +184,12 @@ def assembly_for(hub: Hub, upload_id: str, index: int) -> Assembly | None:
         if upload is None or _rows(session, upload_id):
             return None
     with hub.assemblies_lock:
-        if upload_id in hub.assemblies:  # another request started it meanwhile
-            return None
+        for stopped in [key for key, held in hub.assemblies.items() if not held.alive]:
+            del hub.assemblies[stopped]
+        if upload_id in hub.assemblies or len(hub.assemblies) >= MAX_ASSEMBLIES:
+            return None  # another request started it meanwhile; or too many at once
+        if not start:
+            return True
         assembly = Assembly(
             upload_id, scratch_store(hub.scratch, upload.kind, INFO_FILES[upload.kind]),
             upload.archive_size, f"pushed {upload.kind} {upload.name}:{upload.version}",

@@ -7,7 +7,9 @@ versions with a label filter (p99) on SQLite and, with ``--postgres URL``, on Po
     .venv/bin/python benchmarks/hub.py --postgres postgresql://postgres@127.0.0.1:5432/bench
 
 Goals (issue 15): push and pull within 2x of curl to a sink; each process under 150 MiB peak
-RSS; p99 of a filtered listing under 50 ms. The sink is a raw-ASGI app on uvicorn that writes
+RSS; p99 of a filtered listing under 50 ms. It also says how many bytes the hub wrote during the
+push (``/proc/PID/io`` wchar): once the archive's size when its chunks are assembled as they
+arrive. The sink is a raw-ASGI app on uvicorn that writes
 the body to a file and fsyncs it (what the hub does with each chunk). Push and pull run in
 child processes (``dosirak models push|pull``), so their peak RSS is their own (from
 ``wait4``); the hub's is sampled from /proc every 10 ms. Listing rows are inserted directly
@@ -113,7 +115,9 @@ dosirak.picklable_model.save_model("big", Blob(os.urandom({size_mb} << 20)))
     sampler = threading.Thread(target=_rss_sampler, args=(hub.pid, peak, stop), daemon=True)
     sampler.start()
     try:
+        written = _written(hub.pid)
         push, push_rss = _timed_child([DOSIRAK, "models", "push", "big"], env)
+        written = _written(hub.pid) - written
         pull_env = {**env, "DOSIRAK_HOME": str(root / "bob")}
         pull, pull_rss = _timed_child([DOSIRAK, "models", "pull", "big"], pull_env)
     finally:
@@ -138,7 +142,16 @@ dosirak.picklable_model.save_model("big", Blob(os.urandom({size_mb} << 20)))
     finally:
         _stop(sink)
     return {"push_s": push, "pull_s": pull, "curl_s": curl, "push_rss": push_rss,
-            "pull_rss": pull_rss, "hub_rss": peak[0]}
+            "pull_rss": pull_rss, "hub_rss": peak[0], "hub_written": written,
+            "size": blob.stat().st_size}
+
+
+def _written(pid: int) -> int:
+    """Bytes the process has passed to write() so far (/proc/PID/io wchar, all threads)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
 
 
 def listing(root: Path, versions: int, db: str | None, label: str) -> dict[str, float]:
@@ -194,6 +207,8 @@ def main() -> None:
               f"({moved['push_s'] / moved['curl_s']:.2f}x curl), pull {moved['pull_s']:.2f} s "
               f"({moved['pull_s'] / moved['curl_s']:.2f}x curl), curl --data-binary to a sink "
               f"{moved['curl_s']:.2f} s")
+        print(f"hub wrote {moved['hub_written'] / mib:.0f} MiB during the push of "
+              f"{moved['size'] / mib:.0f} MiB ({moved['hub_written'] / moved['size']:.2f}x)")
         print(f"peak RSS: push client {moved['push_rss'] / mib:.0f} MiB, pull client "
               f"{moved['pull_rss'] / mib:.0f} MiB, hub {moved['hub_rss'] / mib:.0f} MiB")
         for label, db in [("sqlite", None)] + ([("postgres", options.postgres)]

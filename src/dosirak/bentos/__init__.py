@@ -10,8 +10,25 @@ from ``bentofile.yaml`` into the bento store under a tag ``name:version``.
 
 from __future__ import annotations
 
-from dosirak.bentos.archive import export_bento, import_bento, verify
+from typing import TYPE_CHECKING, Any
+
 from dosirak.bentos.build import build
 from dosirak.bentos.store import Bento, delete, get, list
+
+if TYPE_CHECKING:
+    from dosirak.bentos.archive import export_bento, import_bento, verify
+
+# Imported on first use: serving a bento (dosirak serve TAG, a container's start) reads it from
+# the store and needs neither archives nor fsspec.
+_ARCHIVE = ("export_bento", "import_bento", "verify")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ARCHIVE:
+        from dosirak.bentos import archive
+
+        return getattr(archive, name)
+    raise AttributeError(f"module 'dosirak.bentos' has no attribute {name!r}")
+
 
 __all__ = ["Bento", "build", "delete", "export_bento", "get", "import_bento", "list", "verify"]

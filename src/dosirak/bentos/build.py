@@ -35,17 +35,18 @@ import re
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dosirak.__about__ import __version__
-from dosirak.bentos.bentofile import Bentofile, DescriptionFile, load_bentofile
-from dosirak.bentos.service_info import ServiceImportFailure, ServiceInfo, start_reading
-from dosirak.bentos.sources import inside, select
 from dosirak.bentos.store import Bento, bento_store
 from dosirak.exceptions import AlreadyExists, InvalidArgument, ModelNotFound, ServiceImportFailed
 from dosirak.store.manifest import Manifest, build_manifest
 from dosirak.store.versioned_store import dump_yaml
 from dosirak.tag import Tag, new_version
+
+if TYPE_CHECKING:  # imported where used: `import dosirak.bentos` (a server's start) skips them
+    from dosirak.bentos.bentofile import Bentofile
+    from dosirak.bentos.service_info import ServiceImportFailure, ServiceInfo
 
 API_VERSION = 1
 README = "README.md"
@@ -68,6 +69,10 @@ def build(directory: str | os.PathLike[str] = ".",
         >>> bento = dosirak.bentos.build("examples/iris")
         >>> bento.tag, bento.digest
     """
+    from dosirak.bentos.bentofile import load_bentofile
+    from dosirak.bentos.service_info import start_reading
+    from dosirak.bentos.sources import select
+
     root = Path(directory)
     if not root.is_dir():
         raise InvalidArgument(f"build directory {root} is not a directory; give the folder that "
@@ -119,7 +124,8 @@ def build(directory: str | os.PathLike[str] = ".",
         }
         path = store.commit(draft, tag, info)
     except AlreadyExists:
-        store.discard(draft)
+        if draft is not None:
+            store.discard(draft)
         raise AlreadyExists(f"bento {tag} exists already; build with another --version, or "
                             f"delete it first (`dosirak delete {tag}`)") from None
     except BaseException:
@@ -135,6 +141,8 @@ def _service_section(spec: Bentofile, found: ServiceInfo | ServiceImportFailure,
                      report: Callable[[str], None]) -> dict[str, Any]:
     """What bento.yaml says of the service (``name`` is popped by the caller); writes
     apis/openapi.yaml and adds to ``models`` those the service uses but the bentofile omits."""
+    from dosirak.bentos.service_info import ServiceImportFailure
+
     if isinstance(found, ServiceImportFailure):
         if found.missing_module is None or not spec.models:
             hint = ("; install it in the build environment, or list the service's models "
@@ -210,6 +218,9 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _description(root: Path, spec: Bentofile, tag: Tag) -> str:
+    from dosirak.bentos.bentofile import DescriptionFile
+    from dosirak.bentos.sources import inside
+
     if isinstance(spec.description, DescriptionFile):
         return inside(root, spec.description.file, "description file").read_text(encoding="utf-8")
     if spec.description:
@@ -222,6 +233,8 @@ def _description(root: Path, spec: Bentofile, tag: Tag) -> str:
 
 def _write_environment(root: Path, spec: Bentofile, draft: Path) -> dict[str, Any]:
     """Write env/python/ into the draft; return the environment as bento.yaml records it."""
+    from dosirak.bentos.sources import inside
+
     python = spec.python
     requirements = [*python.packages]
     if python.requirements_txt:

@@ -1,0 +1,41 @@
+"""What runs inside an image on every start (the entrypoint) and every health check: it must not
+pay for the build machinery (a cold start's time; a health check's CPU every interval)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# Modules of `dosirak containerize` and what they pull in, none of which serving needs.
+BUILD_MACHINERY = ("dosirak.deploy.backends", "dosirak.deploy.context", "dosirak.deploy.wheels",
+                   "dosirak.deploy.dockerfile", "dosirak.bentos.build", "dosirak.bentos.archive",
+                   "jinja2", "fsspec", "pydantic")
+
+
+def _modules_after(code: str) -> set[str]:
+    result = subprocess.run([sys.executable, "-c", f"{code}\nimport json, sys\n"
+                             "print(json.dumps(sorted(sys.modules)))"],
+                            capture_output=True, text=True, check=True)
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module", ["dosirak.deploy.entrypoint", "dosirak.deploy.healthcheck"])
+def test_the_image_s_own_programs_import_no_build_machinery(module: str) -> None:
+    loaded = _modules_after(f"import {module}")
+    assert module in loaded
+    assert not loaded & set(BUILD_MACHINERY), sorted(loaded & set(BUILD_MACHINERY))
+
+
+def test_the_package_still_offers_containerize_and_its_parts() -> None:
+    import dosirak.deploy
+    from dosirak.deploy.backends import find_backend
+    from dosirak.deploy.context import Plan, plan, write_context
+
+    assert dosirak.deploy.plan is plan and dosirak.deploy.write_context is write_context
+    assert dosirak.deploy.Plan is Plan and dosirak.deploy.find_backend is find_backend
+    assert callable(dosirak.deploy.containerize)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        dosirak.deploy.nothing  # noqa: B018

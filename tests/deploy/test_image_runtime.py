@@ -39,3 +39,17 @@ def test_the_package_still_offers_containerize_and_its_parts() -> None:
     assert callable(dosirak.deploy.containerize)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         dosirak.deploy.nothing  # noqa: B018
+
+
+def test_finding_the_bento_to_serve_imports_no_build_machinery() -> None:
+    """What `dosirak serve TAG` runs before its first worker starts (dosirak.target reads the
+    bento from the store): no archives, no bentofile models."""
+    loaded = _modules_after("import dosirak.bentos.serving, dosirak.bentos.store")
+    # (dosirak.bentos.build itself loads: dosirak.bentos.build() is a function of the package)
+    heavy = set(BUILD_MACHINERY) - {"dosirak.bentos.build"} | {"dosirak.bentos.bentofile"}
+    assert not loaded & heavy, sorted(loaded & heavy)
+    import dosirak.bentos
+    from dosirak.bentos.archive import export_bento
+
+    assert dosirak.bentos.export_bento is export_bento
+    assert callable(dosirak.bentos.build)

@@ -59,12 +59,23 @@ def test_defaults_without_any_source(monkeypatch):
     assert config.runners.by_name == {}
 
 
-def test_defaults_agree_with_the_runner_layer():
-    from dosirak.runner.dispatcher import DEFAULT_MAX_LATENCY_MS as dispatcher_latency
-    from dosirak.runner.runner import DEFAULT_MAX_BATCH_SIZE as runner_batch_size
+def test_one_default_batch_size_and_latency_for_the_configuration_and_the_runner_layer():
+    import dosirak
+    from dosirak.runner.dispatcher import Dispatcher
 
-    assert runner_batch_size == DEFAULT_MAX_BATCH_SIZE
-    assert dispatcher_latency == DEFAULT_MAX_LATENCY_MS
+    class Doubler(dosirak.Runnable):
+        @dosirak.Runnable.method(batchable=True)
+        def double(self, x):
+            return x * 2
+
+    async def execute(args, kwargs):
+        return args[0]
+
+    # What a runner, a dispatcher and the configuration use when nobody says otherwise.
+    assert dosirak.Runner(Doubler).double.max_batch_size == DEFAULT_MAX_BATCH_SIZE == 100
+    assert Dispatcher(execute, max_batch_size=4).max_latency_ms == DEFAULT_MAX_LATENCY_MS
+    assert load_config(environ={}).runners.batching_for("doubler", "double") == \
+        BatchingOptions(True, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS)
 
 
 def test_yaml_file_from_argument_and_from_environment(tmp_path, monkeypatch):

@@ -16,9 +16,40 @@ from typing import TYPE_CHECKING, Any
 from dosirak.__about__ import __version__
 from dosirak.tag import Tag
 
-if TYPE_CHECKING:
-    from dosirak import exceptions, models
+if TYPE_CHECKING:  # what a type checker sees of the lazy names below, one by one
+    from dosirak import (
+        adapters,
+        bentos,
+        client,
+        exceptions,
+        generic,
+        io,
+        keras,
+        lightgbm,
+        metrics,
+        models,
+        monitoring,
+        onnx,
+        picklable_model,
+        pytorch,
+        runner,
+        sklearn,
+        spark,
+        tensorflow,
+        transformers,
+        validators,
+        xgboost,
+    )
+    from dosirak.client import AsyncHTTPClient, SyncHTTPClient
+    from dosirak.context import Context
+    from dosirak.legacy import BentoService, env, load, ver, web_static_content
+    from dosirak.legacy.service import artifacts
     from dosirak.models import Model
+    from dosirak.monitoring import monitor
+    from dosirak.runner import Runnable, Runner
+    from dosirak.serve.background import HTTPServer
+    from dosirak.service_class import api, service
+    from dosirak.services import Service
 
 _SUBMODULES = {
     "exceptions", "models", "sklearn", "pytorch", "keras", "tensorflow", "xgboost", "lightgbm",
@@ -59,4 +90,11 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | _SUBMODULES | set(_ATTRIBUTES))
 
 
-__all__ = ["Model", "Tag", "__version__", "exceptions", "models"]
+__all__ = [
+    "AsyncHTTPClient", "BentoService", "Context", "HTTPServer", "Model", "Runnable", "Runner",
+    "Service", "SyncHTTPClient", "Tag", "__version__", "adapters", "api", "artifacts", "bentos",
+    "client", "env", "exceptions", "generic", "io", "keras", "lightgbm", "load", "metrics",
+    "models", "monitor", "monitoring", "onnx", "picklable_model", "pytorch", "runner", "service",
+    "sklearn", "spark", "tensorflow", "transformers", "validators", "ver", "web_static_content",
+    "xgboost",
+]

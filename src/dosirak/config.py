@@ -43,15 +43,12 @@ from pydantic import (
 )
 
 from dosirak.exceptions import InvalidArgument
+from dosirak.signature import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS
+from dosirak.tag import NAME
 
 CONFIG_FILE_ENV = "DOSIRAK_CONFIG"
 CONFIG_OPTIONS_ENV = "DOSIRAK_CONFIG_OPTIONS"
 
-# The runner's own fallbacks (dosirak.runner.runner.DEFAULT_MAX_BATCH_SIZE and
-# dosirak.runner.dispatcher.DEFAULT_MAX_LATENCY_MS; a test keeps them equal). Repeated here so that
-# reading a configuration does not import the runner layer and numpy with it.
-DEFAULT_MAX_BATCH_SIZE = 100
-DEFAULT_MAX_LATENCY_MS = 100.0
 # Measured on the iris service (docs/benchmarks.md): `local` and `process` serve within about 10%
 # of each other; `local` needs one process and ~40 MiB less, and starts sooner.
 DEFAULT_PLACEMENT = "local"
@@ -59,7 +56,6 @@ DEFAULT_PLACEMENT = "local"
 # fast service's requests spread over the low buckets instead of all landing in the first one.
 DEFAULT_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                             1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-_RUNNER_NAME = re.compile(r"^[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?$")
 _METRIC_NAMESPACE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _HTTP_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -342,7 +338,7 @@ class RunnersConfig(_Section):
         folded: dict[str, Any] = {}
         for name, value in data.items():
             key = name if name in cls.model_fields else str(name).lower()
-            if key not in cls.model_fields and not _RUNNER_NAME.match(key):
+            if key not in cls.model_fields and not NAME.fullmatch(key):
                 raise ValueError(f"{name!r} is neither a runner setting "
                                  f"({', '.join(cls.model_fields)}) nor a runner name (lowercase "
                                  "letters, digits, '-', '_' and '.')")
@@ -371,8 +367,8 @@ class RunnersConfig(_Section):
             levels.append(section.batching)
             if method in section.methods:
                 levels.append(section.methods[method])
-        options = {"enabled": True, "max_batch_size": DEFAULT_MAX_BATCH_SIZE,
-                   "max_latency_ms": DEFAULT_MAX_LATENCY_MS}
+        options: dict[str, Any] = {"enabled": True, "max_batch_size": DEFAULT_MAX_BATCH_SIZE,
+                                   "max_latency_ms": DEFAULT_MAX_LATENCY_MS}
         for level in levels:
             for key in options:
                 value = getattr(level, key)

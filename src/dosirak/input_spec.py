@@ -288,13 +288,13 @@ def _finite_check(spec: dict[str, Any]) -> Callable[[Any], None] | None:
 
     # For the few values of a typical request, Python's math over a list beats a ufunc and a
     # reduction (~0.3 us against ~1 us for a row of 4); numpy wins from a few dozen values on.
-    small = {np.isnan: math.isnan, np.isinf: math.isinf}.get(bad)  # type: ignore[call-overload]
+    small = {np.isnan: math.isnan, np.isinf: math.isinf}.get(bad)  # type: ignore[arg-type]
 
     def fits(array: Any) -> bool:
         if array.size <= _SMALL:
             values = array.ravel().tolist()
             return all(map(math.isfinite, values)) if bad is None else \
-                not any(map(small, values))
+                not any(map(small, values))  # type: ignore[arg-type]
         return not bad(array).any() if bad is not None else bool(np.isfinite(array).all())
 
     def check(value: Any) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from dosirak.exceptions import InvalidArgument
 from dosirak.io.base import IODescriptor
 from dosirak.services import Service, build_api
+from dosirak.signature import DEFAULT_MAX_BATCH_SIZE
 
 _MARK = "__dosirak_api__"
 
@@ -41,7 +42,7 @@ def api(
     output: IODescriptor | None = None,
     batchable: bool = False,
     batch_dim: int | tuple[int, int] = 0,
-    max_batch_size: int = 100,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     max_latency_ms: float | None = None,
     **legacy: Any,
 ) -> Any:

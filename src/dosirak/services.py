@@ -28,9 +28,9 @@ from dosirak.io.annotations import descriptor_for
 from dosirak.io.base import IODescriptor
 from dosirak.io.keyed import NO_DEFAULT
 from dosirak.io.multipart import Multipart
-from dosirak.tag import lowercase
+from dosirak.signature import DEFAULT_MAX_BATCH_SIZE
+from dosirak.tag import NAME, lowercase
 
-_NAME = re.compile(r"^[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?$")
 _API_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ROUTE = re.compile(r"^(/[A-Za-z0-9._~-]+)+/?$")
 #: Paths the server answers itself; an API cannot take them.
@@ -71,7 +71,7 @@ class InferenceAPI:
     #: once, so that other APIs pay nothing for streaming; see ``dosirak.server.streaming``).
     streaming: bool = False
     #: Set at startup: what the server calls, and whether it must be awaited.
-    callable: Callable[..., Any] | None = field(default=None, repr=False)
+    callable: Callable[..., Any] = field(init=False, repr=False)
     is_async: bool = False
 
     def __post_init__(self) -> None:
@@ -104,7 +104,7 @@ class Service:
                  models: list[Any] | None = None) -> None:
         if isinstance(name, str):
             name = lowercase(name, "service name")  # as BentoML: IrisClassifier works
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise InvalidArgument(f"service name {name!r} must be lowercase letters, digits, "
                                   "'-', '_' and '.', starting and ending with a letter or digit "
                                   "(e.g. 'iris_classifier')")
@@ -320,7 +320,7 @@ class Service:
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(None, lambda: method(*args, **kwargs))
 
-        options: dict[str, Any] = {"max_batch_size": api.max_batch_size or 100,
+        options: dict[str, Any] = {"max_batch_size": api.max_batch_size or DEFAULT_MAX_BATCH_SIZE,
                                    "batch_dim": api.batch_dim, "max_in_flight": 1,
                                    "name": f"{self.name}.{api.name}"}
         if api.max_latency_ms is not None:

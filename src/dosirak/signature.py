@@ -9,6 +9,16 @@ from dosirak.exceptions import InvalidArgument
 
 _KEYS = {"batchable", "batch_dim", "input_spec", "output_spec"}
 
+#: Most rows in one batch of a batchable method when neither its code nor the configuration
+#: says (runners, class-style batchable APIs, ``runners.batching`` in the configuration).
+DEFAULT_MAX_BATCH_SIZE = 100
+# An interactive prediction API is usually held to a p99 of 100-200 ms, and a batch of a model
+# worth batching costs 1-20 ms: 100 ms leaves room for several batches in the queue while a call
+# that cannot be answered within a tenth of a second is refused early, when the client can still
+# retry elsewhere, instead of timing out there. (BentoML's 60 s default never refuses anything.)
+#: Milliseconds from a call to its answer within which batching must answer it, by default.
+DEFAULT_MAX_LATENCY_MS = 100.0
+
 
 @dataclass(frozen=True)
 class Signature:

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from dosirak.exceptions import InvalidArgument
 
 MAX_PART_LENGTH = 63
-_PART = re.compile(r"[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?")
+#: What a name looks like (of a model, a bento, a service or a runner, and of a version):
+#: lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit.
+NAME_PATTERN = r"[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?"
+NAME = re.compile(NAME_PATTERN)  # NAME.fullmatch(text): is ``text`` a name
+_PART = NAME
 _ALPHABET = "0123456789abcdefghijklmnopqrstuv"  # base32, sorts like its values
 _TIME_CHARS = 11  # 32**11 microseconds is about 1,100 years
 _RANDOM_CHARS = 5

@@ -186,7 +186,7 @@ def _import_failure(target: Target, error: BaseException) -> str:
               if "importlib" not in frame.filename]
     own = [frame for frame in frames
            if Path(frame.filename).resolve().is_relative_to(target.directory)]
-    frame = (own or frames or [None])[-1]
+    frame = (own or frames)[-1] if own or frames else None
     where = f"{Path(frame.filename).name}, line {frame.lineno}: " if frame else ""
     if isinstance(error, DosirakError):  # our message already says what to do
         return (f"serve target {target.text!r}: importing module {target.module!r} failed "

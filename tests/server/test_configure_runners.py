@@ -12,9 +12,10 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import dosirak
-from dosirak.config import DEFAULT_MAX_BATCH_SIZE, load_config
+from dosirak.config import load_config
 from dosirak.io import NumpyNdarray
 from dosirak.server.app import configure_runners
+from dosirak.signature import DEFAULT_MAX_BATCH_SIZE
 from live_server import serve
 
 

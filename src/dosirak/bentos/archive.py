@@ -81,7 +81,7 @@ def export_bento(tag: Tag | str, dest: str | None = None, *, progress: Progress 
             records = {signing.PAX_RECORD: signing.sign(info_bytes, sign)} \
                 if sign is not None and name == BENTO_MEMBER else None
             size = tar_size(info_bytes, info["manifest"], info_name=info_name, records=records)
-            outer.add_nested(name, size, lambda root=root, info=info, info_bytes=info_bytes,
+            outer.add_nested(name, size, lambda root=root, info=info, info_bytes=info_bytes,  # type: ignore[misc]
                              info_name=info_name, records=records: write_tar(
                 raw, root, info_bytes, info["manifest"], direct=direct, progress=progress,
                 info_name=info_name, records=records))
@@ -146,7 +146,7 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
             reader = ForwardReader(stream, header_limit=HEADER_LIMIT, name=what)
             try:
                 outer = stack.enter_context(
-                    tarfile.open(fileobj=reader, mode="r:", tarinfo=CheckedTarInfo))
+                    tarfile.open(fileobj=reader, mode="r:", tarinfo=CheckedTarInfo))  # type: ignore[call-overload]
             except (*CORRUPT, OSError) as error:
                 raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error}); "
                                     "refused") from error
@@ -167,7 +167,7 @@ def import_bento(src: str, *, overwrite: bool = False, progress: Progress = None
                     continue
                 reader.seek(member.offset_data)
                 entry = unpack_entry(
-                    store, _MemberReader(reader, member.size), part, progress=progress,
+                    store, _MemberReader(reader, member.size), part, progress=progress,  # type: ignore[arg-type]
                     overwrite=overwrite if store is bentos else True, max_size=budget,
                     validate=valid_bento if store is bentos else valid_info,
                     public_key=require_signature if store is bentos else None)

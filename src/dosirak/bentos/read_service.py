@@ -82,7 +82,7 @@ def _failure(root: Path, error: Exception) -> dict[str, Any]:
               if "importlib" not in frame.filename
               and not Path(frame.filename).resolve().is_relative_to(ours)]
     own = [frame for frame in frames if Path(frame.filename).resolve().is_relative_to(root)]
-    frame = (own or frames or [None])[-1]
+    frame = (own or frames)[-1] if own or frames else None
     missing = None  # a module not installed, even behind a framework's MissingDependency
     cause: BaseException | None = original if original is not error else None
     while cause is not None and missing is None:

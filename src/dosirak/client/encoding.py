@@ -267,7 +267,7 @@ def _orient(schema: dict[str, Any]) -> str | None:
     """The pandas ``orient`` a table schema shows, or None when it cannot be told."""
     kind, items = schema.get("type"), schema.get("items")
     if kind == "array" and isinstance(items, dict):
-        return {"object": "records", "array": "values"}.get(items.get("type"))
+        return {"object": "records", "array": "values"}.get(str(items.get("type")))
     if kind != "object":
         return None
     if "data" in schema.get("required", ()):

@@ -45,7 +45,8 @@ def error_from_answer(status: int, body: bytes, headers: Any, where: str) -> Dos
     if message is None:
         text = body.decode("utf-8", "replace").strip()[:_TEXT_LIMIT]
         message = f"{where} answered {status}" + (f": {text}" if text else "")
-    detail = payload.get("detail") if isinstance(payload.get("detail"), list) else []
+    detail: list[dict[str, Any]] = payload["detail"] if isinstance(payload.get("detail"), list) \
+        else []
     request_id = payload.get("request_id") or headers.get("x-request-id")
     error_class = CLASS_OF_STATUS.get(status, RemoteError)
     if error_class is RemoteError and request_id:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from dosirak.frameworks import get_model, loads_model
 from dosirak.models import DIRECTORY_MODULE as MODULE_NAME
-from dosirak.models import Model, Tag
+from dosirak.models import Model
+from dosirak.tag import Tag
 
 
 @loads_model

@@ -30,7 +30,8 @@ from dosirak.frameworks import (
     versions_of,
 )
 from dosirak.input_spec import input_spec_from_shape
-from dosirak.models import Model, Tag, require, save
+from dosirak.models import Model, require, save
+from dosirak.tag import Tag
 
 MODULE_NAME = "dosirak.lightgbm"
 MODEL_FILE = "saved_model.txt"

@@ -21,7 +21,8 @@ from typing import Any
 from dosirak.exceptions import InvalidArgument, NotFound
 from dosirak.frameworks import get_model, learn_input, legacy_artifacts, loads_model, versions_of
 from dosirak.input_spec import input_spec_from_shape
-from dosirak.models import Model, Tag, require, save
+from dosirak.models import Model, require, save
+from dosirak.tag import Tag
 
 MODULE_NAME = "dosirak.onnx"
 MODEL_FILE = "saved_model.onnx"

@@ -13,7 +13,8 @@ from typing import Any
 import cloudpickle
 
 from dosirak.frameworks import calls_of, get_model, learn_input, loads_model, versions_of
-from dosirak.models import Model, Tag, save
+from dosirak.models import Model, save
+from dosirak.tag import Tag
 
 MODULE_NAME = "dosirak.picklable_model"
 MODEL_FILE = "saved_model.pkl"

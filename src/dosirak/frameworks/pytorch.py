@@ -29,7 +29,8 @@ from dosirak.frameworks import (
     loads_model,
     versions_of,
 )
-from dosirak.models import Model, Tag, require, save
+from dosirak.models import Model, require, save
+from dosirak.tag import Tag
 
 MODULE_NAME = "dosirak.pytorch"
 MODEL_FILE = "saved_model.pt"

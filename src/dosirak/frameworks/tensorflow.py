@@ -30,7 +30,8 @@ from dosirak.frameworks import (
     versions_of,
 )
 from dosirak.input_spec import input_spec_from_shape
-from dosirak.models import Model, Tag, require, save
+from dosirak.models import Model, require, save
+from dosirak.tag import Tag
 
 MODULE_NAME = "dosirak.tensorflow"
 MODEL_DIRECTORY = "saved_model"
@@ -113,7 +114,7 @@ def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
 def _input_of(model: Any, tf: Any) -> dict[str, Any]:
     """The shape of ``__call__``'s one-tensor input signature (TensorFlow casts the dtype)."""
     call = model.__call__ if callable(model) else None
-    signature = getattr(call, "input_signature", None) or ()
+    signature: Any = getattr(call, "input_signature", None) or ()
     if len(signature) != 1 or not isinstance(signature[0], tf.TensorSpec) \
             or signature[0].shape.rank is None:
         return {}

@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from dosirak.exceptions import InvalidArgument
+from dosirak.tag import NAME_PATTERN
 
 #: The IO descriptors a generic endpoint may use (the seed's list).
 IO_TYPES = ("NumpyNdarray", "PandasDataFrame", "PandasSeries", "JSON", "Text", "Image")
@@ -105,7 +106,7 @@ class GenericServiceConfig(_Strict):
     """A generic service: a name and its endpoints."""
 
     service: str = Field(validation_alias=AliasChoices("service", "name", "service_name"),
-                         pattern=r"^[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?$",
+                         pattern=f"^{NAME_PATTERN}$",
                          description="The service name (lowercase, e.g. iris_generic).")
     endpoints: list[EndpointConfig] = Field(min_length=1)
 

@@ -150,7 +150,7 @@ class IODescriptor:
         return {"type": type(self).__name__}
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.to_spec() == self.to_spec()  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.to_spec() == self.to_spec()
 
     def __hash__(self) -> int:
         return hash(type(self).__name__)

@@ -11,7 +11,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dosirak.exceptions import BadInput
 from dosirak.io.base import field_error, parse_content_type
@@ -95,8 +96,8 @@ def parse_form(body: bytes | bytearray, params: dict[str, str]) -> list[Part]:
                        [field_error(["body"], "no boundary", "multipart_invalid")])
     collector = _Collector()
     try:
-        parser = MultipartParser(boundary.encode("latin-1"), collector.callbacks())
-        written = parser.write(body)
+        parser = MultipartParser(boundary.encode("latin-1"), collector.callbacks())  # type: ignore[arg-type]
+        written = parser.write(body)  # type: ignore[arg-type]
         parser.finalize()
     except (MultipartParseError, ValueError, UnicodeEncodeError) as error:
         raise BadInput(f"malformed multipart/form-data body: {error}",

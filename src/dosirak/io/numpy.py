@@ -362,7 +362,7 @@ def dump_npy(array: np.ndarray) -> bytes:
         return stream.getvalue()
     # Fortran-ordered data is written as is: its transpose is C-contiguous with the same bytes.
     data = array.T if header["fortran_order"] else np.ascontiguousarray(array)
-    return b"".join((stream.getvalue(), memoryview(data).cast("B")))
+    return b"".join((stream.getvalue(), memoryview(data).cast("B")))  # type: ignore[arg-type]
 
 
 def dumps_roundtrip(value: Any) -> Any:

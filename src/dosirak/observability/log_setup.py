@@ -15,6 +15,7 @@ and the handler's lock on the request path (about 6 us down to under 1 us per re
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -52,14 +53,14 @@ class JsonLineFormatter(logging.Formatter):
         return _ENCODER.encode(line)
 
 
-def configure_logging(config: Any, stream: IO[str] | None = None) -> None:
+def configure_logging(config: Any, stream: IO[str] | io.TextIOBase | None = None) -> None:
     """Set up the access and prediction loggers from ``config`` (a ``LoggingConfig``)."""
     for name, section in ((ACCESS_LOGGER, config.access), (PREDICTION_LOGGER, config.prediction)):
         configure_logger(name, enabled=section.enabled, format=section.format, stream=stream)
 
 
 def configure_logger(name: str, *, enabled: bool, format: str = "text",
-                     stream: IO[str] | None = None) -> logging.Logger:
+                     stream: IO[str] | io.TextIOBase | None = None) -> logging.Logger:
     """Switch logger ``name`` on (INFO, one handler in ``format``) or off."""
     logger = logging.getLogger(name)
     for handler in [h for h in logger.handlers if getattr(h, _OURS, False)]:

@@ -217,7 +217,7 @@ class NpyReader(Reader):
 
     def close(self) -> None:
         mmap = getattr(self._array, "_mmap", None)
-        self._array = None  # type: ignore[assignment]
+        self._array = None
         if mmap is not None:
             mmap.close()
 

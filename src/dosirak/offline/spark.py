@@ -208,7 +208,7 @@ def _ship_module(sc: Any, target: str) -> str:
     parsed = parse_target(target)
     module = sys.modules.get(parsed.module)
     file = parsed.file or (Path(module.__file__) if module is not None and
-                           getattr(module, "__file__", None) else None)
+                           module.__file__ else None)
     if file is not None and file.name != "__init__.py":
         sc.addPyFile(str(file))
     return f"{parsed.module}:{parsed.attribute or 'svc'}"

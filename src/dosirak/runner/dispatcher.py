@@ -52,15 +52,11 @@ from dosirak.runner import containers
 from dosirak.runner.admission import Admission, Limits
 from dosirak.runner.arrivals import Arrivals
 from dosirak.runner.batch_cost import BatchCost
+from dosirak.signature import DEFAULT_MAX_LATENCY_MS
 
 __all__ = ["DEFAULT_MAX_LATENCY_MS", "BatchCost", "BatchObserver", "Dispatcher",
            "DispatcherStats"]
 
-# An interactive prediction API is usually held to a p99 of 100-200 ms, and a batch of a model
-# worth batching costs 1-20 ms: 100 ms leaves room for several batches in the queue while a call
-# that cannot be answered within a tenth of a second is refused early, when the client can still
-# retry elsewhere, instead of timing out there. (BentoML's 60 s default never refuses anything.)
-DEFAULT_MAX_LATENCY_MS = 100.0
 # Rows the queue may hold, in batches per worker, before the cost model has learned anything (or
 # when batches are so cheap that the budget alone would allow a huge queue).
 DEFAULT_QUEUE_BATCHES = 16

@@ -63,7 +63,7 @@ class _Done:
 
 
 if greenlet is not None:
-    class _LoopGreenlet(greenlet.greenlet):
+    class _LoopGreenlet(greenlet.greenlet):  # type: ignore[misc]
         """A greenlet on the loop's thread that runs sync functions, one after another.
 
         Reused rather than made per call: a new greenlet allocates (and its death frees) a

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,15 +22,14 @@ from typing import Any
 from dosirak.exceptions import InvalidArgument, RunnerError, ServiceCodeError
 from dosirak.runner import loop_bridge
 from dosirak.runner.runnable import Runnable, RunnableSpec, bound_method
-from dosirak.signature import Signature
+from dosirak.signature import DEFAULT_MAX_BATCH_SIZE, Signature
+from dosirak.tag import NAME
 
-DEFAULT_MAX_BATCH_SIZE = 100
 #: A local method whose calls typically take less (seconds) runs on the event loop itself: the
 #: hop to the runner's thread and back costs 30-50 us of CPU, as much as such a call (measured:
 #: a batch of iris predictions, 15% of the CPU per request). Slower calls keep the loop free.
 INLINE_BELOW = 0.0005
 CALL_TIME_WEIGHT = 0.2
-_NAME = re.compile(r"^[a-z0-9](?:[-._a-z0-9]*[a-z0-9])?$")
 _MODES = ("local", "process")
 # Runner attributes a signature may not shadow; such methods stay reachable via runner.methods.
 _RESERVED = {"name", "methods", "mode", "spec", "workers", "models", "ready", "concurrency",
@@ -392,7 +390,7 @@ def default_workers(runnable_class: type[Runnable]) -> int:
 
 def _runner_name(name: str) -> str:
     lowered = name.lower()
-    if not _NAME.match(lowered):
+    if not NAME.fullmatch(lowered):
         raise InvalidArgument(f"runner name {name!r} must be lowercase letters, digits, '-', '_' "
                               "and '.', starting and ending with a letter or digit")
     return lowered

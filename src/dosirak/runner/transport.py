@@ -161,13 +161,13 @@ class Packer:
         if not array.flags.c_contiguous:
             array = np.ascontiguousarray(array)  # the one copy a strided array needs
         try:
-            raw: Any = memoryview(array).cast("B")
+            raw: Any = memoryview(array).cast("B")  # type: ignore[arg-type]
         except (ValueError, TypeError):  # datetimes and empty arrays export no buffer
             raw = array.reshape(-1).view(np.uint8)
         return {"~": tag, "d": dtype.str, "s": list(array.shape),
                 "o": self.buffer(raw, raw.nbytes), "n": raw.nbytes}
 
-    def objects(self, array: np.ndarray) -> list[Any]:
+    def objects(self, array: np.ndarray) -> Any:
         items = array.ravel().tolist()
         plain = True
         for item in items:
@@ -176,8 +176,9 @@ class Packer:
                 continue
             if not isinstance(item, _JSON_SCALARS):
                 raise _unsupported(item, " inside an object array")
-            if not ((kind is float and item - item == 0.0) or
-                    (kind is int and _INT_MIN <= item <= _INT_MAX)):
+            number: Any = item  # a float or an int here, as ``kind`` says
+            if not ((kind is float and number - number == 0.0) or
+                    (kind is int and _INT_MIN <= number <= _INT_MAX)):
                 plain = False  # NaN (pandas' missing value), a huge int, a numpy scalar...
         return items if plain else {"~": "l", "v": [self.pack(item) for item in items]}
 
@@ -300,8 +301,8 @@ def decode_reply(header: dict[str, Any], payload: Payload) -> Any:
         error = remote_error(header["e"])
     except RunnerError:
         raise
-    except Exception as error:
-        raise _malformed(error) from None
+    except Exception as problem:
+        raise _malformed(problem) from None
     raise error
 
 
@@ -343,7 +344,7 @@ class Unpacker:
             return {key: self.unpack(value) for key, value in node["v"].items()}
         if tag == "b":
             start, size = self.span(node)
-            return bytes(memoryview(self.payload)[start:start + size])
+            return bytes(memoryview(self.payload)[start:start + size])  # type: ignore[arg-type]
         if tag == "g":
             return self.array(node)[()]
         if tag == "f":
@@ -554,7 +555,7 @@ class Receiver:
         return self._parse()
 
     def _parse(self) -> list[tuple[dict[str, Any], Payload]]:
-        frames = []
+        frames: list[tuple[dict[str, Any], Payload]] = []
         scratch, view = self._scratch, self._view
         while True:
             start, end = self._start, self._end
@@ -580,7 +581,7 @@ class Receiver:
             # over the memory that costs as much as the copy out of the socket.
             payload = np.empty(payload_size, dtype=np.uint8)
             have = end - body
-            memoryview(payload)[:have] = view[body:end]
+            memoryview(payload)[:have] = view[body:end]  # type: ignore[arg-type]
             self._header, self._payload, self._filled = header, payload, have
             self._start = self._end = 0
             return frames

@@ -43,12 +43,14 @@ from typing import Any
 
 import cloudpickle
 
+from dosirak.backoff import STABLE_AFTER, restart_delay
 from dosirak.exceptions import InvalidArgument, RunnerError, RunnerUnavailable
 from dosirak.exit_status import describe_exit
 from dosirak.runner.runnable import RunnableSpec, bound_method
 from dosirak.runner.transport import (
     IOV_MAX,
     Packer,
+    Payload,
     Receiver,
     advance,
     decode_call,
@@ -66,7 +68,6 @@ from dosirak.runner.transport import (
 logger = logging.getLogger("dosirak.runner")
 
 _BOOT = "import sys; from dosirak.runner.worker import child_main; child_main(*sys.argv[1:])"
-_STABLE_AFTER = 30.0  # a worker that lived this long resets the restart backoff
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # Deaths the call itself may have caused (a native crash on its input): running it again would
 # take down a second worker. Other signals come from outside (the OOM killer, an operator).
@@ -169,7 +170,7 @@ class _Worker:
         for header, payload in frames:
             self._answer(header, payload)
 
-    def _answer(self, header: dict[str, Any], payload: bytearray) -> None:
+    def _answer(self, header: dict[str, Any], payload: Payload) -> None:
         if not self.live:
             if not self.ready.done():
                 if "e" in header:
@@ -461,9 +462,13 @@ class WorkerPool:
         worker = _Worker(self, index, process, parent)
         if prelaunched is None:
             worker.write(self._hello(index))
-        worker.exited.add_done_callback(lambda _: worker.ready.done() or worker.ready.set_exception(
-            RunnerError(f"{worker} exited ({describe_exit(worker.process.returncode)}) before it "
-                        "was ready; see its output above", "WorkerDied")))
+        def not_ready(_: Any) -> None:
+            if not worker.ready.done():
+                worker.ready.set_exception(RunnerError(
+                    f"{worker} exited ({describe_exit(worker.process.returncode)}) before it "
+                    "was ready; see its output above", "WorkerDied"))
+
+        worker.exited.add_done_callback(not_ready)
         try:
             await asyncio.wait_for(asyncio.shield(worker.ready), self.start_timeout)
         except RunnerError as error:
@@ -514,12 +519,17 @@ class WorkerPool:
             if worker.ready.done():
                 worker.ready.exception()  # read it, so asyncio does not log it as lost
 
+    @staticmethod
+    def _kill_unless_exited(worker: _Worker) -> None:
+        if not worker.exited.done():
+            worker.kill()
+
     def _lost(self, worker: _Worker) -> None:
         """EOF on a worker's socket: it exited or is exiting."""
         if worker.pidfd < 0:
             worker._poll_exit()
         # A child that closed its socket but lingers is of no use: make sure it goes.
-        self._loop.call_later(2.0, lambda: worker.exited.done() or worker.kill())
+        self._loop.call_later(2.0, self._kill_unless_exited, worker)
 
     def _died(self, worker: _Worker, code: int) -> None:
         """A worker exited: fail its running call, move queued calls, restart it."""
@@ -538,9 +548,9 @@ class WorkerPool:
             logger.warning("%s", what)
         else:
             lived = time.monotonic() - worker.born
-            self._crashes[worker.index] = 1 if lived > _STABLE_AFTER else \
+            self._crashes[worker.index] = 1 if lived > STABLE_AFTER else \
                 self._crashes[worker.index] + 1
-            delay = min(0.1 * 2 ** (self._crashes[worker.index] - 1), 10.0)
+            delay = restart_delay(self._crashes[worker.index])
             doing = f"while running {running.method!r}" if running else "while idle"
             logger.error("%s died (%s) %s; restarting it in %.1f s", worker, reason, doing, delay)
             what = f"{worker} died ({reason}) while running {running.method if running else ''}"
@@ -583,7 +593,7 @@ class WorkerPool:
             worker = await self._launch(index)
         except Exception as error:  # a build failure, or no process could be spawned (EMFILE...)
             self._crashes[index] += 1
-            delay = min(0.1 * 2 ** (self._crashes[index] - 1), 10.0)
+            delay = restart_delay(self._crashes[index])
             logger.error("runner %r could not restart worker %d: %s; retrying in %.1f s",
                          self.name, index, error, delay)
             if not self._live:

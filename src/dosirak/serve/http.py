@@ -62,8 +62,8 @@ class HTTPServer(uvicorn.Server):
             # the serving configuration switched off (the access and prediction logs).
             app, http=guarded_protocol(self.limits), lifespan="off", log_config=None,
             log_level="warning", access_log=False, proxy_headers=False,
-            server_header=False, backlog=backlog, timeout_keep_alive=keep_alive,
-            timeout_graceful_shutdown=grace, **tls)
+            server_header=False, backlog=backlog, timeout_keep_alive=keep_alive,  # type: ignore[arg-type]
+            timeout_graceful_shutdown=grace, **tls)  # type: ignore[arg-type]
         super().__init__(config)
         self.grace = grace
         self._listeners: list[socket.socket] = []
@@ -129,7 +129,7 @@ class HTTPServer(uvicorn.Server):
                 config=config, server_state=self.server_state,
                 app_state=self.lifespan.state, _loop=loop)
             sock.setblocking(False)
-            await loop.connect_accepted_socket(lambda p=protocol: p, sock=sock)
+            await loop.connect_accepted_socket(lambda p=protocol: p, sock=sock)  # type: ignore[misc]
             adopted[id(protocol)] = time.monotonic()
         if adopted:
             logger.info("stopping: took %d connection(s) from the backlog", len(adopted))

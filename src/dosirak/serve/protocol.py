@@ -195,7 +195,7 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
     receive_data = HttpToolsProtocol.data_received
     complete_head = HttpToolsProtocol.on_headers_complete
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # When the head began to arrive (or the connection opened), until it is complete.
         _head_since: float | None = None
         # When bytes last arrived (a body is timed from there while it is incomplete).
@@ -205,14 +205,14 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
         _refused: tuple[int, str, str] | None = None
         _turned_away = False
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             if len(self.server_state.connections) >= limits.max_connections:
                 # Never registered: the server neither counts nor sweeps it.
                 self._turned_away = True
                 transport.write(too_busy)
                 transport.close()
                 return
-            super().connection_made(CoalescingTransport(transport, self.loop))
+            super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
             sweeper.watch(self.connections, self.loop)
             self._head_since = sweeper.now
 
@@ -294,7 +294,7 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
                     or now - self._last_data <= limits.body_timeout:
                 return False
             if not cycle.response_started:
-                cycle.scope[CLOSED_WITH] = 408
+                cycle.scope[CLOSED_WITH] = 408  # type: ignore[literal-required]
                 transport.write(body_too_slow)
                 cycle.disconnected = True
                 cycle.message_event.set()

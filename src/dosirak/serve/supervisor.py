@@ -39,14 +39,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dosirak.backoff import STABLE_AFTER, restart_delay
 from dosirak.exit_status import describe_exit
 from dosirak.serve.worker import STARTUP_FAILURE, WorkerSpec, spawn
 from dosirak.server.deployment import DEPLOYMENT_DIR_ENV, MARKER
 
 logger = logging.getLogger("dosirak.serve")
 
-_STABLE_AFTER = 30.0  # a worker that lived this long resets its restart backoff
-_MAX_DELAY = 10.0
 _KILL_MARGIN = 10.0  # beyond the grace period, for the runners to stop, before SIGKILL
 
 
@@ -284,9 +283,9 @@ class Supervisor:
         index = worker.index if worker is not None else index
         assert index is not None
         lived = time.monotonic() - worker.born if worker is not None else 0.0
-        crashes = self._crashes[index] = 1 if lived > _STABLE_AFTER else self._crashes[index] + 1
+        crashes = self._crashes[index] = 1 if lived > STABLE_AFTER else self._crashes[index] + 1
         # The first death restarts at once: the replacement must serve within a couple of seconds.
-        return 0.0 if crashes == 1 else min(0.1 * 2 ** (crashes - 2), _MAX_DELAY)
+        return 0.0 if crashes == 1 else restart_delay(crashes - 1)
 
     def _schedule_restart(self, index: int, delay: float) -> None:
         self._restarts[index] = self._loop.call_later(max(delay, 0.0), self._spawn, index)

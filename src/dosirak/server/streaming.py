@@ -159,7 +159,8 @@ class StreamEndpoint(APIEndpoint):
 
     async def _start(self, value: Any, context: Any) -> _Items:
         function = self.function
-        extra = {self.api.context_parameter: context} if context is not None else {}
+        parameter = self.api.context_parameter
+        extra = {parameter: context} if parameter is not None and context is not None else {}
         result = function(**value, **extra) if self.api.kwargs_input else \
             function(value, **extra)
         if inspect.isawaitable(result):

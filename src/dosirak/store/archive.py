@@ -75,8 +75,8 @@ def destination_for(dest: str, tag: Tag, storage_options: dict[str, Any] | None 
         return str(path if path.suffix else path.with_suffix(suffix))
     if dest.endswith("/"):
         return dest + filename
-    fs, path = remote(dest, storage_options)
-    if fs.isdir(path):  # an existing prefix, as an existing local directory
+    fs, remote_path = remote(dest, storage_options)
+    if fs.isdir(remote_path):  # an existing prefix, as an existing local directory
         return f"{dest}/{filename}"
     return dest if posixpath.splitext(dest)[1] else dest + suffix
 
@@ -199,14 +199,14 @@ def write_tar(raw: IO[bytes], root: Path, info_bytes: bytes, manifest: dict[str,
     Otherwise a second thread writes (or uploads) while this one reads and compresses.
     """
     with ExitStack() as layers:
-        out: IO[bytes] = raw if direct else layers.enter_context(BackgroundWriter(raw))
+        out: IO[bytes] = raw if direct else layers.enter_context(BackgroundWriter(raw))  # type: ignore[arg-type]
         sink: IO[bytes] = out
         if codec == "zstd":
             compressor = zstandard.ZstdCompressor(level=level, threads=_zstd_threads(level))
             sink = layers.enter_context(compressor.stream_writer(out, closefd=False))
         elif codec == "gzip":
             sink = layers.enter_context(
-                gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0))
+                gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0))  # type: ignore[arg-type]
         writer = TarWriter(sink, fd=raw.fileno() if direct else None, progress=progress)
         writer.add_bytes(info_name, info_bytes, records)
         for relative, entry in manifest.items():

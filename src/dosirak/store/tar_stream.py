@@ -150,7 +150,7 @@ class CheckedTarInfo(tarfile.TarInfo):
     later member, so a hostile archive could pile them up member after member)."""
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:  # type: ignore[override]
         """Parse one 512-byte header block, refusing a global PAX header."""
         member = super().frombuf(buf, encoding, errors)
         if member.type == tarfile.XGLTYPE:

@@ -74,16 +74,16 @@ def open_source(src: str, stack: ExitStack,
             raise InvalidArgument(f"{src} is not a file; give the path of a {SUFFIX} archive")
         raw: IO[bytes] = stack.enter_context(open(path, "rb"))  # noqa: SIM115 - in the stack
     else:
-        fs, path = remote(src, storage_options)
+        fs, remote_path = remote(src, storage_options)
         try:
-            raw = stack.enter_context(fs.open(path, "rb"))
+            raw = stack.enter_context(fs.open(remote_path, "rb"))
         except FileNotFoundError as error:
             raise InvalidArgument(f"{src} does not exist; give the URL of a {SUFFIX} "
                                   "archive") from error
         except PermissionError as error:
             raise InvalidArgument(f"{src} cannot be read: access denied ({error}); check the "
                                   "credentials (storage options or environment)") from error
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, CHUNK)  # type: ignore[arg-type]
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, CHUNK)  # type: ignore[type-var]
     head = buffered.peek(4)[:4]
     if head.startswith(ZSTD_MAGIC):
         # A zstd stream may hold many frames (zstd -T, pzstd, concatenated files, writers that
@@ -92,7 +92,7 @@ def open_source(src: str, stack: ExitStack,
         decompressor = zstandard.ZstdDecompressor()
         return stack.enter_context(decompressor.stream_reader(buffered, read_across_frames=True))
     if head.startswith(GZIP_MAGIC):
-        return stack.enter_context(gzip.GzipFile(fileobj=buffered))
+        return stack.enter_context(gzip.GzipFile(fileobj=buffered))  # type: ignore[arg-type]
     return buffered
 
 
@@ -216,7 +216,8 @@ def _open_tar(reader: ForwardReader, stack: ExitStack, what: str,
         # tarfile parses the headers; member data is read from the ForwardReader directly
         # (tar_stream.py says why), which also keeps tarfile from ever seeking backwards.
         archive = stack.enter_context(
-            tarfile.open(fileobj=reader, mode="r:", tarinfo=CheckedTarInfo))  # noqa: SIM115
+            tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
+                fileobj=reader, mode="r:", tarinfo=CheckedTarInfo))
         first = archive.next()
     except (*CORRUPT, OSError) as error:
         raise UnsafeArchive(f"{what} is not a readable {SUFFIX} archive ({error})") from error
@@ -258,9 +259,9 @@ def _refuse_aliases(path: Path, what: str) -> None:
     with open(path, "rb") as stream:
         for event in yaml.parse(stream, Loader=YAML_LOADER):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                mark = event.start_mark
+                line = event.start_mark.line + 1 if event.start_mark is not None else "?"
                 raise UnsafeArchive(f"{what}: {path.name} uses a YAML anchor or alias (line "
-                                    f"{mark.line + 1}), which dosirak never writes and which "
+                                    f"{line}), which dosirak never writes and which "
                                     "can expand a small file enormously; refused")
 
 
@@ -321,7 +322,7 @@ def _unpack_all(archive: tarfile.TarFile, reader: ForwardReader, manifest: dict[
                 break
             # tarfile keeps every member it read; a hostile archive of many members, each
             # with large headers, would grow that list without bound. Nothing needs it.
-            archive.members.clear()
+            archive.members.clear()  # type: ignore[attr-defined]
             written += member.size if member.isreg() else 0
             if written > max_size:
                 raise UnsafeArchive(f"{what} unpacks to more than its limit of "

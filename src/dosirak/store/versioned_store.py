@@ -41,7 +41,7 @@ except AttributeError:  # PyYAML built without libyaml
     YAML_LOADER, _BaseDumper = yaml.SafeLoader, yaml.SafeDumper
 
 
-class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]
+class _Dumper(_BaseDumper):  # type: ignore[misc]
     """Never writes anchors and aliases: imports refuse them (they can expand without bound)."""
 
     def ignore_aliases(self, data: Any) -> bool:

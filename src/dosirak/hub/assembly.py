@@ -75,9 +75,9 @@ class Assembly:
         with self.lock:
             if index != self.next or not self.alive:
                 return False
-            self.sha256.update(data)
             self._taken.clear()
             self._slot.put(memoryview(data))
+            self.sha256.update(data)  # while the unpacking thread takes it (hashlib frees the GIL)
             while not self._taken.wait(_POLL):
                 if self._done.is_set():
                     break

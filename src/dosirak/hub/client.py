@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -168,18 +169,28 @@ class HubClient:
             return b"".join(layout.read_range(parts, _open_local, start,
                                               min(size, start + chunk_size)))
 
-        def send(index: int, data: bytes) -> None:
+        def send(index: int, data: bytes, sha256: str | None = None) -> None:
             self.request("PUT", f"/uploads/{upload}/chunks/{index}", content=data,
-                         headers={"X-Chunk-Sha256": hashlib.sha256(data).hexdigest(),
+                         headers={"X-Chunk-Sha256": sha256 or hashlib.sha256(data).hexdigest(),
                                   "Content-Type": "application/octet-stream"})
 
-        for index in range(begun["chunks"]):
-            data = chunk(index)
-            whole.update(data)
-            if index not in held:
-                send(index, data)
-            if progress is not None:
-                progress(len(data))
+        # The next chunk is read and hashed in a thread while this one travels.
+        with ThreadPoolExecutor(1, thread_name_prefix="dosirak-push-read") as reader:
+            def prepare(index: int) -> tuple[bytes, str | None]:
+                data = chunk(index)
+                whole.update(data)  # in order: one reader thread
+                return data, None if index in held else hashlib.sha256(data).hexdigest()
+
+            ahead = reader.submit(prepare, 0) if begun["chunks"] else None
+            for index in range(begun["chunks"]):
+                assert ahead is not None
+                data, sha256 = ahead.result()
+                ahead = reader.submit(prepare, index + 1) if index + 1 < begun["chunks"] \
+                    else None
+                if sha256 is not None:
+                    send(index, data, sha256)
+                if progress is not None:
+                    progress(len(data))
         for attempt in range(_RETRIES):
             try:
                 done = self.json("POST", f"/uploads/{upload}/complete",

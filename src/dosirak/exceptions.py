@@ -213,14 +213,19 @@ class ServiceOverloaded(DosirakError):
 
 
 class RunnerError(DosirakError):
-    """A runner failed to run a call (the model raised, or its worker died)."""
+    """A runner failed to run a call (the model raised, or its worker died).
+
+    ``error_type`` names the exception the model raised; ``remote_traceback`` is its traceback
+    as the runner worker process formatted it (None for a call that ran in this process).
+    """
 
     status = 500
 
     def __init__(self, message: str = "", error_type: str | None = None,
-                 **fields: Any) -> None:
+                 remote_traceback: str | None = None, **fields: Any) -> None:
         super().__init__(message, **fields)
         self.error_type = error_type
+        self.remote_traceback = remote_traceback
 
 
 class RunnerUnavailable(RunnerError):

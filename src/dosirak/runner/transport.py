@@ -314,9 +314,8 @@ def _malformed(error: Exception) -> RunnerError:
 def remote_error(error: Sequence[Any]) -> RunnerError:
     """The caller-side error for a (type name, message[, traceback]) reported by a worker."""
     type_name, message = str(error[0]), str(error[1])
-    exception = RunnerError(f"{type_name}: {message}", error_type=type_name)
-    exception.remote_traceback = str(error[2]) if len(error) > 2 else None  # type: ignore[attr-defined]
-    return exception
+    return RunnerError(f"{type_name}: {message}", error_type=type_name,
+                       remote_traceback=str(error[2]) if len(error) > 2 else None)
 
 
 # ----- decoding -------------------------------------------------------------------------------

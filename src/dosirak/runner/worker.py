@@ -476,9 +476,9 @@ class WorkerPool:
             message = (f"runner {self.name!r} could not start worker {index}: {error}. Make sure "
                        "the runnable builds in a fresh process (an importable class, a stored "
                        "model that exists in DOSIRAK_HOME)")
-            if getattr(error, "remote_traceback", None):
+            if error.remote_traceback:
                 logger.error("runner %r worker %d failed to build its runnable:\n%s",
-                             self.name, index, error.remote_traceback)  # type: ignore[attr-defined]
+                             self.name, index, error.remote_traceback)
             raise RunnerError(message, error.error_type) from None
         except TimeoutError:
             await self._retire(worker)

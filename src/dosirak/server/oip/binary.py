@@ -120,10 +120,8 @@ def inflate(body: bytes | bytearray, encoding: str, limit: int) -> bytes:
     compressed body cannot make the server hold gigabytes."""
     wbits = _WBITS.get(encoding)
     if wbits is None:
-        error = UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; send "
-                                     "the body plain, gzip or deflate")
-        error.accepted = ["identity", "gzip", "deflate"]  # type: ignore[attr-defined]
-        raise error
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; send the "
+                                   "body plain, gzip or deflate", ["identity", "gzip", "deflate"])
     try:
         return _inflate(bytes(body), wbits, limit)
     except zlib.error:

@@ -7,19 +7,16 @@ images their builds made are removed at the end; the base image stays.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import socket
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from engines import Image, exec_python, image_ids, post, run_engine, running, wait
 
 from conftest import HOSTILE_ENV, run_cli
 
@@ -27,115 +24,34 @@ ROW = [[5.9, 3.0, 5.1, 1.8]]
 UID = 1034
 
 
-@dataclass
-class Image:
-    engine: str
-    tag: str
-    bento: str
-
-
-def _engine(name: str, *args: str, check: bool = True,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    executable = "/usr/bin/docker" if name == "docker" and Path("/usr/bin/docker").exists() \
-        else name
-    result = subprocess.run([executable, *args], capture_output=True, text=True,
-                            timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{name} {' '.join(args)}: {result.stderr.strip()[-2000:]}")
-    return result
-
-
-def _image_ids(engine: str) -> set[str]:
-    return set(_engine(engine, "images", "-a", "-q", "--no-trunc").stdout.split())
-
-
 @pytest.fixture(scope="module", params=["docker", "podman"])
 def image(request: pytest.FixtureRequest, container_engines: None,
           hostile_bento: tuple[Path, str]) -> Iterator[Image]:
     engine = request.param
     home, bento = hostile_bento
-    before = _image_ids(engine)
+    before = image_ids(engine)
     tag = f"dosirak-test-iris-{engine}:{uuid.uuid4().hex[:8]}"
     try:
         run_cli("containerize", bento, "-t", tag, "--backend", engine, home=home)
         yield Image(engine, tag, bento)
     finally:
-        _engine(engine, "rmi", "-f", tag, check=False)
-        for image_id in _image_ids(engine) - before:  # this build's intermediate images
-            _engine(engine, "rmi", "-f", image_id, check=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _post(port: int, path: str, body: object, keep: http.client.HTTPConnection | None = None
-          ) -> tuple[int, object]:
-    connection = keep or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.request("POST", path, json.dumps(body), {"content-type": "application/json"})
-    response = connection.getresponse()
-    data = response.read()
-    if keep is None:
-        connection.close()
-    return response.status, json.loads(data) if data else None
-
-
-def _ready(port: int) -> bool:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        connection.request("GET", "/readyz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-
-
-def _wait(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout} s")
-        time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def running(image: Image, *extra: str) -> Iterator[tuple[str, int]]:
-    """The image's container on the host network, serving 127.0.0.1:PORT; yields (name, port).
-    Removed at the end."""
-    port = _free_port()
-    name = f"dosirak-test-{uuid.uuid4().hex[:10]}"
-    _engine(image.engine, "run", "-d", "--name", name, "--net=host", "-e", f"PORT={port}",
-            "-e", "DOSIRAK_HOST=127.0.0.1", *extra, image.tag)
-    try:
-        _wait(lambda: _ready(port) or _state(image.engine, name) != "running", 90,
-              "the server answering /readyz")
-        assert _ready(port), _engine(image.engine, "logs", name, check=False).stderr
-        yield name, port
-    finally:
-        _engine(image.engine, "rm", "-f", name, check=False)
-
-
-def _state(engine: str, name: str) -> str:
-    return _engine(engine, "inspect", "-f", "{{.State.Status}}", name, check=False).stdout.strip()
-
-
-def _exec_python(image: Image, name: str, code: str) -> str:
-    return _engine(image.engine, "exec", name, "python", "-c", code).stdout
+        run_engine(engine, "rmi", "-f", tag, check=False)
+        for image_id in image_ids(engine) - before:  # this build's intermediate images
+            run_engine(engine, "rmi", "-f", image_id, check=False)
 
 
 def test_the_image_serves_the_bento_healthy_and_as_a_non_root_user(image: Image) -> None:
     with running(image, "--health-interval", "1s") as (name, port):
-        assert _post(port, "/classify", ROW) == (200, [2])
+        assert post(port, "/classify", ROW) == (200, [2])
         if image.engine == "docker":
-            _wait(lambda: _engine("docker", "inspect", "-f", "{{.State.Health.Status}}",
-                                  name).stdout.strip() == "healthy", 60, "docker health healthy")
+            wait(lambda: run_engine("docker", "inspect", "-f", "{{.State.Health.Status}}",
+                                    name).stdout.strip() == "healthy", 60, "docker health healthy")
         else:  # podman runs health checks from systemd timers; run the image's check itself
-            assert _engine("podman", "healthcheck", "run", name, check=False).returncode == 0
-        status = _exec_python(image, name, "print(open('/proc/1/status').read())")
+            assert run_engine("podman", "healthcheck", "run", name, check=False).returncode == 0
+        status = exec_python(image, name, "print(open('/proc/1/status').read())")
         uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
         assert uids == [str(UID)] * 4
-        config = json.loads(_engine(image.engine, "image", "inspect", image.tag).stdout)[0]
+        config = json.loads(run_engine(image.engine, "image", "inspect", image.tag).stdout)[0]
         labels = config["Config"]["Labels"]
         assert labels["dev.dosirak.bento.tag"] == image.bento
         assert len(labels["dev.dosirak.bento.digest"]) == 64
@@ -150,10 +66,10 @@ def test_the_image_serves_the_bento_healthy_and_as_a_non_root_user(image: Image)
 def test_hostile_bentofile_values_arrive_verbatim_and_run_nothing(image: Image) -> None:
     with running(image) as (name, _port):
         names = [*HOSTILE_ENV, "FROM_DOCKER_ENV"]
-        seen = json.loads(_exec_python(image, name, "import json, os; print(json.dumps("
+        seen = json.loads(exec_python(image, name, "import json, os; print(json.dumps("
                                        f"{{k: os.environ.get(k) for k in {names!r}}}))"))
         assert seen == {**HOSTILE_ENV, "FROM_DOCKER_ENV": "docker env"}
-        found = json.loads(_exec_python(image, name, (
+        found = json.loads(exec_python(image, name, (
             "import glob, json, os; print(json.dumps({"
             "'pwned': glob.glob('/tmp/pwned*') + glob.glob('/pwned*'),"
             "'sl': os.path.exists('/usr/games/sl'),"
@@ -175,7 +91,7 @@ def test_stop_under_load_answers_every_accepted_request_and_exits_0(image: Image
                 try:
                     if keep_alive and connection is None:
                         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                    outcome: object = _post(port, "/classify", ROW, connection)
+                    outcome: object = post(port, "/classify", ROW, connection)
                 except (OSError, http.client.HTTPException) as error:
                     outcome = type(error).__name__
                     if connection is not None:
@@ -190,15 +106,15 @@ def test_stop_under_load_answers_every_accepted_request_and_exits_0(image: Image
             thread.start()
         time.sleep(1.5)
         stopped = time.monotonic()
-        _engine(image.engine, "stop", "-t", "30", name, timeout=60)
+        run_engine(image.engine, "stop", "-t", "30", name, timeout=60)
         stop.set()
         for thread in threads:
             thread.join(15)
-        assert _engine(image.engine, "inspect", "-f", "{{.State.ExitCode}}",
-                       name).stdout.strip() == "0"
+        assert run_engine(image.engine, "inspect", "-f", "{{.State.ExitCode}}",
+                           name).stdout.strip() == "0"
         before = [outcome for sent, outcome in results if sent < stopped]
         assert len(before) > 20
         lost = [outcome for outcome in before if outcome != (200, [2])]
         assert not lost, f"{len(lost)} of {len(before)} requests sent before the stop failed"
-        logs = _engine(image.engine, "logs", name)
+        logs = run_engine(image.engine, "logs", name)
         assert "received SIGTERM" in logs.stdout + logs.stderr

@@ -69,9 +69,10 @@ def containerize(tag: str, image_tags: tuple[str, ...], backend: str, output: st
                    f"{shlex.quote(str(result.context))}")
     else:
         assert result.backend is not None
+        port = result.plan.spec.port
         click.echo(f"built {', '.join(result.tags)} ({result.image_id}) with "
                    f"{result.backend.name}; run it with: {Path(result.backend.executable).name} "
-                   f"run --rm -p 3000:3000 {shlex.quote(result.tags[0])}")
+                   f"run --rm -p {port}:{port} {shlex.quote(result.tags[0])}")
 
 
 @click.group()

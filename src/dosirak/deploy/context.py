@@ -30,10 +30,12 @@ from dosirak.__about__ import __version__
 from dosirak.bentos.serving import SOURCE_DIR, check_models
 from dosirak.bentos.store import Bento
 from dosirak.deploy import wheels
-from dosirak.deploy.dockerfile import DockerfileSpec, render
+from dosirak.deploy.dockerfile import PORT, DockerfileSpec, render
 from dosirak.exceptions import InvalidArgument
+from dosirak.serve import LEGACY_PORT
 from dosirak.store import model_store
 from dosirak.tag import Tag
+from dosirak.target import LEGACY_FILE
 
 _SYSTEM_PACKAGES = """\
 #!/bin/sh
@@ -98,7 +100,9 @@ def plan(bento: Bento, *, vendor: bool = True, platform: str | None = None,
         system_packages=list(docker.get("system_packages") or []),
         envs=_envs(environment), vendor=vendor, pip_options=index_options,
         template=(_bento_file(bento, template, "docker.dockerfile_template").read_text("utf-8")
-                  if template else None))
+                  if template else None),
+        # A BentoML 0.x service (svc.save()) serves on 5000 as its 0.x image did; PORT changes it
+        port=LEGACY_PORT if (bento.path / SOURCE_DIR / LEGACY_FILE).is_file() else PORT)
     if docker.get("setup_script"):
         script = _bento_file(bento, docker["setup_script"], "docker.setup_script")
         spec.setup_script = "env/setup_script"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from dosirak.exceptions import InvalidArgument
 
-PORT = 3000
+PORT = 3000  # where the image serves (a BentoML 0.x service's image: 5000, as 0.x's did)
 UID = 1034  # numeric, so that Kubernetes' runAsNonRoot can check it without /etc/passwd
 USER = "dosirak"
 ROOT = "/opt/dosirak"
@@ -58,6 +58,7 @@ class DockerfileSpec:
     pip_options: list[str] = field(default_factory=list)  # index options for --no-vendor
     labels: dict[str, str] = field(default_factory=dict)
     template: str | None = None  # the docker.dockerfile_template text
+    port: int = PORT  # the image's PORT and EXPOSE
 
 
 def json_array(args: Sequence[str]) -> str:
@@ -117,7 +118,7 @@ def blocks(spec: DockerfileSpec) -> dict[str, str]:
     ]
     envars = [f"ENV PATH={quoted(f'{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'PATH')}"]  # noqa: E501
     envars.append(f"ENV DOSIRAK_HOME={HOME} DOSIRAK_BENTO={quoted(spec.bento_tag, 'bento tag')} "
-                  f"PORT={PORT} DOSIRAK_HOST=0.0.0.0")
+                  f"PORT={spec.port} DOSIRAK_HOST=0.0.0.0")
     for name, value in spec.envs:  # after the defaults: a bentofile may set PORT, DOSIRAK_HOST
         envars.append(f"ENV {check_env_name(name)}={quoted(value, f'env {name}')}")
     components = [
@@ -149,7 +150,7 @@ def blocks(spec: DockerfileSpec) -> dict[str, str]:
                             for key, value in labels.items()),
         f"USER {UID}:{UID}",
         f"WORKDIR /home/{USER}",
-        f"EXPOSE {PORT}",
+        f"EXPOSE {spec.port}",
         "HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 "
         f"CMD {json_array([PYTHON, '-m', 'dosirak.deploy.healthcheck'])}",
         "STOPSIGNAL SIGTERM",

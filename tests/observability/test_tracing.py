@@ -6,6 +6,7 @@ imported when tracing is off."""
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import http.server
 import json
 import logging
@@ -21,10 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import dosirak
 from dosirak.config import load_config
+from dosirak.exceptions import BadInput
+from dosirak.io import Text
 from dosirak.server.app import create_app
 from live_server import serve
 
@@ -58,7 +61,7 @@ def test_spans_per_request_api_call_and_batch_linked_to_every_request(
         tmp_path, **{"runners.placement": placement,
                      "runners.batching.max_latency_ms": 30_000}))  # no shedding on a busy box
     memory = InMemorySpanExporter()
-    app.state.tracing.provider.add_span_processor(SimpleSpanProcessor(memory))
+    app.state.tracing.add_exporter(memory)
     with caplog.at_level(logging.INFO, logger="dosirak.access"), serve(app) as url:
         answers = call_concurrently(url, 12)
         assert all(answer.status_code == 200 for answer in answers)
@@ -84,8 +87,57 @@ def test_spans_per_request_api_call_and_batch_linked_to_every_request(
     logged = {line.split("trace_id=")[1] for line in caplog.messages
               if "path=/classify" in line}
     assert logged == {format(s.context.trace_id, "032x") for s in http_spans}
-    # the console exporter wrote the spans to its file
-    assert '"name": "POST /classify"' in (tmp_path / "spans.jsonl").read_text()
+    # the console exporter wrote the spans to its file, one JSON object a line, in the SDK's
+    # to_json() shape (times exact to the microsecond, where the SDK's go through a float)
+    lines = [json.loads(line) for line in (tmp_path / "spans.jsonl").read_text().splitlines()]
+    written = {line["context"]["span_id"]: line for line in lines}
+    for span in spans:
+        line = written[f"0x{span.context.span_id:016x}"]
+        assert line["start_time"] == iso_time(span.start_time)
+        assert line["end_time"] == iso_time(span.end_time)
+        assert {**json.loads(span.to_json()), "start_time": 0, "end_time": 0} == \
+            {**line, "start_time": 0, "end_time": 0}
+
+
+def iso_time(nanoseconds: int) -> str:
+    moment = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=nanoseconds // 1000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_errors_on_spans_a_traceback_only_for_failures(tmp_path: Path) -> None:
+    svc = dosirak.Service("judge")
+
+    @svc.api(input=Text(), output=Text())
+    def judge(text: str) -> str:
+        if text == "bad":
+            raise BadInput("bad is refused")
+        if text == "bug":
+            raise ValueError("a bug in the service")
+        return text
+
+    app = create_app(svc, config=traced_config(tmp_path))
+    memory = InMemorySpanExporter()
+    app.state.tracing.add_exporter(memory)
+    with serve(app) as url:
+        assert [httpx.post(f"{url}/judge", content=text).status_code
+                for text in ("good", "bad", "bug")] == [200, 400, 500]
+    spans = memory.get_finished_spans()
+    api = {s.parent.span_id: s for s in spans if s.name == "api judge"}
+    good, bad, bug = sorted((s for s in spans if s.name == "POST /judge"),
+                            key=lambda s: s.start_time)
+    assert good.status.status_code.name == "UNSET" and not api[good.context.span_id].events
+    # the client's error: its type and message on the API span, no stack trace formatted
+    assert bad.status.status_code.name == "UNSET"
+    refused = api[bad.context.span_id]
+    assert refused.status.status_code.name == "ERROR"
+    [event] = refused.events
+    assert dict(event.attributes) == {"exception.type": "dosirak.exceptions.BadInput",
+                                      "exception.message": "bad is refused"}
+    # a failure inside the service: the traceback, and the request's span is an error too
+    assert bug.status.status_code.name == "ERROR"
+    [event] = api[bug.context.span_id].events
+    assert event.attributes["exception.type"] == "ValueError"
+    assert "in judge" in event.attributes["exception.stacktrace"]
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):

@@ -27,10 +27,11 @@ class AccessLine:
     """One request's fields; ``str()`` is the text form, ``fields()`` feeds the JSON form."""
 
     __slots__ = ("latency_ms", "method", "path", "request_id", "request_size", "response_size",
-                 "status")
+                 "status", "trace_id")
 
     def __init__(self, request_id: str, method: str, path: str, status: int, latency_ms: float,
-                 request_size: int | None, response_size: int | None) -> None:
+                 request_size: int | None, response_size: int | None,
+                 trace_id: str | None = None) -> None:
         self.request_id = request_id
         self.method = method
         self.path = path
@@ -38,19 +39,24 @@ class AccessLine:
         self.latency_ms = latency_ms
         self.request_size = request_size
         self.response_size = response_size
+        self.trace_id = trace_id  # with tracing on: the request's trace id ("-": not sampled)
 
     def fields(self) -> dict[str, Any]:
         """The line as a dict (what the JSON form holds)."""
-        return {"request_id": self.request_id, "method": self.method,
-                "path": _cut(self.path), "status": self.status,
-                "latency_ms": round(self.latency_ms, 3), "request_bytes": self.request_size,
-                "response_bytes": self.response_size}
+        fields = {"request_id": self.request_id, "method": self.method,
+                  "path": _cut(self.path), "status": self.status,
+                  "latency_ms": round(self.latency_ms, 3), "request_bytes": self.request_size,
+                  "response_bytes": self.response_size}
+        if self.trace_id is not None:
+            fields["trace_id"] = self.trace_id
+        return fields
 
     def __str__(self) -> str:
-        return (f"request_id={safe_text(self.request_id)} method={safe_text(self.method)} "
+        text = (f"request_id={safe_text(self.request_id)} method={safe_text(self.method)} "
                 f"path={safe_text(_cut(self.path))} status={self.status} "
                 f"latency_ms={self.latency_ms:.3f} request_bytes={_size(self.request_size)} "
                 f"response_bytes={_size(self.response_size)}")
+        return text if self.trace_id is None else f"{text} trace_id={self.trace_id}"
 
 
 class AccessLog:
@@ -65,8 +71,10 @@ class AccessLog:
         return self.logger.isEnabledFor(logging.INFO)
 
     def record(self, request_id: str, method: str, path: str, status: int, latency_ms: float,
-               request_size: int | None = None, response_size: int | None = None) -> None:
-        """Log one request; sizes are body bytes (``None`` when unknown)."""
+               request_size: int | None = None, response_size: int | None = None,
+               trace_id: str | None = None) -> None:
+        """Log one request; sizes are body bytes (``None`` when unknown); ``trace_id``: the
+        request's trace, with tracing on."""
         # isEnabledFor is a cached dict lookup: a disabled log costs almost nothing.
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
@@ -75,13 +83,14 @@ class AccessLog:
                 later = getattr(handlers[0], "access_later", None)
                 if later is not None:  # serve's batched stream: formatted when written
                     later((time.time(), request_id, method, path, status, latency_ms,
-                           request_size, response_size))
+                           request_size, response_size, trace_id))
                     return
             # handle(makeRecord()) rather than info(): the caller's frame would always be this
             # line, and looking it up costs more than the rest of the record.
             logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0,
                                             AccessLine(request_id, method, path, status,
-                                                       latency_ms, request_size, response_size),
+                                                       latency_ms, request_size, response_size,
+                                                       trace_id),
                                             None, None))
 
 

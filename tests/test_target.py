@@ -23,13 +23,16 @@ def echo(body):
 
 
 @pytest.fixture(autouse=True)
-def clean_modules():
-    """Each test imports its own files under fresh module names."""
+def clean_modules(tmp_path: Path):
+    """Each test imports its own files under fresh module names (the libraries a first test
+    imports stay: numpy, for one, cannot be imported twice in a process)."""
     before = set(sys.modules)
     path = list(sys.path)
     yield
     for name in set(sys.modules) - before:
-        del sys.modules[name]
+        origin = getattr(sys.modules[name], "__file__", None) or ""
+        if origin.startswith(str(tmp_path)):
+            del sys.modules[name]
     sys.path[:] = path
 
 

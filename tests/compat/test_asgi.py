@@ -5,15 +5,12 @@ and ``svc.asgi_app`` under Starlette's ``TestClient``."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from .serving import served
-
-pytest.importorskip("fastapi")
-pytest.importorskip("flask")
-pytest.importorskip("a2wsgi")
 
 SERVICE = '''
 import numpy as np
@@ -113,6 +110,7 @@ def test_svc_asgi_app_under_starlette_test_client(tmp_path: Path,
     (tmp_path / "service.py").write_text(SERVICE)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "service", raising=False)  # gone again after the test
     svc = load_service("service.py:svc")
     with TestClient(svc.asgi_app) as client:
         response = client.post("/classify", json=[[1, 2], [3, 4]])

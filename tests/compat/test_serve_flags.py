@@ -105,7 +105,6 @@ def _certificates(directory: Path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("mutual", [False, True])
 def test_tls_with_a_certificate_the_test_makes(tmp_path: Path, mutual: bool) -> None:
-    pytest.importorskip("cryptography")
     files = _certificates(tmp_path)
     write_service(tmp_path / "svc", SERVICE)
     args = ["service.py:svc", "--ssl-certfile", str(files["server_cert"]),

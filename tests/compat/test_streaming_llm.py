@@ -10,14 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 import dosirak as bentoml
 
 from .serving import served
-
-pytest.importorskip("transformers")
-pytest.importorskip("torch")
 
 TINY_LLM = '''
 import threading

@@ -210,7 +210,7 @@ def test_arrays_of_any_plain_dtype_and_layout_round_trip(array: np.ndarray, step
 
 
 def test_torch_tensors_round_trip() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     tensors = [
         torch.arange(12, dtype=torch.float32).reshape(3, 4),
         torch.arange(12, dtype=torch.float32).reshape(3, 4).T,  # not contiguous

@@ -417,7 +417,7 @@ def alive(pid: int) -> bool:
 
 def test_the_pool_runs_on_uvloop_too() -> None:
     """``dosirak serve`` runs on uvloop: calls, crash detection and restart work there as well."""
-    uvloop = pytest.importorskip("uvloop")
+    import uvloop
 
     async def scenario() -> tuple[Any, RunnerError, Any, int, int]:
         async with started(TOOLBOX) as pool:

@@ -43,10 +43,14 @@ def test_the_package_still_offers_containerize_and_its_parts() -> None:
 
 def test_finding_the_bento_to_serve_imports_no_build_machinery() -> None:
     """What `dosirak serve TAG` runs before its first worker starts (dosirak.target reads the
-    bento from the store): no archives, no bentofile models."""
-    loaded = _modules_after("import dosirak.bentos.serving, dosirak.bentos.store")
-    # (dosirak.bentos.build itself loads: dosirak.bentos.build() is a function of the package)
-    heavy = set(BUILD_MACHINERY) - {"dosirak.bentos.build"} | {"dosirak.bentos.bentofile"}
+    bento from the store): no archives, no bentofile models, no event loop."""
+    loaded = _modules_after("import dosirak.cli, dosirak.serve, dosirak.serve.worker, "
+                            "dosirak.serve.process_log, dosirak.target, dosirak.bentos.serving, "
+                            "dosirak.bentos.store, dosirak.server.deployment")
+    # (dosirak.bentos.build itself loads: dosirak.bentos.build() is a function of the package.)
+    # asyncio and importlib.metadata: the worker needs them, the supervisor after the spawn.
+    heavy = set(BUILD_MACHINERY) - {"dosirak.bentos.build"} | {
+        "dosirak.bentos.bentofile", "asyncio", "importlib.metadata"}
     assert not loaded & heavy, sorted(loaded & heavy)
     import dosirak.bentos
     from dosirak.bentos.archive import export_bento

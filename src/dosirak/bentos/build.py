@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -275,6 +274,8 @@ def lock_requirements(requirements: list[str]) -> list[str]:
     same environment always gives the same lock. A requirement not installed is kept as
     written, marked so, and its dependencies are unknown.
     """
+    import importlib.metadata
+
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 

@@ -12,7 +12,6 @@ a test server), the hooks simply run.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 from pathlib import Path
@@ -35,6 +34,8 @@ async def run_deployment_hooks_once(svc: Service) -> None:
     if not directory:
         await svc.run_deployment_hooks()
         return
+    import asyncio  # here: `dosirak serve` imports this module before its first worker starts
+
     loop = asyncio.get_running_loop()
     # Waiting for another worker's hooks must not hold this worker's loop.
     fd = await loop.run_in_executor(None, _lock, Path(directory) / _LOCK)

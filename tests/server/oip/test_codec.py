@@ -114,11 +114,42 @@ def test_binary_and_json_inputs_mix_in_one_request() -> None:
     ({"name": "x", "datatype": "FP32", "shape": [1]}, "has no \"data\""),
     ({"datatype": "FP32", "shape": [1], "data": [1]}, "needs a \"name\""),
 ])
-def test_json_tensor_errors_name_the_tensor(tensor: dict, message: str) -> None:
+@pytest.mark.parametrize("general", [False, True])
+def test_json_tensor_errors_name_the_tensor(tensor: dict, message: str, general: bool) -> None:
+    # general: with "parameters", the request is not the common one the short path reads
     with pytest.raises(BadInput, match=message) as caught:
-        decode_request(request(tensor), None)
+        decode_request(request({**tensor, "parameters": {}} if general else tensor), None)
     if "name" in tensor:
         assert "'x'" in str(caught.value)
+
+
+@pytest.mark.parametrize("datatype", sorted(FIXED))
+@pytest.mark.parametrize("data", [[[0, 1], [1, 0]], [0, 1, 1, 0], [[0.0, 1.0], [1.0, 0.0]],
+                                  [[False, True], [True, False]]])
+def test_the_common_request_reads_as_the_general_path_does(datatype: str, data: list) -> None:
+    tensor = {"name": "x", "datatype": datatype, "shape": [2, 2], "data": data}
+    outcomes = []
+    for body in (request(tensor), request({**tensor, "parameters": {}})):
+        try:
+            array = decode_request(body, None).inputs["x"].array
+            outcomes.append((array.dtype, array.shape, array.tolist()))
+        except BadInput as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("array", [np.array([0, 2]), np.array([[1.5, 2.0]], "<f4"),
+                                   np.array([True]), np.array([], "<f8"),
+                                   np.array([1, 2], ">i4"), np.array(["a", "b"])])
+def test_the_common_response_is_written_as_the_general_path_does(array: np.ndarray) -> None:
+    plain = decode_request(request({"name": "x", "datatype": "FP64", "shape": [1],
+                                    "data": [1]}), None)
+    listed = decode_request(request({"name": "x", "datatype": "FP64", "shape": [1],
+                                     "data": [1]}, outputs=[{"name": "output"}]), None)
+    short, _ = encode_response("m", "1", plain, [("output", array, None)])
+    general, _ = encode_response("m", "1", listed, [("output", array, None)])
+    assert short == general
+    assert loads(short)["outputs"][0]["data"] == array.reshape(-1).tolist()
 
 
 def test_binary_errors() -> None:

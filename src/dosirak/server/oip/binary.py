@@ -26,11 +26,14 @@ COMPRESS_LEVEL = 1
 _WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 
 
+_NO_BINARY = memoryview(b"")
+
+
 def split_body(body: bytes | bytearray, header_length: str | None) -> tuple[Any, memoryview]:
     """The JSON header and the binary section of ``body``; the section is empty when the
     request has no ``Inference-Header-Content-Length``."""
     if header_length is None:
-        return body, memoryview(b"")
+        return body, _NO_BINARY
     if not header_length.isdigit():
         raise BadInput(f"Inference-Header-Content-Length must be a number of bytes, got "
                        f"{header_length!r}")

@@ -13,6 +13,7 @@ extension says.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ FIXED: dict[str, np.dtype[Any]] = {
 }
 #: Every datatype a request may name.
 DATATYPES = (*FIXED, BF16, BYTES)
+_DATATYPE_SET = frozenset(DATATYPES)
 _BY_DTYPE = {dtype.newbyteorder("="): name for name, dtype in FIXED.items()}
 #: The datatype a descriptor without a dtype states: JSON numbers are doubles.
 DEFAULT_DATATYPE = "FP64"
@@ -47,10 +49,19 @@ def numpy_dtype(datatype: str) -> np.dtype[Any]:
 def datatype_of(dtype: Any) -> str | None:
     """The datatype of numpy ``dtype``; None when the protocol has no such type (complex,
     dates). Text and bytes (and objects, which hold them) are ``BYTES``."""
-    dtype = np.dtype(dtype)
-    if dtype.kind in "USO":
-        return BYTES
-    return _BY_DTYPE.get(dtype.newbyteorder("="))
+    try:
+        return _KNOWN[dtype]  # every response asks: the answer for a dtype is kept
+    except (KeyError, TypeError):
+        pass
+    found = np.dtype(dtype)
+    datatype = BYTES if found.kind in "USO" else _BY_DTYPE.get(found.newbyteorder("="))
+    if len(_KNOWN) < 256:
+        with contextlib.suppress(TypeError):
+            _KNOWN[dtype] = datatype
+    return datatype
+
+
+_KNOWN: dict[Any, str | None] = {}
 
 
 def declared_datatype(dtype: Any) -> str:
@@ -65,7 +76,7 @@ def declared_datatype(dtype: Any) -> str:
 
 def check_datatype(name: str, datatype: Any, binary: bool) -> str:
     """``datatype`` if the protocol knows it (and can carry it the way it was sent)."""
-    if datatype not in DATATYPES:
+    if datatype not in _DATATYPE_SET:
         raise BadInput(f"input {name!r}: unknown datatype {datatype!r}; use one of "
                        f"{', '.join(DATATYPES)}")
     if datatype == BF16 and not binary:

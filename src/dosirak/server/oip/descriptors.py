@@ -61,6 +61,12 @@ class ApiModel:
             self.optional = frozenset()
         self.output = _output_for(api.output, "output")
         self._names = frozenset(self._input_names())
+        # The common model: one input of one tensor (an array, a text...), named after the
+        # parameter. Its requests skip the general matching of tensors to inputs below.
+        single = self.inputs[0] if self.fields is None and len(self.inputs) == 1 else None
+        self._single = single if single is not None and single.names is not None and \
+            len(single.names) == 1 else None
+        self._single_name = self._single.names[0] if self._single is not None else None
 
     def metadata(self) -> dict[str, Any]:
         """The model metadata document (``GET /v2/models/NAME``)."""
@@ -70,6 +76,11 @@ class ApiModel:
 
     def value(self, tensors: dict[str, Tensor]) -> Any:
         """The value the API function takes, from a request's input tensors."""
+        if self._single is not None and len(tensors) == 1 and self._single_name in tensors:
+            try:
+                return self._single.value(tensors)
+            except BadInput as error:
+                raise _named(error, self._single_name) from None
         if all(mapping.names is not None for mapping in self.inputs):
             unknown = [name for name in tensors if name not in self._names]
             if unknown:
@@ -95,9 +106,9 @@ class ApiModel:
             try:
                 values[field] = mapping.value(mine)
             except BadInput as error:
-                if len(mine) != 1 or str(error).startswith("input "):
+                if len(mine) != 1:
                     raise
-                raise BadInput(f"input {next(iter(mine))!r}: {error}", error.detail) from None
+                raise _named(error, next(iter(mine))) from None
         unknown = [name for name in tensors if name not in taken]
         if unknown:
             raise BadInput(f"model {self.name!r} has no input {unknown[0]!r}; its inputs are: "
@@ -110,6 +121,13 @@ class ApiModel:
 
     def _input_names(self) -> list[str]:
         return [spec["name"] for mapping in self.inputs for spec in mapping.metadata()]
+
+
+def _named(error: BadInput, name: str) -> BadInput:
+    """``error`` of the one tensor ``name``, its message naming the tensor."""
+    if str(error).startswith("input "):
+        return error
+    return BadInput(f"input {name!r}: {error}", error.detail)
 
 
 def _parameter_name(api: InferenceAPI) -> str:

@@ -66,7 +66,9 @@ class InferEndpoint(APIEndpoint):
             elif key == b"content-length":
                 length = int(value) if value.isdigit() else -1
         try:
-            if not self.svc.ready:
+            # Started means ready here: startup ends once every runner is (a runner worker that
+            # dies later is the runner's to handle: its calls wait for the restart or get 503).
+            if not self.svc.started:
                 raise ModelNotReady(f"model {self.model.name!r} is not ready: the service is "
                                     "starting; retry shortly")
             if length > self.max_request_size:

@@ -94,6 +94,23 @@ class HubClient:
                                       "DOSIRAK_HUB_TOKEN)") from None
         return cls(url, token)
 
+    @classmethod
+    def for_url(cls, url: str) -> HubClient:
+        """The hub at ``url``, with ``DOSIRAK_HUB_TOKEN`` or the token saved by ``dosirak hub
+        login`` for that very URL (a token is never sent to a hub it was not made for)."""
+        token = os.environ.get("DOSIRAK_HUB_TOKEN")
+        if not token:
+            try:
+                saved = json.loads(login_file().read_text())
+            except (OSError, ValueError):
+                saved = {}
+            if str(saved.get("url", "")).rstrip("/") == url.rstrip("/"):
+                token = saved.get("token")
+        if not token:
+            raise InvalidArgument(f"no token for the hub at {url}: run `dosirak hub login {url} "
+                                  "--token TOKEN` (or set DOSIRAK_HUB_TOKEN)")
+        return cls(url, token)
+
     def close(self) -> None:
         self._http.close()
 

@@ -246,13 +246,20 @@ class BentoService:
     def save(self, yatai_url: str | None = None, version: str | None = None,
              labels: dict[str, str] | None = None) -> str:
         """Save the service as a bento in the bento store (its artifacts as models in the model
-        store); returns the bento's directory."""
-        if yatai_url is not None:
-            raise InvalidArgument("save(yatai_url=...) is not supported: save locally, then "
-                                  "push the bento to a dosirak hub")
+        store); returns the bento's directory. ``yatai_url``: also push it, with its models, to
+        the dosirak hub at that URL (0.x's Yatai), signed in with `dosirak hub login URL`."""
         from dosirak.legacy.bundle import save_to_store
 
-        return save_to_store(self, version=version, labels=labels)
+        hub = None
+        if yatai_url is not None:  # the token is found before anything is saved
+            from dosirak.hub.client import HubClient
+
+            hub = HubClient.for_url(yatai_url)
+        path = save_to_store(self, version=version, labels=labels)
+        if hub is not None:
+            with hub:  # the bento store's layout: .../NAME/VERSION
+                hub.push_bento(f"{Path(path).parent.name}:{Path(path).name}")
+        return path
 
     def save_to_dir(self, path: str, version: str | None = None) -> str:
         """Write the service into ``path`` in BentoML 0.13's saved-bundle layout (artifacts as

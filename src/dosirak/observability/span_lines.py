@@ -48,6 +48,11 @@ class SpanLines(SpanExporter):
         self._resources: dict[int, orjson.Fragment] = {}
         self._second = -1
         self._second_text = ""
+        self._second_bytes = b""
+        # Line templates of the common span (no events, links, status description or trace
+        # state), by name, kind, status, root or not, and resource: the constant parts
+        # encoded once, the rest put in with one %-format.
+        self._templates: dict[tuple[Any, ...], bytes] = {}
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         """Write ``spans`` (finished ``ReadableSpan`` objects), one line each."""
@@ -76,6 +81,30 @@ class SpanLines(SpanExporter):
         context = span.context
         parent = span.parent
         status = span.status
+        if not (status.description or context.trace_state or span.events or span.links):
+            key = (span.name, id(span.kind), id(status.status_code), parent is None,
+                   id(span.resource))
+            template = self._templates.get(key) or self._template(key, span)
+            if template is not None:
+                start = span.start_time // 1000
+                end = span.end_time // 1000
+                second = start // 1_000_000
+                if second != self._second:
+                    self._time(start * 1000)
+                start_prefix = self._second_bytes
+                end_second = end // 1_000_000
+                if end_second != self._second:
+                    self._time(end * 1000)
+                attributes = span.attributes
+                attributes = _dumps(attributes if type(attributes) is dict else
+                                    _plain(attributes), default=str)
+                if parent is None:
+                    return template % (context.trace_id, context.span_id, start_prefix,
+                                       start - second * 1_000_000, self._second_bytes,
+                                       end - end_second * 1_000_000, attributes)
+                return template % (context.trace_id, context.span_id, parent.span_id,
+                                   start_prefix, start - second * 1_000_000, self._second_bytes,
+                                   end - end_second * 1_000_000, attributes)
         if status.description:
             status_line = {"status_code": status.status_code.name,
                            "description": status.description}
@@ -107,6 +136,26 @@ class SpanLines(SpanExporter):
         }
         return _dumps(line, default=str, option=_NEWLINE)
 
+    def _template(self, key: tuple[Any, ...], span: Any) -> bytes | None:
+        """The line of a common span with %-format fields for ids, times and attributes."""
+        if len(self._templates) >= 256:  # names made of paths clients chose: do not grow
+            return None
+
+        def constant(value: Any) -> bytes:
+            return _dumps(value, default=str).replace(b"%", b"%%")
+
+        parent = b"null" if key[3] else b'"0x%016x"'
+        template = (
+            b'{"name":' + constant(span.name) +
+            b',"context":{"trace_id":"0x%032x","span_id":"0x%016x","trace_state":"[]"},'
+            b'"kind":' + constant(_KINDS[id(span.kind)]) + b',"parent_id":' + parent +
+            b',"start_time":"%s%06dZ","end_time":"%s%06dZ","status":' +
+            constant(_STATUSES[id(span.status.status_code)]) +
+            b',"attributes":%s,"events":[],"links":[],"resource":' +
+            constant(self._resource(span.resource)) + b"}\n")
+        self._templates[key] = template
+        return template
+
     def _resource(self, resource: Any) -> orjson.Fragment:
         """The resource's JSON, encoded once per resource (one per provider)."""
         encoded = self._resources.get(id(resource))
@@ -125,6 +174,7 @@ class SpanLines(SpanExporter):
         second = microseconds // 1_000_000
         if second != self._second:
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+            self._second_bytes = self._second_text.encode()
             self._second = second
         return f"{self._second_text}{microseconds - second * 1_000_000:06d}Z"
 

@@ -140,6 +140,38 @@ def test_errors_on_spans_a_traceback_only_for_failures(tmp_path: Path) -> None:
     assert "in judge" in event.attributes["exception.stacktrace"]
 
 
+def test_api_code_reaches_its_span_through_opentelemetry(tmp_path: Path) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    own = InMemorySpanExporter()  # the service's own tracer, as its author would set it up
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(own))
+    tracer = provider.get_tracer("user")
+    svc = dosirak.Service("echo")
+
+    @svc.api(input=Text(), output=Text())
+    def echo(text: str) -> str:
+        trace.get_current_span().set_attribute("echo.length", len(text))
+        trace.get_current_span().add_event("echoed", {"echo.text": text})
+        with tracer.start_as_current_span("inner work"):
+            return text
+
+    app = create_app(svc, config=traced_config(tmp_path))
+    memory = InMemorySpanExporter()
+    app.state.tracing.add_exporter(memory)
+    with serve(app) as url:
+        assert httpx.post(f"{url}/echo", content="hello").text == "hello"
+    [api] = [s for s in memory.get_finished_spans() if s.name == "api echo"]
+    assert api.attributes["echo.length"] == 5
+    assert [(e.name, dict(e.attributes)) for e in api.events] == [("echoed",
+                                                                    {"echo.text": "hello"})]
+    [inner] = own.get_finished_spans()
+    assert inner.parent.span_id == api.context.span_id
+    assert inner.context.trace_id == api.context.trace_id
+
+
 class _Receiver(http.server.BaseHTTPRequestHandler):
     requests: list[tuple[str, str, bytes]] = []
 

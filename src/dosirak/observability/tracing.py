@@ -143,8 +143,9 @@ class Tracing:
             path = scope["path"]
             span = start(f"{method} {path}", _incoming(scope["headers"]), _SERVER,
                          {"http.request.method": method, "url.path": path})
-            # Unsampled too: the API call's span reads the decision from it.
-            token = _attach(_in_context(span, _current()))
+            # Unsampled too: the API call's span reads the decision from it. The API's span is
+            # the one made current in OpenTelemetry's context (what API code sees); this one is
+            # found through a context variable of our own, one set and reset per request.
             noted = _REQUEST_SPAN.set(span)
             try:
                 await app(scope, receive, send)
@@ -153,7 +154,6 @@ class Tracing:
                 raise
             finally:
                 _REQUEST_SPAN.reset(noted)
-                _detach(token)
                 span.end()
 
         return traced
@@ -189,7 +189,7 @@ class Tracing:
             @functools.wraps(function)
             async def traced_async(*args: Any, **kwargs: Any) -> Any:
                 context = _current()
-                parent = _span_of(context).get_span_context()
+                parent = (_REQUEST_SPAN.get() or _span_of(context)).get_span_context()
                 if not parent.trace_flags.sampled:
                     return await function(*args, **kwargs)
                 span = start(span_name, parent)
@@ -209,7 +209,7 @@ class Tracing:
         @functools.wraps(function)
         def traced(*args: Any, **kwargs: Any) -> Any:
             context = _current()
-            parent = _span_of(context).get_span_context()
+            parent = (_REQUEST_SPAN.get() or _span_of(context)).get_span_context()
             if not parent.trace_flags.sampled:
                 return function(*args, **kwargs)
             with _Current(start(span_name, parent), context):

@@ -160,6 +160,8 @@ def main() -> None:
         chosen = options.configs or OIP_CONFIGS
     else:
         chosen = options.configs or f"dosirak-1w,dosirak-process,dosirak-2w,{IRIS_PEERS}"
+    # The traced config's spans, from this run only (a run of rounds writes a few GB at most).
+    (PEERS / "spans.jsonl").unlink(missing_ok=True)
     out = PEERS / "raw" / ("batch.jsonl" if options.batch else "iris.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)

@@ -299,6 +299,23 @@ def test_a_span_per_call_inside_the_runner_worker_process(
     assert len(workers) == len(batches)
 
 
+def test_spans_recorded_are_written_when_the_process_ends_without_stopping(
+        tmp_path: Path) -> None:
+    script = f"""
+from types import SimpleNamespace
+from dosirak.observability.tracing import Tracing
+config = SimpleNamespace(exporter="console", endpoint="", sample_rate=1.0, service_name="s",
+                         console_file={str(tmp_path / "spans.jsonl")!r})
+tracing = Tracing(config, "s")
+tracing.spans.start("left behind", None).end()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [line] = (tmp_path / "spans.jsonl").read_text().splitlines()
+    assert json.loads(line)["name"] == "left behind"
+
+
 def test_nothing_of_opentelemetry_is_imported_when_off(tmp_path: Path) -> None:
     script = f"""
 import sys

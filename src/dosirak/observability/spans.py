@@ -23,6 +23,7 @@ decision to its children and is never queued.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import random
 import threading
@@ -271,6 +272,8 @@ class SpanRecorder:
         self._warned = 0.0
         self._thread = threading.Thread(target=self._run, name="dosirak-spans", daemon=True)
         self._thread.start()
+        # A process that ends without stopping its server still exports what it recorded.
+        atexit.register(self.shutdown)
 
     def add_exporter(self, exporter: Any) -> None:
         """Also export to ``exporter`` (an SDK ``SpanExporter``)."""
@@ -297,6 +300,7 @@ class SpanRecorder:
         if self._stopping:
             return
         self._stopping = True
+        atexit.unregister(self.shutdown)
         self._wake.set()
         self._thread.join(30)
         self._export_all()

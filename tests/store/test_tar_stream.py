@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -187,3 +188,25 @@ def test_the_background_writer_raises_a_failed_write(tmp_path: Path) -> None:
         for _ in range(100):
             writer.write(b"x" * 100)
         writer.flush()
+
+
+def test_the_kernel_copy_maps_a_bounded_window(tmp_path: Path) -> None:
+    """Hashing the written file through mappings keeps at most two steps mapped: a 96 MiB member
+    raises the process's peak RSS by far less than its size (a whole-file mapping would count
+    every hashed page)."""
+    code = ("import resource, sys; from pathlib import Path\n"
+            "from dosirak.store.tar_stream import ForwardReader, copy_hashed\n"
+            "source, size = Path(sys.argv[1]), int(sys.argv[2])\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "with open(source, 'rb') as stream:\n"
+            "    copy_hashed(ForwardReader(stream), size, source.with_suffix('.out'))\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
+    size = 96 << 20
+    with open(tmp_path / "member", "wb") as out:
+        for _ in range(size >> 20):
+            out.write(os.urandom(1 << 20))
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "member"), str(size)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    grown_kib = int(done.stdout)
+    assert grown_kib < 40 << 10, f"peak RSS grew {grown_kib >> 10} MiB for a 96 MiB member"

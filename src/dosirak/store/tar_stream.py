@@ -356,51 +356,48 @@ def copy_hashed(source: ForwardReader, size: int, target: Path, progress: Progre
 def _copy_in_kernel(fd: int, offset: int, source: ForwardReader, size: int, digest: Any,
                     output: _Output, progress: Progress) -> bool:
     """Copy with ``copy_file_range`` (page cache to page cache, no copy through Python) and
-    hash what was written, from a read-only mapping of the new file, one step behind the copy
-    in a second thread. The bytes hashed are the stored bytes themselves. Returns False, having
-    copied nothing, where the kernel cannot copy between these files."""
+    hash what was written, from a read-only mapping of each step of the new file, one step
+    behind the copy in a second thread; each mapping is closed once hashed, so the process maps
+    at most two steps at a time. The bytes hashed are the stored bytes themselves. Returns
+    False, having copied nothing, where the kernel cannot copy between these files."""
     out = output.fd
-    os.ftruncate(out, size)
-    try:
-        mapping = mmap.mmap(out, size, prot=mmap.PROT_READ)
-    except (OSError, ValueError):
-        os.ftruncate(out, 0)
-        return False
-    view = memoryview(mapping)
-    try:
-        with ThreadPoolExecutor(1, thread_name_prefix="dosirak-sha256") as hasher:
-            hashing: Future[Any] | None = None
-            done = 0
-            while done < size:
-                step = min(_KERNEL_STEP, size - done)
-                copied = 0
-                while copied < step:
-                    try:
-                        count = os.copy_file_range(fd, out, step - copied, offset + done + copied,
-                                                   done + copied)
-                    except OSError as error:
-                        if done + copied == 0 and error.errno in _NO_COPY_RANGE:
-                            os.ftruncate(out, 0)
-                            return False
-                        raise
-                    if count == 0:
-                        raise EOFError(f"the archive ends {size - done - copied} bytes into a "
-                                       "member")
-                    copied += count
-                start_writeback(out, done, step)
-                if hashing is not None:
-                    hashing.result()
-                hashing = hasher.submit(digest.update, view[done:done + step])
-                done += step
-                if progress is not None:
-                    progress(step)
+    with ThreadPoolExecutor(1, thread_name_prefix="dosirak-sha256") as hasher:
+        hashing: Future[Any] | None = None
+        done = 0
+        while done < size:
+            step = min(_KERNEL_STEP, size - done)
+            copied = 0
+            while copied < step:
+                try:
+                    count = os.copy_file_range(fd, out, step - copied, offset + done + copied,
+                                               done + copied)
+                except OSError as error:
+                    if done + copied == 0 and error.errno in _NO_COPY_RANGE:
+                        return False
+                    raise
+                if count == 0:
+                    raise EOFError(f"the archive ends {size - done - copied} bytes into a "
+                                   "member")
+                copied += count
+            start_writeback(out, done, step)
+            window = mmap.mmap(out, step, prot=mmap.PROT_READ, offset=done)
             if hashing is not None:
                 hashing.result()
-    finally:
-        view.release()
-        mapping.close()
+            hashing = hasher.submit(_hash_window, digest, window)
+            done += step
+            if progress is not None:
+                progress(step)
+        if hashing is not None:
+            hashing.result()
     source.skip(size)
     return True
+
+
+def _hash_window(digest: Any, window: mmap.mmap) -> None:
+    try:
+        digest.update(window)
+    finally:
+        window.close()
 
 
 def _copy_in_threads(source: ForwardReader, size: int, digest: Any, output: _Output,

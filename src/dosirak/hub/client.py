@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -177,33 +177,39 @@ class HubClient:
         begun = self.json("POST", f"{path}/uploads", json={"digest": digest, "size": size})
         if begun["status"] == "exists":
             return {**begun, "kind": kind}
-        upload, chunk_size = begun["upload_id"], begun["chunk_size"]
+        upload, chunk_size, count = begun["upload_id"], begun["chunk_size"], begun["chunks"]
         held = set(begun["received"])
         whole = hashlib.sha256()
+        # Two buffers of one chunk each, made once and filled in place: the next chunk is read
+        # into one (and hashed, by a thread) while the other is sent. Bytes objects of a chunk's
+        # size made and dropped per chunk left the heap fragmented (glibc keeps the freed
+        # blocks), so the client's memory grew with the model; now it is bounded by the chunk.
+        buffers = [bytearray(min(chunk_size, size)) for _ in range(min(count, 2))]
 
-        def chunk(index: int) -> bytes:
+        def chunk(index: int) -> memoryview:
             start = index * chunk_size
-            return b"".join(layout.read_range(parts, _open_local, start,
-                                              min(size, start + chunk_size)))
+            view = memoryview(buffers[index % 2])[:min(chunk_size, size - start)]
+            layout.read_into(parts, _open_local, start, view)
+            return view
 
-        def send(index: int, data: bytes, sha256: str | None = None) -> None:
-            self.request("PUT", f"/uploads/{upload}/chunks/{index}", content=data,
+        def send(index: int, data: memoryview, sha256: str | None = None) -> None:
+            self.request("PUT", f"/uploads/{upload}/chunks/{index}", content=_Body(data),
                          headers={"X-Chunk-Sha256": sha256 or hashlib.sha256(data).hexdigest(),
-                                  "Content-Type": "application/octet-stream"})
+                                  "Content-Type": "application/octet-stream",
+                                  "Content-Length": str(len(data))})
 
-        # The next chunk is read and hashed in a thread while this one travels.
         with ThreadPoolExecutor(1, thread_name_prefix="dosirak-push-read") as reader:
-            def prepare(index: int) -> tuple[bytes, str | None]:
+            def prepare(index: int) -> tuple[memoryview, str | None]:
                 data = chunk(index)
                 whole.update(data)  # in order: one reader thread
                 return data, None if index in held else hashlib.sha256(data).hexdigest()
 
-            ahead = reader.submit(prepare, 0) if begun["chunks"] else None
-            for index in range(begun["chunks"]):
+            ahead = reader.submit(prepare, 0) if count else None
+            for index in range(count):
                 assert ahead is not None
                 data, sha256 = ahead.result()
-                ahead = reader.submit(prepare, index + 1) if index + 1 < begun["chunks"] \
-                    else None
+                # The buffer it fills is the one chunk index - 1 was sent from.
+                ahead = reader.submit(prepare, index + 1) if index + 1 < count else None
                 if sha256 is not None:
                     send(index, data, sha256)
                 if progress is not None:
@@ -405,7 +411,19 @@ def _import_bento_alone(archive: Path, models: dict[str, str], force: bool) -> N
 
 
 def _open_local(path: str) -> Any:
-    return open(path, "rb")
+    return open(path, "rb", buffering=0)  # read_into fills the caller's buffer directly
+
+
+class _Body:
+    """A request body sent from a buffer in 1 MiB slices, without copying the whole; iterable
+    again, so that a retried request sends it once more."""
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+
+    def __iter__(self) -> Iterator[memoryview]:
+        for start in range(0, len(self.data), layout.PIECE):
+            yield self.data[start:start + layout.PIECE]
 
 
 def _error(response: httpx.Response) -> DosirakError:

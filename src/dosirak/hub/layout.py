@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -99,7 +100,42 @@ def read_range(parts: list[Part], opener: Callable[[str], IO[bytes]], start: int
     A source shorter than its part (a file changed or a blob cut) raises OSError rather than
     yielding a shifted archive.
     """
-    end = total_size(parts) if end is None else end
+    for part, skip, length in _spans(parts, start, total_size(parts) if end is None else end):
+        if part.data is not None:
+            yield part.data[skip:skip + length]
+            continue
+        with _open_at(opener, part, skip) as stream:
+            while length:
+                data = stream.read(min(piece, length))
+                if not data:
+                    raise _cut(part, length)
+                length -= len(data)
+                yield data
+
+
+def read_into(parts: list[Part], opener: Callable[[str], IO[bytes]], start: int,
+              buffer: memoryview) -> None:
+    """Fill ``buffer`` with the archive's bytes from ``start`` on (``readinto``: no copies
+    beyond the buffer itself, whatever its size). OSError for a source cut short."""
+    filled = 0
+    for part, skip, length in _spans(parts, start, start + len(buffer)):
+        if part.data is not None:
+            buffer[filled:filled + length] = part.data[skip:skip + length]
+            filled += length
+            continue
+        with _open_at(opener, part, skip) as stream:
+            while length:
+                count = stream.readinto(buffer[filled:filled + length])  # type: ignore[attr-defined]
+                if not count:
+                    raise _cut(part, length)
+                filled += count
+                length -= count
+    if filled != len(buffer):
+        raise ValueError(f"the archive ends before byte {start + len(buffer)}")
+
+
+def _spans(parts: list[Part], start: int, end: int) -> Iterator[tuple[Part, int, int]]:
+    """(part, offset in it, length) of each part overlapping ``[start, end)``, in order."""
     offset = 0
     for part in parts:
         low, high = max(start, offset), min(end, offset + part.size)
@@ -108,19 +144,18 @@ def read_range(parts: list[Part], opener: Callable[[str], IO[bytes]], start: int
             if offset >= end:
                 return
             continue
-        skip = low - (offset - part.size)
-        if part.data is not None:
-            yield part.data[skip:skip + high - low]
-            continue
-        assert part.source is not None
-        with opener(part.source) as stream:
-            if skip:
-                stream.seek(skip)
-            left = high - low
-            while left:
-                data = stream.read(min(piece, left))
-                if not data:
-                    raise OSError(f"{part.source} ended {left} bytes early; it was changed or "
-                                  "cut after it was stored")
-                left -= len(data)
-                yield data
+        yield part, low - (offset - part.size), high - low
+
+
+@contextmanager
+def _open_at(opener: Callable[[str], IO[bytes]], part: Part, skip: int) -> Iterator[IO[bytes]]:
+    assert part.source is not None
+    with opener(part.source) as stream:
+        if skip:
+            stream.seek(skip)
+        yield stream
+
+
+def _cut(part: Part, left: int) -> OSError:
+    return OSError(f"{part.source} ended {left} bytes early; it was changed or cut after it was "
+                   "stored")

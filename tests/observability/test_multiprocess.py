@@ -188,3 +188,38 @@ def test_multiprocess_cost(directory):
     print(f"multiprocess: {best * 1e6:.2f} us per request")
     assert best < 40e-6
     assert value(render_multiprocess(directory.path), "dosirak_requests_total", **OK) == 14000
+
+
+# Series that are not cached per request (an undeclared path, a status outside 100-599) are
+# looked up again on every request: each must keep adding to the same value in the file.
+UNCACHED = textwrap.dedent("""
+    import sys
+    from dosirak.observability.metrics import Metrics
+
+    metrics = Metrics(endpoints=["/classify"])
+    for path in ("/nope", "/other", "/nope"):
+        metrics.request_finished(metrics.request_started(path, "POST"), 200, 0.002)
+    for _ in range(3):
+        metrics.request_finished(metrics.request_started("/classify", "POST"), 999, 0.02)
+    metrics.request_started("/nowhere", "GET")
+    print("ready", flush=True)
+    sys.stdin.readline()
+""")
+
+
+def test_uncached_series_add_up_in_the_mapped_files(directory):
+    child = start(directory, 0, 0, UNCACHED)
+    body = render_multiprocess(directory.path)
+    unknown = {"endpoint": "__unknown__", "http_method": "POST"}
+    assert value(body, "dosirak_requests_total", **unknown, http_status="200") == 3
+    assert value(body, "dosirak_requests_in_progress", **unknown) == 0
+    assert value(body, "dosirak_requests_in_progress", endpoint="__unknown__",
+                 http_method="GET") == 1
+    assert value(body, "dosirak_requests_total", **IN_FLIGHT, http_status="other") == 3
+    assert value(body, "dosirak_request_duration_seconds_sum", **IN_FLIGHT,
+                 http_status="other") == pytest.approx(0.06)
+    assert value(body, "dosirak_request_duration_seconds_bucket", **IN_FLIGHT,
+                 http_status="other", le="0.01") == 0
+    assert value(body, "dosirak_request_duration_seconds_bucket", **IN_FLIGHT,
+                 http_status="other", le="+Inf") == 3
+    stop(child)

@@ -29,15 +29,18 @@ one ``Metrics`` per process.
 
 **Cost.** The request path looks up a pre-bound label child in a dict and touches two values
 (gauge up and down, one histogram bucket and its sum). In one process those are plain counters
-(``_LocalRequests``, read when ``/metrics`` renders): prometheus_client's own take a lock per
-update and walk the buckets in Python, about 4 us of a request's 20 us here. ``requests_total``
-costs nothing per request: it is the histogram's count, exposed as a counter when rendering.
+(``_LocalRequests``, read when ``/metrics`` renders); with several, they are written straight
+into prometheus_client's memory-mapped files (``_MappedValue``): prometheus_client's own take a
+lock per update and walk the buckets in Python, about 3 us of a request's 70 us here.
+``requests_total`` costs nothing per request: it is the histogram's count, exposed as a counter
+when rendering.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import struct
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -154,6 +157,7 @@ class Metrics:
             f"{namespace}_runner_overload_refusals", "Calls refused because a runner method "
             "could not answer within its latency budget.", runner, registry=registry)
         self._series: dict[tuple[str, str], RequestSeries] = {}
+        self._mapped_children: dict[tuple[str, ...], Any] = {}
         self._runner_methods: dict[tuple[str, str], RunnerMethodMetrics] = {}
         self._render_registry = _render_registry(self._registry, namespace)
 
@@ -183,9 +187,20 @@ class Metrics:
             label = str(status) if isinstance(status, int) and 100 <= status <= 599 else (
                 OTHER_STATUS)
             child = self._duration.labels(series.endpoint, series.http_method, label)
+            if self._directory is not None:
+                child = self._mapped(("duration", series.endpoint, series.http_method, label),
+                                     _MappedHistogram, child)
             if label != OTHER_STATUS:
                 series.by_status[status] = child
         child.observe(seconds)
+
+    def _mapped(self, key: tuple[str, ...], make: Any, child: Any) -> Any:
+        """One fast writer per prometheus_client child: two would each keep a value of their
+        own and overwrite each other's in the file."""
+        mapped = self._mapped_children.get(key)
+        if mapped is None:
+            mapped = self._mapped_children[key] = make(child)
+        return mapped
 
     def _new_series(self, path: str, method: str) -> RequestSeries:
         endpoint = self.endpoint(path)
@@ -193,7 +208,10 @@ class Metrics:
         key = (endpoint, http_method)
         series = self._series.get(key)
         if series is None:
-            series = RequestSeries(endpoint, http_method, self._in_progress.labels(*key))
+            in_progress = self._in_progress.labels(*key)
+            if self._directory is not None:
+                in_progress = self._mapped(("in_progress", *key), _MappedGauge, in_progress)
+            series = RequestSeries(endpoint, http_method, in_progress)
             # Cached under its labels only: a known path and method are their own labels, while
             # unknown ones take this slower road every time rather than grow the cache.
             self._series[key] = series
@@ -284,6 +302,67 @@ class _LocalHistogram:
     def observe(self, amount: float) -> None:
         self.counts[bisect_left(self.bounds, amount)] += 1
         self.sum += amount
+
+
+class _MappedValue:
+    """One value of a prometheus_client multiprocess metric, written straight into this
+    process's memory-mapped file at its known place.
+
+    prometheus_client's own value takes a process-wide lock and looks its key up on every
+    update (about 0.7 us; a histogram observation also walks the buckets in Python, 1.4 us):
+    four updates a request cost 2-3 us of the ~70 us a request takes. The request series are
+    updated only by the event loop of their worker (``Traffic``), so no lock is needed; the file,
+    the key's place in it and the value's format (two doubles: value, timestamp) are
+    prometheus_client's, so its ``MultiProcessCollector`` reads them as its own. The file's
+    mapping is read afresh on every write: prometheus_client remaps it when the file grows.
+    """
+
+    __slots__ = ("_file", "_position", "value")
+
+    def __init__(self, mapped: Any) -> None:
+        self._file = mapped._file
+        self.value = float(self._file.read_value(mapped._key)[0])  # places the key if new
+        self._position = self._file._positions[mapped._key]
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+        position = self._position
+        self._file._m[position:position + 16] = _TWO_DOUBLES(self.value, 0.0)
+
+
+_TWO_DOUBLES = struct.Struct("dd").pack
+
+
+class _MappedGauge:
+    """A ``livesum`` gauge child of the request path, through :class:`_MappedValue`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, child: Any) -> None:
+        self._value = _MappedValue(child._value)
+
+    def inc(self, amount: float = 1) -> None:
+        self._value.inc(amount)
+
+    def dec(self, amount: float = 1) -> None:
+        self._value.inc(-amount)
+
+
+class _MappedHistogram:
+    """A histogram child of the request path, through :class:`_MappedValue`: the bucket found
+    by bisection (prometheus_client's storage: one count per bucket, not cumulative), and the
+    sum."""
+
+    __slots__ = ("_bounds", "_buckets", "_sum")
+
+    def __init__(self, child: Any) -> None:
+        self._bounds = tuple(child._upper_bounds)
+        self._buckets = [_MappedValue(bucket) for bucket in child._buckets]
+        self._sum = _MappedValue(child._sum)
+
+    def observe(self, amount: float) -> None:
+        self._buckets[bisect_left(self._bounds, amount)].inc(1)
+        self._sum.inc(amount)
 
 
 class _LocalFamily:

@@ -102,7 +102,8 @@ def test_fastapi_flask_and_middleware_beside_the_apis(tmp_path: Path) -> None:
 
 
 def test_svc_asgi_app_under_starlette_test_client(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  request: pytest.FixtureRequest) -> None:
     from starlette.testclient import TestClient
 
     from dosirak.target import load_service
@@ -110,7 +111,8 @@ def test_svc_asgi_app_under_starlette_test_client(tmp_path: Path,
     (tmp_path / "service.py").write_text(SERVICE)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "service", raising=False)  # gone again after the test
+    monkeypatch.delitem(sys.modules, "service", raising=False)
+    request.addfinalizer(lambda: sys.modules.pop("service", None))  # imported below
     svc = load_service("service.py:svc")
     with TestClient(svc.asgi_app) as client:
         response = client.post("/classify", json=[[1, 2], [3, 4]])

@@ -39,9 +39,10 @@ from dosirak.store.versioned_store import fsync_tree
 from store import Contender, fresh, remove, run_step, sh
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = Path("/tmp/dosirak-peers")
+# The peers harness (../shared/bench/setup.sh): $PEERS, by default dosirak-peers in the temp dir.
+PEERS = Path(os.environ.get("PEERS") or Path(tempfile.gettempdir()) / "dosirak-peers")
 IRIS_PICKLE = PEERS / "model" / "iris.pkl"
-BENTOML_SERVICE = Path("/work/shared/bench/apps/bentoml_iris.py")
+BENTOML_SERVICE = ROOT.parent / "shared" / "bench" / "apps" / "bentoml_iris.py"
 MIB = 1 << 20
 
 DOSIRAK_BENTOFILE = """\

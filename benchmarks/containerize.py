@@ -41,24 +41,14 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PEERS = Path(os.environ.get("PEERS") or Path(tempfile.gettempdir()) / "dosirak-peers")
-BENTOML_SERVICE = ROOT.parent / "shared" / "bench" / "apps" / "bentoml_iris.py"
+from build import BENTOML_BENTOFILE as BUILD_BENTOML_BENTOFILE
+from build import BENTOML_SERVICE, PEERS, ROOT
+from build import DOSIRAK_BENTOFILE as BUILD_DOSIRAK_BENTOFILE
 
-DOSIRAK_BENTOFILE = """\
-service: "service.py:svc"
-name: iris_classifier
-include: ["*.py"]
-python:
-  packages: [scikit-learn, numpy]
-models: ["iris_clf:latest"]
-"""
-BENTOML_BENTOFILE = """\
-service: "service:IrisClassifier"
-include: ["*.py"]
-python:
-  packages: [scikit-learn, numpy]
-models: ["iris_clf:latest"]
+# The same peers harness and the same two iris projects as benchmarks/build.py; BentoML's image
+# build also needs uv to trust the host's CA certificates.
+DOSIRAK_BENTOFILE = BUILD_DOSIRAK_BENTOFILE.format(models='"iris_clf:latest"')
+BENTOML_BENTOFILE = BUILD_BENTOML_BENTOFILE + """\
 envs:
   - name: UV_NATIVE_TLS
     value: "1"

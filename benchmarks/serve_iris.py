@@ -25,11 +25,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT.parent / "shared" / "bench"
-PEERS = Path(os.environ.get("PEERS", "/tmp/dosirak-peers"))
+PEERS = Path(os.environ.get("PEERS") or Path(tempfile.gettempdir()) / "dosirak-peers")
 VENV = PEERS / "dosirak-venv"
 DOSIRAK = str(VENV / "bin" / "dosirak")
 

@@ -81,6 +81,16 @@ def archive_of(model: Any) -> tuple[bytes, str]:
     return data, manifest_digest(info["manifest"])
 
 
+def chunks_sha256(data: bytes, chunk_size: int) -> dict[str, str]:
+    """The body of a push's ``complete``: the sha256 of its chunks' sha256 digests, computed
+    here from the bytes (not with the client's own helper)."""
+    import hashlib
+
+    digests = b"".join(hashlib.sha256(data[start:start + chunk_size]).digest()
+                       for start in range(0, len(data), chunk_size))
+    return {"chunks_sha256": hashlib.sha256(digests).hexdigest()}
+
+
 def use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
     monkeypatch.setenv("DOSIRAK_HOME", str(home))
     return home

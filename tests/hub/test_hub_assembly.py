@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import dosirak
-from conftest import archive_of, save_iris, use_home
+from conftest import archive_of, chunks_sha256, save_iris, use_home
 
 
 def _written(pid: int) -> int:
@@ -16,6 +16,21 @@ def _written(pid: int) -> int:
         if line.startswith("wchar:"):
             return int(line.split()[1])
     raise AssertionError("no wchar in /proc/PID/io")
+
+
+def _begin(http, version: str, data: bytes, digest: str) -> dict:
+    answer = http.post(f"/api/v1/models/iris_clf/versions/{version}/uploads",
+                       json={"digest": digest, "size": len(data)})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _put(http, begun: dict, data: bytes, index: int) -> None:
+    step = begun["chunk_size"]
+    piece = data[index * step:(index + 1) * step]
+    answer = http.put(f"/api/v1/uploads/{begun['upload_id']}/chunks/{index}", content=piece,
+                      headers={"X-Chunk-Sha256": hashlib.sha256(piece).hexdigest()})
+    assert answer.status_code == 200, answer.text
 
 
 def test_an_in_order_push_writes_each_byte_once(hub, tmp_path, monkeypatch):
@@ -44,23 +59,15 @@ def test_chunks_split_between_two_hub_processes(start_hub, tmp_path, monkeypatch
     data, digest = archive_of(model)
     hubs = [first.http(), second.http()]
     try:
-        begun = hubs[0].post(f"/api/v1/models/iris_clf/versions/{model.tag.version}/uploads",
-                             json={"digest": digest, "size": len(data)}).json()
+        begun = _begin(hubs[0], model.tag.version, data, digest)
         upload, step = begun["upload_id"], begun["chunk_size"]
-
-        def put(http, index: int) -> None:
-            piece = data[index * step:(index + 1) * step]
-            answer = http.put(f"/api/v1/uploads/{upload}/chunks/{index}", content=piece,
-                              headers={"X-Chunk-Sha256": hashlib.sha256(piece).hexdigest()})
-            assert answer.status_code == 200, answer.text
-
         for index in range(begun["chunks"]):  # a load balancer alternating between the two
-            put(hubs[index % 2], index)
-        whole = {"sha256": hashlib.sha256(data).hexdigest()}
+            _put(hubs[index % 2], begun, data, index)
+        whole = chunks_sha256(data, step)
         asked = hubs[1].post(f"/api/v1/uploads/{upload}/complete", json=whole)
         # Chunk 0 went into the first process's assembly, which the second cannot read.
         assert asked.status_code == 409 and asked.json()["missing"] == [0], asked.text
-        put(hubs[1], 0)
+        _put(hubs[1], begun, data, 0)
         done = hubs[1].post(f"/api/v1/uploads/{upload}/complete", json=whole)
         assert done.status_code == 201, done.text
     finally:
@@ -72,26 +79,51 @@ def test_chunks_split_between_two_hub_processes(start_hub, tmp_path, monkeypatch
     dosirak.models.get(model.tag, verify=True)
 
 
-def test_a_client_resends_what_a_restarted_hub_lost(start_hub, tmp_path, monkeypatch):
+def _small_push(start_hub, tmp_path, monkeypatch):
+    """A hub of 256 KiB chunks, and a model of a few chunks with its archive and digest."""
     hub = start_hub("--chunk-size", str(256 << 10))
     use_home(monkeypatch, tmp_path / "alice")
     model = save_iris(extra_bytes=1 << 20)
-    data, digest = archive_of(model)
+    return (hub, model, *archive_of(model))
+
+
+def test_a_client_resends_what_a_restarted_hub_lost(start_hub, tmp_path, monkeypatch):
+    hub, model, data, digest = _small_push(start_hub, tmp_path, monkeypatch)
     with hub.http() as http:
-        begun = http.post(f"/api/v1/models/iris_clf/versions/{model.tag.version}/uploads",
-                          json={"digest": digest, "size": len(data)}).json()
-        step = begun["chunk_size"]
+        begun = _begin(http, model.tag.version, data, digest)
         for index in range(3):  # taken by the assembly, then the hub dies
-            piece = data[index * step:(index + 1) * step]
-            answer = http.put(f"/api/v1/uploads/{begun['upload_id']}/chunks/{index}",
-                              content=piece,
-                              headers={"X-Chunk-Sha256": hashlib.sha256(piece).hexdigest()})
-            assert answer.status_code == 200
+            _put(http, begun, data, index)
     hub.kill()
     hub = start_hub("--chunk-size", str(256 << 10), data=hub.data)
     with hub.client() as client:
         result = client.push_model(model.tag)
     assert result["status"] == "pushed" and result["resumed_chunks"] == 0
+    use_home(monkeypatch, tmp_path / "bob")
+    with hub.client() as client:
+        client.pull_model(str(model.tag))
+    dosirak.models.get(model.tag, verify=True)
+
+
+def test_a_stored_chunk_damaged_since_it_arrived_is_asked_for_again(start_hub, tmp_path,
+                                                                     monkeypatch):
+    hub, model, data, digest = _small_push(start_hub, tmp_path, monkeypatch)
+    with hub.http() as http:
+        begun = _begin(http, model.tag.version, data, digest)
+        upload = begun["upload_id"]
+        # Out of order: no assembly starts, every chunk is stored as an object.
+        for index in reversed(range(begun["chunks"])):
+            _put(http, begun, data, index)
+        stored = hub.data / "objects" / "uploads" / upload / f"{2:08d}"
+        damaged = bytearray(stored.read_bytes())
+        damaged[100] ^= 1
+        stored.write_bytes(damaged)
+        whole = chunks_sha256(data, begun["chunk_size"])
+        asked = http.post(f"/api/v1/uploads/{upload}/complete", json=whole)
+        assert asked.status_code == 409 and asked.json()["missing"] == [2], asked.text
+        assert not stored.exists()
+        _put(http, begun, data, 2)
+        done = http.post(f"/api/v1/uploads/{upload}/complete", json=whole)
+        assert done.status_code == 201, done.text
     use_home(monkeypatch, tmp_path / "bob")
     with hub.client() as client:
         client.pull_model(str(model.tag))

@@ -12,7 +12,7 @@ import pytest
 from openapi_spec_validator import validate
 from sqlalchemy import text
 
-from conftest import archive_of, save_iris, use_home
+from conftest import archive_of, chunks_sha256, save_iris, use_home
 from dosirak.bentos.build import manifest_digest
 from dosirak.hub import selectors, tokens
 from dosirak.store.versioned_store import dump_yaml
@@ -47,7 +47,8 @@ def _push_raw(http, name, version, data, digest, chunk_sha=None, whole_sha=None)
         if answer.status_code != 200:
             return answer
     return http.post(f"/api/v1/uploads/{upload}/complete",
-                     json={"sha256": whole_sha or hashlib.sha256(data).hexdigest()})
+                     json={"chunks_sha256": whole_sha} if whole_sha
+                     else chunks_sha256(data, size))
 
 
 def test_tokens_and_scopes(hub, tmp_path, monkeypatch):

@@ -193,8 +193,7 @@ async def put_chunk(hub: Hub, request: Request, by: Principal) -> Response:
     if await run_in_threadpool(transfers.assembly_for, hub, upload_id, index, False):
         # In order, to the process assembling it: checked in memory, then fed, no object
         # written. The assembly starts only once a first chunk has proved itself.
-        data = await _read_chunk(request, index, expected)
-        actual = await run_in_threadpool(lambda: hashlib.sha256(data).hexdigest())
+        data, actual = await _read_chunk(request, index, expected)
         _check_chunk_sha(index, actual, declared)
         assembly = await run_in_threadpool(transfers.assembly_for, hub, upload_id, index, True)
         if assembly is not None and await run_in_threadpool(
@@ -232,18 +231,24 @@ async def put_chunk(hub: Hub, request: Request, by: Principal) -> Response:
     return JSONResponse({"status": "stored", "index": index, "size": received})
 
 
-async def _read_chunk(request: Request, index: int, expected: int) -> bytearray:
-    """The body of a chunk, in memory (at most the chunk size)."""
-    data = bytearray()
-    async for piece in request.stream():
-        if len(data) + len(piece) > expected:
-            raise transfers.PayloadTooLarge(f"chunk {index} is longer than the {expected} bytes "
-                                            "it declared")
-        data += piece
-    if len(data) != expected:
-        raise InvalidArgument(f"chunk {index} ended after {len(data)} of {expected} bytes; "
+async def _read_chunk(request: Request, index: int, expected: int) -> tuple[bytearray, str]:
+    """The body of a chunk, in memory (at most the chunk size), and its sha256: each piece is
+    hashed as it arrives, while the client is still sending the next ones."""
+    data = bytearray(expected)
+    digest = hashlib.sha256()
+    received = 0
+    with memoryview(data) as view:
+        async for piece in request.stream():
+            if received + len(piece) > expected:
+                raise transfers.PayloadTooLarge(f"chunk {index} is longer than the {expected} "
+                                                "bytes it declared")
+            view[received:received + len(piece)] = piece
+            digest.update(piece)
+            received += len(piece)
+    if received != expected:
+        raise InvalidArgument(f"chunk {index} ended after {received} of {expected} bytes; "
                               "send it again")
-    return data
+    return data, digest.hexdigest()
 
 
 def _check_chunk_sha(index: int, actual: str, declared: str) -> None:
@@ -264,8 +269,11 @@ def _store_chunk(hub: Hub, upload_id: str, index: int, data: bytes | bytearray) 
 
 async def complete_upload(hub: Hub, request: Request, by: Principal) -> Response:
     body = await _json(request)
+    if "chunks_sha256" not in body:
+        raise InvalidArgument('complete takes {"chunks_sha256": ...}: the sha256 of the chunks\' '
+                              "sha256 digests (32 bytes each, in order)")
     done = await run_in_threadpool(transfers.complete, hub, by, request.path_params["upload_id"],
-                                   body.get("sha256"))
+                                   body["chunks_sha256"])
     return JSONResponse(done, 201 if done["status"] == "pushed" else 200)
 
 
@@ -379,8 +387,9 @@ OPERATIONS = [
               "Send one chunk (header X-Chunk-Sha256)", scope="write",
               responses={"413": "larger than the chunk size"}),
     Operation("POST", "/uploads/{upload_id}/complete", complete_upload,
-              "Check the whole archive and store the version", scope="write",
-              body={"sha256": "string"},
+              "Check the whole archive and store the version; chunks_sha256: the sha256 of "
+              "the chunks' sha256 digests (32 bytes each, in order)", scope="write",
+              body={"chunks_sha256": "string"},
               responses={"201": "pushed", "409": "chunks missing (listed in 'missing')"}),
     Operation("PUT", _KIND + "/{name}/aliases/{alias}", move_alias, "Point an alias at a version",
               scope="write", body={"version": "string"}),

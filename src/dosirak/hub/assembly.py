@@ -4,9 +4,10 @@ The first chunk of a fresh upload starts an ``Assembly`` in the process that rec
 thread that reads the archive through ``store.unpack.unpack_entry`` (every check of an import)
 into a scratch draft, fed chunk by chunk, in order, by the requests that bring them. A chunk is
 fed only after its own sha256 matched, and the request answers once the assembly has taken it,
-so an archive the checks refuse is refused at the chunk that shows it. The whole archive is
-hashed as it is fed. ``complete`` then waits for the draft, and the files become blobs (a
-rename on local storage): nothing was written before.
+so an archive the checks refuse is refused at the chunk that shows it. ``complete`` then waits
+for the draft, and the files become blobs (a rename on local storage): nothing was written
+before. The whole archive is not hashed again: each chunk was checked against its own sha256,
+and ``complete`` checks the list of those.
 
 An assembly lives in one process only. A chunk it cannot take (it arrived at another process,
 or out of order) is stored as an object instead, and an upload whose streamed chunks are not all
@@ -17,7 +18,6 @@ nothing else; their drafts are removed by the scratch store's cleaning of dead p
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 import time
@@ -44,7 +44,6 @@ class Assembly:
                  validate: Any, max_size: int, idle: float) -> None:
         self.upload_id, self.size = upload_id, size
         self.next = 0  # the index of the chunk it takes next
-        self.sha256 = hashlib.sha256()
         self.lock = threading.Lock()  # one feeder at a time
         self._store, self._idle = store, idle
         self._slot: queue.Queue[memoryview] = queue.Queue(maxsize=1)
@@ -77,7 +76,6 @@ class Assembly:
                 return False
             self._taken.clear()
             self._slot.put(memoryview(data))
-            self.sha256.update(data)  # while the unpacking thread takes it (hashlib frees the GIL)
             while not self._taken.wait(_POLL):
                 if self._done.is_set():
                     break

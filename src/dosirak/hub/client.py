@@ -179,7 +179,7 @@ class HubClient:
             return {**begun, "kind": kind}
         upload, chunk_size, count = begun["upload_id"], begun["chunk_size"], begun["chunks"]
         held = set(begun["received"])
-        whole = hashlib.sha256()
+        digests: list[str] = []  # every chunk's sha256, held ones too: complete declares them
         # Two buffers of one chunk each, made once and filled in place: the next chunk is read
         # into one (and hashed, by a thread) while the other is sent. Bytes objects of a chunk's
         # size made and dropped per chunk left the heap fragmented (glibc keeps the freed
@@ -192,41 +192,41 @@ class HubClient:
             layout.read_into(parts, _open_local, start, view)
             return view
 
-        def send(index: int, data: memoryview, sha256: str | None = None) -> None:
+        def send(index: int, data: memoryview, sha256: str) -> None:
             self.request("PUT", f"/uploads/{upload}/chunks/{index}", content=_Body(data),
-                         headers={"X-Chunk-Sha256": sha256 or hashlib.sha256(data).hexdigest(),
+                         headers={"X-Chunk-Sha256": sha256,
                                   "Content-Type": "application/octet-stream",
                                   "Content-Length": str(len(data))})
 
         with ThreadPoolExecutor(1, thread_name_prefix="dosirak-push-read") as reader:
-            def prepare(index: int) -> tuple[memoryview, str | None]:
+            def prepare(index: int) -> tuple[memoryview, str]:
                 data = chunk(index)
-                whole.update(data)  # in order: one reader thread
-                return data, None if index in held else hashlib.sha256(data).hexdigest()
+                return data, hashlib.sha256(data).hexdigest()  # the one pass over the bytes
 
             ahead = reader.submit(prepare, 0) if count else None
             for index in range(count):
                 assert ahead is not None
                 data, sha256 = ahead.result()
+                digests.append(sha256)
                 # The buffer it fills is the one chunk index - 1 was sent from.
                 ahead = reader.submit(prepare, index + 1) if index + 1 < count else None
-                if sha256 is not None:
+                if index not in held:
                     send(index, data, sha256)
                 if progress is not None:
                     progress(len(data))
         for attempt in range(_RETRIES):
             try:
                 done = self.json("POST", f"/uploads/{upload}/complete",
-                                 json={"sha256": whole.hexdigest()})
+                                 json={"chunks_sha256": layout.chunks_digest(digests)})
                 break
             except AlreadyExists as error:
                 # Chunks the hub took into an assembly it no longer holds (another hub
-                # process answered, or it restarted): send them again.
+                # process answered, or it restarted), or a stored one it lost: send them again.
                 missing = getattr(error, "missing", None)
                 if not missing or attempt == _RETRIES - 1:
                     raise
                 for index in missing:
-                    send(index, chunk(index))
+                    send(index, chunk(index), digests[index])
         return {**done, "kind": kind, "resumed_chunks": len(held)}
 
     # ----- pull --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ is read by the same ``unpack`` checks as ``dosirak models import``.
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +88,13 @@ def nested_parts(members: list[tuple[str, list[Part]]]) -> list[Part]:
         tar.add(*inner)
         tar.pad(tarfile.BLOCKSIZE)
     return tar.close()
+
+
+def chunks_digest(digests: list[str]) -> str:
+    """What a push's ``complete`` declares for the whole archive: the sha256 of its chunks'
+    sha256 digests (32 bytes each, in order). Each chunk is checked against its own digest when
+    it arrives, so this covers every byte without a second pass over them on either side."""
+    return hashlib.sha256(b"".join(bytes.fromhex(digest) for digest in digests)).hexdigest()
 
 
 def total_size(parts: list[Part]) -> int:

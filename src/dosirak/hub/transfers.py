@@ -251,25 +251,29 @@ class MissingChunks(AlreadyExists):
 
 
 class _ChunkReader:
-    """The chunks of an upload read back in order as one stream, hashed as they go."""
+    """The stored chunks of an upload read back in order as one stream; each is checked
+    against the sha256 it was stored with as it is read (``StoredChunkDamaged`` if not)."""
 
-    def __init__(self, hub: Hub, upload_id: str, count: int) -> None:
-        self._hub, self._id, self._count = hub, upload_id, count
+    def __init__(self, hub: Hub, upload_id: str, digests: list[str]) -> None:
+        self._hub, self._id, self._digests = hub, upload_id, digests
         self._index = 0
         self._current: IO[bytes] | None = None
-        self.sha256 = hashlib.sha256()
+        self._sha256 = hashlib.sha256()
 
     def readinto(self, buffer: memoryview | bytearray) -> int:
         view = memoryview(buffer)
-        while self._index < self._count:
+        while self._index < len(self._digests):
             if self._current is None:
                 self._current = self._hub.storage.open(chunk_key(self._id, self._index))
+                self._sha256 = hashlib.sha256()
             count = self._current.readinto(view)  # type: ignore[attr-defined]
             if count:
-                self.sha256.update(view[:count])
+                self._sha256.update(view[:count])
                 return int(count)
             self._current.close()
             self._current = None
+            if self._sha256.hexdigest() != self._digests[self._index]:
+                raise StoredChunkDamaged(self._index)
             self._index += 1
         return 0
 
@@ -283,10 +287,22 @@ class _ChunkReader:
             self._current.close()
 
 
-def complete(hub: Hub, by: Principal, upload_id: str, sha256: str) -> dict[str, Any]:
-    """Check the whole upload and store it as a version (see the module's docstring)."""
+class StoredChunkDamaged(InvalidArgument):
+    """A stored chunk no longer matches the sha256 it was checked against on arrival."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"stored chunk {index} no longer matches its sha256")
+        self.index = index
+
+
+def complete(hub: Hub, by: Principal, upload_id: str, chunks_sha256: str) -> dict[str, Any]:
+    """Check the whole upload and store it as a version (see the module's docstring).
+
+    ``chunks_sha256`` is ``layout.chunks_digest`` of the chunks' sha256 digests: every chunk
+    was checked against its digest on arrival (or is checked as it is read back), so the
+    archive is what the client hashed without hashing its bytes again."""
     by.require("write")
-    _check_sha("sha256", sha256)
+    _check_sha("chunks_sha256", chunks_sha256)
     with hub.db.read() as session:
         upload = session.get(Upload, upload_id)
         if upload is None:
@@ -308,7 +324,8 @@ def complete(hub: Hub, by: Principal, upload_id: str, sha256: str) -> dict[str, 
         except BaseException:
             drop_upload(hub, upload_id)
             raise
-        return _finish(hub, by, upload, store, entry, assembly.sha256.hexdigest(), sha256)
+        return _finish(hub, by, upload, store, entry, _chunks_digest(rows, count),
+                       chunks_sha256)
     streamed = [i for i, row in rows.items() if row.streamed_by is not None]
     if missing := sorted({i for i in range(count) if i not in rows} | set(streamed)):
         if streamed:  # no assembly here holds them: they must come again, as objects
@@ -322,25 +339,40 @@ def complete(hub: Hub, by: Principal, upload_id: str, sha256: str) -> dict[str, 
                     UploadChunk.streamed_by.is_not(None)))
         raise MissingChunks(f"upload {upload_id} lacks {len(missing)} chunk(s) (first: "
                             f"{missing[0]}); send them, then complete it", missing)
-    reader = _ChunkReader(hub, upload_id, count)
+    reader = _ChunkReader(hub, upload_id, [rows[index].sha256 for index in range(count)])
     try:
         entry = unpack_entry(store, reader, f"pushed {upload.kind} {upload.name}:"
                              f"{upload.version}", validate=_validator(upload.kind),
                              max_size=hub.settings.max_size)
+    except StoredChunkDamaged as damaged:  # the storage lost it: the client sends it again
+        with hub.db.write() as session:
+            session.execute(delete(UploadChunk).where(UploadChunk.upload_id == upload_id,
+                                                      UploadChunk.index == damaged.index))
+        hub.storage.delete(chunk_key(upload_id, damaged.index))
+        raise MissingChunks(f"upload {upload_id}: {damaged}; send it again, then complete "
+                            "the upload", [damaged.index]) from None
     finally:
         reader.close()
-    return _finish(hub, by, upload, store, entry, reader.sha256.hexdigest(), sha256)
+    return _finish(hub, by, upload, store, entry, _chunks_digest(rows, count), chunks_sha256)
+
+
+def _chunks_digest(rows: dict[int, UploadChunk], count: int) -> str | None:
+    """``layout.chunks_digest`` of the digests the chunks were checked against on arrival;
+    None if a chunk has no row (an upload dropped meanwhile)."""
+    if any(index not in rows for index in range(count)):
+        return None
+    return layout.chunks_digest([rows[index].sha256 for index in range(count)])
 
 
 def _finish(hub: Hub, by: Principal, upload: Upload, store: VersionedStore, entry: Unpacked,
-            whole: str, declared: str) -> dict[str, Any]:
+            whole: str | None, declared: str) -> dict[str, Any]:
     """The checks after the archive was read, the blobs and the version (in that order)."""
     what = f"pushed {upload.kind} {upload.name}:{upload.version}"
     try:
         if whole != declared:
-            raise InvalidArgument(f"{what}: the archive's sha256 is {whole}, not the "
-                                  f"{declared} declared; it was damaged or altered in transit; "
-                                  "push again")
+            raise InvalidArgument(f"{what}: the sha256 of its chunks' sha256 digests is "
+                                  f"{whole}, not the {declared} declared (chunks_sha256); the "
+                                  "archive was damaged or altered in transit; push again")
         if (entry.tag.name, entry.tag.version) != (upload.name, upload.version):
             raise InvalidArgument(f"{what}: the archive holds {entry.tag}, not "
                                   f"{upload.name}:{upload.version}")

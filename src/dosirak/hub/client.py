@@ -3,11 +3,11 @@
 It speaks only the REST API of ``/docs.json``. Pushes send the archive ``dosirak models export``
 would write, laid out from the stored files (``layout.py``) and sent chunk by chunk, each with its
 sha256; a push that stops (a kill, a lost connection) resumes at the first chunk the hub lacks.
-Pulls download into ``$DOSIRAK_HOME/hub/downloads`` with HTTP ranges (resuming likewise), then
-import the archive through ``models.import_model`` (a bento: its own archive through the same
-``unpack_entry`` checks, once the models it records are stored): every check of an import runs,
-and the digest must be the one the hub recorded at the push. A bento pull fetches only the
-models the local store lacks.
+Pulls stream the archive straight through ``unpack_entry`` (every check of an import) into a
+draft of the local store, committed once it is whole and has the digest the hub recorded at the
+push (a bento: once the models it records are stored too); each byte is written once, and a
+connection cut on the way is resumed at the byte reached with HTTP ranges. A bento pull fetches
+only the models the local store lacks.
 
     client = HubClient.from_login()           # `dosirak hub login URL --token T` saved it
     client.push_model("iris_clf:latest")
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -41,6 +41,9 @@ from dosirak.store import home
 from dosirak.store.manifest import INFO_FILE
 from dosirak.store.versioned_store import dump_yaml
 from dosirak.tag import Tag
+
+if TYPE_CHECKING:
+    from dosirak.store.unpack import Unpacked
 
 LOGIN_FILE = "hub-login.json"
 Progress = Callable[[int], None] | None
@@ -243,12 +246,17 @@ class HubClient:
 
         found = self.version("model", ref)
         tag = Tag(found["name"], found["version"])
-        if (held := _held(model_store(), tag, found["digest"], force)) is not None:
+        store = model_store()
+        if (held := _held(store, tag, found["digest"], force)) is not None:
             return held
-        archive = self._download("model", found, progress)
-        models.import_model(str(archive), overwrite=force)  # every check of an import
-        archive.unlink()
-        return self._check_pulled(model_store(), "model", tag, found["digest"])
+        entry = self._unpack_download(store, "model", found, progress,
+                                      validate=models.valid_info, overwrite=force)
+        try:
+            store.commit(entry.draft, entry.tag, entry.info, overwrite=force)
+        except BaseException:
+            store.discard(entry.draft)
+            raise
+        return {"status": "pulled", "tag": str(tag), "digest": found["digest"]}
 
     def pull_bento(self, ref: str, *, force: bool = False,
                    progress: Progress = None) -> dict[str, Any]:
@@ -271,75 +279,45 @@ class HubClient:
                                      f"{result['digest'][:12]} under that tag (deleted and "
                                      "pushed again); push the bento again")
             pulled.append({**result, "kind": "model"})
-        archive = self._download("bento", found, progress, with_models=False)
-        _import_bento_alone(archive, {m["tag"]: m["digest"] for m in found.get("models", [])},
+        from dosirak.bentos.archive import valid_bento
+
+        entry = self._unpack_download(bento_store(), "bento", found, progress,
+                                      validate=valid_bento, overwrite=force, with_models=False)
+        _commit_bento_alone(entry, {m["tag"]: m["digest"] for m in found.get("models", [])},
                             force)
-        archive.unlink()
-        return {**self._check_pulled(bento_store(), "bento", tag, found["digest"]),
-                "models": pulled}
+        return {"status": "pulled", "tag": str(tag), "digest": found["digest"], "models": pulled}
 
-    @staticmethod
-    def _check_pulled(store: Any, kind: str, tag: Tag, digest: str) -> dict[str, Any]:
+    def _unpack_download(self, store: Any, kind: str, found: dict[str, Any], progress: Progress,
+                         *, validate: Callable[[dict[str, Any]], Any], overwrite: bool,
+                         with_models: bool = True) -> Unpacked:
+        """Stream a version's archive from the hub straight through ``unpack_entry`` (every
+        check of an import) into a draft of ``store``: each byte is written once, and nothing
+        is visible before the caller commits the draft. The draft must hold the version the hub
+        named, with the digest it recorded at the push (``with_models=False``: a bento's own
+        archive, without its models)."""
         from dosirak.bentos.build import manifest_digest
+        from dosirak.config import load_config
+        from dosirak.store.unpack import unpack_entry
 
-        local = manifest_digest(store.read_info(tag).get("manifest") or {})
-        if local != digest:  # the archive was whole but not what the hub recorded
-            store.delete(tag)
-            raise StoreCorrupted(f"pulled {kind} {tag} has digest {local[:12]}, not the hub's "
-                                 f"{digest[:12]}; removed it")
-        return {"status": "pulled", "tag": str(tag), "digest": local}
-
-    def _download(self, kind: str, found: dict[str, Any], progress: Progress, *,
-                  with_models: bool = True) -> Path:
-        """Download a version's archive, resuming a partial download of the same archive
-        (``with_models=False``: a bento's own archive, without its models)."""
-        folder = home() / "hub" / "downloads"
-        folder.mkdir(parents=True, exist_ok=True)
-        suffix = ".dosirakmodel" if kind == "model" else ".bento" if with_models else ".bento.tar"
-        final = folder / f"{found['name']}-{found['version']}-{found['digest'][:16]}{suffix}"
-        partial = final.with_name(final.name + ".partial")
-        etag_file = final.with_name(final.name + ".etag")
         path = f"/{kind}s/{found['name']}/versions/{found['version']}/archive"
         if not with_models:
             path += "?models=false"
-        for attempt in range(_RETRIES + 1):
-            have = partial.stat().st_size if partial.exists() else 0
-            etag = etag_file.read_text() if etag_file.exists() and have else None
-            headers = {"Range": f"bytes={have}-", "If-Range": etag} if etag else {}
-            try:
-                with self._http.stream("GET", "/api/v1" + path, headers=headers) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        raise _error(response)
-                    mode = "ab" if response.status_code == 206 else "wb"
-                    if mode == "wb":
-                        have = 0
-                        etag_file.write_text(response.headers.get("etag", ""))
-                    if progress is not None and have:
-                        progress(have)
-                    with open(partial, mode) as sink:
-                        for data in response.iter_bytes(1 << 20):
-                            sink.write(data)
-                            if progress is not None:
-                                progress(len(data))
-                        sink.flush()
-                        os.fsync(sink.fileno())
-                    total = int(response.headers.get("content-range", "/0").rsplit("/", 1)[-1]
-                                or 0) if mode == "ab" else int(
-                                    response.headers.get("content-length", 0))
-                break
-            except httpx.TransportError as error:
-                if attempt == _RETRIES:
-                    raise HubError(f"the download from {self.url} stopped ({error}); run the "
-                                   "same command again: it resumes", 503) from None
-                time.sleep(0.2 * 2 ** attempt)
-        if partial.stat().st_size != total:
-            raise HubError(f"the download of {found['name']}:{found['version']} ended at "
-                           f"{partial.stat().st_size} of {total} bytes; run the same command "
-                           "again: it resumes", 503)
-        os.replace(partial, final)
-        etag_file.unlink(missing_ok=True)
-        return final
+        tag = Tag(found["name"], found["version"])
+        what = f"{kind} {tag} from the hub at {self.url}"
+        with _Download(self._http, "/api/v1" + path, what, progress) as stream:
+            entry = unpack_entry(store, stream, what, overwrite=overwrite, validate=validate,
+                                 max_size=int(load_config().model_store.import_max_size))
+        try:
+            if entry.tag != tag:
+                raise StoreCorrupted(f"{what} holds {entry.tag}, not {tag}; refused")
+            local = manifest_digest(entry.info.get("manifest") or {})
+            if local != found["digest"]:  # whole, but not what the hub recorded at the push
+                raise StoreCorrupted(f"{what} has digest {local[:12]}, not the hub's "
+                                     f"{found['digest'][:12]}; refused")
+        except BaseException:
+            store.discard(entry.draft)
+            raise
+        return entry
 
     # ----- administration ------------------------------------------------------------------------
 
@@ -374,21 +352,15 @@ def _held(store: Any, tag: Tag, digest: str, force: bool) -> dict[str, Any] | No
                         f"{local[:12]}, the hub's {digest[:12]}); pass --force to replace it")
 
 
-def _import_bento_alone(archive: Path, models: dict[str, str], force: bool) -> None:
-    """Import a bento's own archive (``bento.tar``, checked like any import) once the models it
+def _commit_bento_alone(entry: Unpacked, models: dict[str, str], force: bool) -> None:
+    """Commit a bento's own archive, unpacked and checked (``entry``), once the models it
     records are in the model store with the digests the hub gave (``models``)."""
-    from dosirak.bentos.archive import valid_bento
     from dosirak.bentos.build import manifest_digest
     from dosirak.bentos.store import bento_store
-    from dosirak.config import load_config
     from dosirak.store import model_store
-    from dosirak.store.unpack import unpack_entry
 
     bentos, stored = bento_store(), model_store()
-    what = f"the bento archive {archive.name} from the hub"
-    with open(archive, "rb") as stream:
-        entry = unpack_entry(bentos, stream, what, overwrite=force, validate=valid_bento,
-                             max_size=int(load_config().model_store.import_max_size))
+    what = f"bento {entry.tag} from the hub"
     try:
         recorded = {m["tag"]: m["digest"] for m in entry.info.get("models") or []}
         if recorded != models:
@@ -412,6 +384,94 @@ def _import_bento_alone(archive: Path, models: dict[str, str], force: bool) -> N
 
 def _open_local(path: str) -> Any:
     return open(path, "rb", buffering=0)  # read_into fills the caller's buffer directly
+
+
+class _Download:
+    """A version's archive read from the hub as one stream (``read``/``readinto``). A
+    connection cut on the way is picked up at the byte reached (``Range`` with ``If-Range``:
+    the same archive or nothing), so the reader never sees the cut."""
+
+    def __init__(self, http: httpx.Client, path: str, what: str, progress: Progress) -> None:
+        self._http, self._path, self._what, self._progress = http, path, what, progress
+        self.position = 0
+        self.size: int | None = None
+        self._etag = ""
+        self._response: httpx.Response | None = None
+        self._pieces: Iterator[bytes] | None = None
+        self._current = memoryview(b"")
+
+    def __enter__(self) -> _Download:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        self._response = self._pieces = None
+
+    def _open(self) -> Iterator[bytes]:
+        headers = {"Range": f"bytes={self.position}-", "If-Range": self._etag} \
+            if self.position else {}
+        response = self._http.send(self._http.build_request("GET", self._path, headers=headers),
+                                   stream=True)
+        if response.status_code >= 400:
+            response.read()
+            response.close()
+            raise _error(response)
+        if self.position and response.status_code != 206:
+            response.close()
+            raise HubError(f"{self._what} changed on the hub while it was pulled (deleted and "
+                           "pushed again); run the same command again", 409)
+        if not self.position:
+            self.size = int(response.headers.get("content-length", 0))
+            self._etag = response.headers.get("etag", "")
+        self._response = response
+        return response.iter_raw()
+
+    def _next_piece(self) -> bytes:
+        """The next bytes of the archive (b"" at its end), reconnecting after a cut."""
+        for attempt in range(_RETRIES + 1):
+            try:
+                if self._pieces is None:
+                    if self.size is not None and self.position >= self.size:
+                        return b""
+                    self._pieces = self._open()
+                piece = next(self._pieces, b"")
+                if piece:
+                    return piece
+                self._close()
+                if self.size is not None and self.position >= self.size:
+                    return b""
+                raise httpx.RemoteProtocolError(f"the answer ended at byte {self.position} of "
+                                                f"{self.size}")
+            except httpx.TransportError as error:
+                self._close()
+                if attempt == _RETRIES:
+                    raise HubError(f"the download of {self._what} stopped at byte "
+                                   f"{self.position} ({error}); run the same command "
+                                   "again", 503) from None
+                time.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        if not self._current:
+            self._current = memoryview(self._next_piece())
+            if not self._current:
+                return 0
+        count = min(len(buffer), len(self._current))
+        buffer[:count] = self._current[:count]
+        self._current = self._current[count:]
+        self.position += count
+        if self._progress is not None:
+            self._progress(count)
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        buffer = bytearray(size if size and size > 0 else 1 << 20)
+        count = self.readinto(buffer)
+        return bytes(buffer[:count])
 
 
 class _Body:

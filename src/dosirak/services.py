@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dosirak import faces
 from dosirak.exceptions import InvalidArgument
 from dosirak.io.annotations import descriptor_for
 from dosirak.io.base import IODescriptor
@@ -249,9 +250,8 @@ class Service:
         configuration): ``starlette.testclient.TestClient(svc.asgi_app)`` or any ASGI server.
         Its lifespan starts and stops the runners."""
         if self._asgi_app is None:
-            from dosirak.server.app import create_app
-
-            self._asgi_app = create_app(self)
+            # The server's create_app, above this layer: dosirak/__init__.py provides it.
+            self._asgi_app = faces.get("dosirak.services", "create_app")(self)
         return self._asgi_app
 
     # ----- lifecycle ----------------------------------------------------------------------

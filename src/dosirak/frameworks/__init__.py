@@ -107,18 +107,3 @@ def calls_of(model: Any, adapt: Callable[[Any, str], Any] | None = None
         return found
 
     return calls
-
-
-def legacy_artifacts(module: str, *names: str) -> Callable[[str], Any]:
-    """The module ``__getattr__`` that gives BentoML 0.x's artifact classes at their 0.x import
-    path (``from dosirak.frameworks.sklearn import SklearnModelArtifact``), imported from
-    ``dosirak.legacy`` only when asked for."""
-
-    def __getattr__(name: str) -> Any:
-        if name in names:
-            from dosirak.legacy import framework_artifacts
-
-            return getattr(framework_artifacts, name)
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-
-    return __getattr__

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from dosirak.exceptions import InvalidArgument
+from dosirak.faces import module_getattr
 from dosirak.frameworks import (
     calls_of,
     get_model,
     learn_input,
-    legacy_artifacts,
     loads_model,
     methods_present,
     versions_of,
@@ -177,4 +177,5 @@ def _rebuild(cls: type, booster: Any, state: dict[str, Any]) -> Any:
     return estimator
 
 
-__getattr__ = legacy_artifacts(__name__, "LightGBMModelArtifact")  # BentoML 0.x import path
+# LightGBMModelArtifact at BentoML 0.x's import path, made by dosirak.legacy (dosirak.faces)
+__getattr__ = module_getattr(__name__)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument, NotFound
-from dosirak.frameworks import get_model, learn_input, legacy_artifacts, loads_model, versions_of
+from dosirak.faces import module_getattr
+from dosirak.frameworks import get_model, learn_input, loads_model, versions_of
 from dosirak.input_spec import input_spec_from_shape
 from dosirak.models import Model, require, save
 from dosirak.tag import Tag
@@ -146,4 +147,5 @@ def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
     return run
 
 
-__getattr__ = legacy_artifacts(__name__, "OnnxModelArtifact")  # BentoML 0.x import path
+# OnnxModelArtifact at BentoML 0.x's import path, made by dosirak.legacy (dosirak.faces)
+__getattr__ = module_getattr(__name__)

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from dosirak.exceptions import InvalidArgument, MissingDependency
+from dosirak.faces import module_getattr
 from dosirak.frameworks import (
     calls_of,
     get_model,
     learn_input,
-    legacy_artifacts,
     loads_model,
     versions_of,
 )
@@ -159,4 +159,5 @@ def _to_numpy(value: Any, torch: Any) -> Any:
     return value
 
 
-__getattr__ = legacy_artifacts(__name__, "PytorchModelArtifact")  # BentoML 0.x import path
+# PytorchModelArtifact at BentoML 0.x's import path, made by dosirak.legacy (dosirak.faces)
+__getattr__ = module_getattr(__name__)

@@ -11,11 +11,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from dosirak.faces import module_getattr
 from dosirak.frameworks import (
     calls_of,
     get_model,
     learn_input,
-    legacy_artifacts,
     loads_model,
     methods_present,
     versions_of,
@@ -99,4 +99,5 @@ def get(tag: Tag | str | Model) -> Model:
     return get_model(MODULE_NAME, tag)
 
 
-__getattr__ = legacy_artifacts(__name__, "SklearnModelArtifact")  # BentoML 0.x import path
+# SklearnModelArtifact at BentoML 0.x's import path, made by dosirak.legacy (dosirak.faces)
+__getattr__ = module_getattr(__name__)

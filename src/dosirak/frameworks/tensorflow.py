@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
+from dosirak.faces import module_getattr
 from dosirak.frameworks import (
     calls_of,
     get_model,
     learn_input,
-    legacy_artifacts,
     loads_model,
     versions_of,
 )
@@ -129,4 +129,5 @@ def _serving_signatures(model: Any, tf: Any) -> dict[str, Any]:
     return {}
 
 
-__getattr__ = legacy_artifacts(__name__, "TensorflowSavedModelArtifact")  # BentoML 0.x import path
+# TensorflowSavedModelArtifact at BentoML 0.x's import path, made by dosirak.legacy (dosirak.faces)
+__getattr__ = module_getattr(__name__)

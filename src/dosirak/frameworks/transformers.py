@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument, MissingDependency
+from dosirak.faces import module_getattr
 from dosirak.frameworks import (
     calls_of,
     get_model,
     learn_input,
-    legacy_artifacts,
     loads_model,
     versions_of,
 )
@@ -155,4 +155,5 @@ def _resolve(path: str, transformers: Any, model: Model) -> Any:
     return found
 
 
-__getattr__ = legacy_artifacts(__name__, "TransformersModelArtifact")  # BentoML 0.x import path
+# TransformersModelArtifact at BentoML 0.x's import path, made by dosirak.legacy (dosirak.faces)
+__getattr__ = module_getattr(__name__)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from dosirak.exceptions import InvalidArgument
+from dosirak.faces import module_getattr
 from dosirak.frameworks import (
     calls_of,
     get_model,
     learn_input,
-    legacy_artifacts,
     loads_model,
     methods_present,
     versions_of,
@@ -122,4 +122,5 @@ def runnable_method(loaded: Any, method_name: str) -> Callable[..., Any] | None:
     return predict
 
 
-__getattr__ = legacy_artifacts(__name__, "XgboostModelArtifact")  # BentoML 0.x import path
+# XgboostModelArtifact at BentoML 0.x's import path, made by dosirak.legacy (dosirak.faces)
+__getattr__ = module_getattr(__name__)

@@ -194,7 +194,8 @@ def test_forged_digests_and_oversize_chunks(hub, tmp_path, monkeypatch):
         assert _versions(http) == [str(model.tag)]
 
 
-def test_unsafe_archive_is_refused_like_an_import(hub, tmp_path, monkeypatch):
+@pytest.mark.parametrize("trailing", [0, 2 << 20], ids=["one chunk", "refused mid-push"])
+def test_unsafe_archive_is_refused_like_an_import(hub, tmp_path, monkeypatch, trailing):
     use_home(monkeypatch, tmp_path / "alice")
     model = save_iris()
     info = model.info.to_dict()
@@ -208,13 +209,22 @@ def test_unsafe_archive_is_refused_like_an_import(hub, tmp_path, monkeypatch):
             link = tarfile.TarInfo(name)
             link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
             tar.addfile(link)
+        if trailing:  # chunks after the one the checks refuse (in the first chunk)
+            filler = tarfile.TarInfo("filler")
+            filler.size = trailing
+            tar.addfile(filler, io.BytesIO(bytes(trailing)))
     data = buffer.getvalue()
     with hub.http() as http:
         answer = _push_raw(http, model.tag.name, model.tag.version, data,
                            manifest_digest(info["manifest"]))
         assert answer.status_code == 400
         assert "symbolic link" in answer.json()["message"]
-        assert _versions(http) == []
+        # Refused at the chunk after the one that shows it, or at complete.
+        assert answer.request.method == ("PUT" if trailing else "POST")
+        assert _versions(http) == [] and _chunk_files(hub) == []
+        again = _begin(http, model.tag.name, model.tag.version,
+                       manifest_digest(info["manifest"]), len(data)).json()
+        assert again["received"] == []  # the refused upload is gone, chunks and all
 
 
 def test_event_log_is_append_only(hub):

@@ -3,8 +3,10 @@
 The first chunk of a fresh upload starts an ``Assembly`` in the process that receives it: a
 thread that reads the archive through ``store.unpack.unpack_entry`` (every check of an import)
 into a scratch draft, fed chunk by chunk, in order, by the requests that bring them. A chunk is
-fed only after its own sha256 matched, and the request answers once the assembly has taken it,
-so an archive the checks refuse is refused at the chunk that shows it. ``complete`` then waits
+fed only after its own sha256 matched, and the request answers once it is queued: the thread
+unpacks one chunk while the next arrives (at most two chunks held per push). An archive the
+checks refuse is refused at the next chunk after the one that shows it, or at ``complete``,
+and nothing of it is kept. ``complete`` then waits
 for the draft, and the files become blobs (a rename on local storage): nothing was written
 before. The whole archive is not hashed again: each chunk was checked against its own sha256,
 and ``complete`` checks the list of those.
@@ -47,7 +49,8 @@ class Assembly:
         self.lock = threading.Lock()  # one feeder at a time
         self._store, self._idle = store, idle
         self._slot: queue.Queue[memoryview] = queue.Queue(maxsize=1)
-        self._taken = threading.Event()
+        self._taken = threading.Event()  # set: the chunk fed last was taken whole
+        self._taken.set()
         self._done = threading.Event()
         self._stopped = False
         self._position = 0
@@ -67,15 +70,23 @@ class Assembly:
 
     # ----- the feeding side (request threads) ------------------------------------------------
 
+    @property
+    def refused(self) -> bool:
+        """The checks refused the archive; ``error`` says why (kept to be reported)."""
+        return self.error is not None and not isinstance(self.error, AssemblyStopped)
+
     def feed(self, index: int, data: bytes) -> bool:
-        """Hand chunk ``index`` (already checked against its sha256) to the unpacking thread
-        and wait until it took every byte. False (nothing done) if it expects another chunk.
-        Raises what the checks refused, as soon as they refuse it."""
+        """Queue chunk ``index`` (already checked against its sha256) for the unpacking thread,
+        once it has taken every byte of the chunk before: the thread unpacks one chunk while
+        the next one arrives. False (nothing done) if it expects another chunk. Raises what the
+        checks refused, at the next chunk fed after the one that showed it (or at ``finish``).
+        """
         with self.lock:
+            if self.refused:
+                assert self.error is not None
+                raise self.error
             if index != self.next or not self.alive:
                 return False
-            self._taken.clear()
-            self._slot.put(memoryview(data))
             while not self._taken.wait(_POLL):
                 if self._done.is_set():
                     break
@@ -84,6 +95,8 @@ class Assembly:
             if not self._taken.is_set():
                 raise AssemblyStopped(f"upload {self.upload_id}: its assembly stopped; send "
                                       "the push again")
+            self._taken.clear()
+            self._slot.put(memoryview(data))
             self.next += 1
             self._last = time.monotonic()
             return True

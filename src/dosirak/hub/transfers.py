@@ -155,10 +155,10 @@ def _rows(session: Any, upload_id: str) -> list[UploadChunk]:
 def _live_assembly(hub: Hub, upload_id: str) -> Assembly | None:
     with hub.assemblies_lock:
         assembly = hub.assemblies.get(upload_id)
-        if assembly is not None and not assembly.alive:
+        if assembly is not None and not assembly.alive and not assembly.refused:
             del hub.assemblies[upload_id]
             return None
-        return assembly
+        return assembly  # a refused one stays, so that its refusal is what the push hears
 
 
 def _held(hub: Hub, upload_id: str, row: UploadChunk) -> bool:
@@ -316,7 +316,8 @@ def complete(hub: Hub, by: Principal, upload_id: str, chunks_sha256: str) -> dic
     count = -(-upload.archive_size // upload.chunk_size)
     store = scratch_store(hub.scratch, upload.kind, INFO_FILES[upload.kind])
     assembly = _live_assembly(hub, upload_id)
-    if assembly is not None and assembly.next == count:  # every byte went into its draft
+    if assembly is not None and (assembly.next == count or assembly.refused):
+        # Every byte went into its draft (or the checks refused it: finish raises why).
         with hub.assemblies_lock:
             hub.assemblies.pop(upload_id, None)
         try:

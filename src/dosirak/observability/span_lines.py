@@ -26,6 +26,9 @@ from typing import Any
 import orjson
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+
+from dosirak.observability.spans import UNSET_STATUS, RecordedSpan
 
 _dumps = orjson.dumps
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
@@ -33,6 +36,9 @@ _NEWLINE = orjson.OPT_APPEND_NEWLINE
 # (hashing an Enum member runs Python code).
 _KINDS = {id(kind): str(kind) for kind in SpanKind}
 _STATUSES = {id(code): {"status_code": code.name} for code in StatusCode}
+_UNSET_CODE = id(StatusCode.UNSET)
+_LINK = b'{"context":{"trace_id":"0x%032x","span_id":"0x%016x","trace_state":"[]"},' \
+        b'"attributes":null}'
 
 
 class SpanLines(SpanExporter):
@@ -49,14 +55,17 @@ class SpanLines(SpanExporter):
         self._second = -1
         self._second_text = ""
         self._second_bytes = b""
-        # Line templates of the common span (no events, links, status description or trace
-        # state), by name, kind, status, root or not, and resource: the constant parts
-        # encoded once, the rest put in with one %-format.
+        # Line templates of the common span (no events, status description or trace state;
+        # links only without attributes or trace state), by name, kind, status, root or not,
+        # and resource: the constant parts encoded once, the rest put in with one %-format.
         self._templates: dict[tuple[Any, ...], bytes] = {}
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         """Write ``spans`` (finished ``ReadableSpan`` objects), one line each."""
-        data = b"".join([self._line(span) for span in spans])
+        line = self._line
+        recorded = self._recorded_line
+        data = b"".join([(type(span) is RecordedSpan and recorded(span)) or line(span)
+                         for span in spans])
         with self._lock:
             if self._fd < 0:
                 stream = sys.stdout
@@ -76,6 +85,49 @@ class SpanLines(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # every export is written through
+
+    def _recorded_line(self, span: RecordedSpan) -> bytes | None:
+        """The line of one of dosirak's own spans, read from its fields (no properties), when
+        it has the common shape; None otherwise (``_line`` writes it)."""
+        if span._status is not UNSET_STATUS or span._events is not None:
+            return None
+        context = span._context
+        state = context[4]
+        if state is not DEFAULT_TRACE_STATE and state:
+            return None
+        links = b""
+        if span._links:  # a batch's span: one link per call it served
+            parts = []
+            for link in span._links:
+                linked = link.context
+                state = linked[4]
+                if link.attributes is not None or (state is not DEFAULT_TRACE_STATE and state):
+                    return None
+                parts.append(_LINK % (linked[0], linked[1]))
+            links = b",".join(parts)
+        parent = span._parent
+        resource = span._recorder.resource
+        key = (span._name, id(span._kind), _UNSET_CODE, parent is None, id(resource))
+        template = self._templates.get(key) or self._template(key, span)
+        if template is None:
+            return None
+        start = span._start // 1000
+        end = span._end // 1000  # type: ignore[operator]  # queued spans have ended
+        second = start // 1_000_000
+        if second != self._second:
+            self._time(start * 1000)
+        start_prefix = self._second_bytes
+        end_second = end // 1_000_000
+        if end_second != self._second:
+            self._time(end * 1000)
+        attributes = _dumps(span._attributes, default=str)
+        if parent is None:
+            return template % (context[0], context[1], start_prefix, start - second * 1_000_000,
+                               self._second_bytes, end - end_second * 1_000_000, attributes,
+                               links)
+        return template % (context[0], context[1], parent[1], start_prefix,
+                           start - second * 1_000_000, self._second_bytes,
+                           end - end_second * 1_000_000, attributes, links)
 
     def _line(self, span: Any) -> bytes:
         context = span.context
@@ -101,10 +153,10 @@ class SpanLines(SpanExporter):
                 if parent is None:
                     return template % (context.trace_id, context.span_id, start_prefix,
                                        start - second * 1_000_000, self._second_bytes,
-                                       end - end_second * 1_000_000, attributes)
+                                       end - end_second * 1_000_000, attributes, b"")
                 return template % (context.trace_id, context.span_id, parent.span_id,
                                    start_prefix, start - second * 1_000_000, self._second_bytes,
-                                   end - end_second * 1_000_000, attributes)
+                                   end - end_second * 1_000_000, attributes, b"")
         if status.description:
             status_line = {"status_code": status.status_code.name,
                            "description": status.description}
@@ -151,7 +203,7 @@ class SpanLines(SpanExporter):
             b'"kind":' + constant(_KINDS[id(span.kind)]) + b',"parent_id":' + parent +
             b',"start_time":"%s%06dZ","end_time":"%s%06dZ","status":' +
             constant(_STATUSES[id(span.status.status_code)]) +
-            b',"attributes":%s,"events":[],"links":[],"resource":' +
+            b',"attributes":%s,"events":[],"links":[%s],"resource":' +
             constant(self._resource(span.resource)) + b"}\n")
         self._templates[key] = template
         return template

@@ -38,17 +38,37 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 logger = logging.getLogger("dosirak.tracing")
 
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
-_UNSET = Status(StatusCode.UNSET)
+UNSET_STATUS = Status(StatusCode.UNSET)  # a span's status until one is set (exporters test it)
 _LOW_64 = (1 << 64) - 1
 _SCOPE = InstrumentationScope("dosirak")
 _ATTRIBUTE_TYPES = (str, bool, int, float)
+_PRIMITIVES = frozenset(_ATTRIBUTE_TYPES)
 _time_ns = time.time_ns
 _bits = random.getrandbits  # the SDK's RandomIdGenerator draws from the same generator
+_tuple_new = tuple.__new__
+
+
+def _layout_holds() -> bool:
+    """Whether ``SpanContext`` is the tuple its properties read (trace id, span id, remote,
+    flags, state, valid): ``start`` builds the ids it drew into one directly (they are valid
+    by construction, so the checks of ``SpanContext.__new__`` would find nothing), and the
+    request path and the exporters read the fields by index."""
+    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+    context = SpanContext(3, 5, False, flags, DEFAULT_TRACE_STATE)
+    return (tuple(context) == (3, 5, False, flags, DEFAULT_TRACE_STATE, True)
+            and context.trace_id == 3 and context.span_id == 5 and context.is_valid
+            and context.trace_flags is flags and context.trace_state is DEFAULT_TRACE_STATE)
+
+
+if not _layout_holds():  # pragma: no cover - a future OpenTelemetry API changed its layout
+    raise ImportError("dosirak's tracing does not know this opentelemetry-api's SpanContext "
+                      "layout: install the version dosirak[tracing] pins")
 
 
 class SpanMaker:
@@ -63,19 +83,19 @@ class SpanMaker:
               links: Sequence[trace.Link] = (), sampled: bool | None = None) -> Any:
         """A started span; ``parent`` None (or invalid) starts a trace. ``sampled``: the
         decision, when the caller made it (None: the parent's, or the sample rate's)."""
-        if parent is not None and parent.is_valid:
-            trace_id = parent.trace_id
+        if parent is not None and parent[5]:  # valid
+            trace_id = parent[0]
             if sampled is None:
-                sampled = parent.trace_flags.sampled
-            state = parent.trace_state
+                sampled = bool(parent[3] & 1)
+            state = parent[4]
         else:
             parent = None
             trace_id = _bits(128) or 1
             if sampled is None:
                 sampled = (trace_id & _LOW_64) < self._bound
-            state = None
-        context = SpanContext(trace_id, _bits(64) or 1, False,
-                              _SAMPLED if sampled else _NOT_SAMPLED, state)
+            state = DEFAULT_TRACE_STATE
+        context = _tuple_new(SpanContext, (trace_id, _bits(64) or 1, False,
+                                           _SAMPLED if sampled else _NOT_SAMPLED, state, True))
         if not sampled:
             return NonRecordingSpan(context)
         return RecordedSpan(name, context, parent, kind, attributes, links, self.recorder)
@@ -98,7 +118,7 @@ class RecordedSpan(trace.Span):
         self._attributes = attributes if attributes is not None else {}
         self._links = links
         self._events: list[Event] | None = None
-        self._status = _UNSET
+        self._status = UNSET_STATUS
         self._recorder = recorder
         self._end: int | None = None
         self._start = _time_ns()
@@ -118,6 +138,9 @@ class RecordedSpan(trace.Span):
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self._end is None:
+            if type(value) in _PRIMITIVES and type(key) is str and key:  # the common case
+                self._attributes[key] = value
+                return
             value = _attribute(key, value)
             if value is not None:
                 self._attributes[key] = value

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from contextvars import ContextVar
 from typing import Any
 
@@ -38,6 +39,7 @@ from dosirak.observability.access_log import AccessLog
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -50,12 +52,51 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _SERVER = trace.SpanKind.SERVER
 _ERROR = trace.StatusCode.ERROR
 _ROOT = otel_context.Context()
-_attach = otel_context.attach
-_detach = otel_context.detach
-_current = otel_context.get_current
-_in_context = trace.set_span_in_context
-_span_of = trace.get_current_span
 _Link = trace.Link
+_span_of = trace.get_current_span
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, _ROOT)))  # the API's key
+_TRACE_HEADERS = frozenset((b"traceparent", b"tracestate"))
+
+
+def _context_variable() -> ContextVar[Any] | None:
+    """The context variable behind OpenTelemetry's current context, when it is the default
+    runtime context (``contextvars``): the request path then reads and sets it directly, a C
+    call each instead of the API's three Python calls; None for any other runtime context."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    variable = getattr(runtime, "_current_context", None)
+    return variable if isinstance(variable, ContextVar) else None
+
+
+_VARIABLE = _context_variable()
+_current: Any
+_attach: Any
+_in_context: Any
+if _VARIABLE is not None:
+    _current = _VARIABLE.get
+    _attach = _VARIABLE.set
+
+    def _detach(token: Any) -> None:
+        try:
+            _VARIABLE.reset(token)  # type: ignore[union-attr]
+        except ValueError:  # as the API's detach: a token of another context
+            logging.getLogger("opentelemetry.context").exception("Failed to detach context")
+
+    def _in_context(span: Any, context: Any) -> Any:  # the API's set_span_in_context
+        return otel_context.Context({**context, _SPAN_KEY: span})
+
+    def _current_span() -> Any:
+        return _current().get(_SPAN_KEY)
+else:  # pragma: no cover - an application that configured another runtime context
+    _current = otel_context.get_current
+    _attach = otel_context.attach
+    _detach = otel_context.detach
+    _in_context = trace.set_span_in_context
+
+    def _current_span() -> Any:
+        return trace.get_current_span()
+
 # The span of the HTTP request being served (the access log notes its status on it).
 _REQUEST_SPAN: ContextVar[Any] = ContextVar("dosirak_request_span", default=None)
 
@@ -65,7 +106,7 @@ def _incoming(headers: list[tuple[bytes, bytes]]) -> Any:
     case)."""
     carrier = None
     for key, value in headers:
-        if key == b"traceparent" or key == b"tracestate":
+        if key in _TRACE_HEADERS:
             if carrier is None:
                 carrier = {}
             carrier[key.decode("latin-1")] = value.decode("latin-1")
@@ -190,7 +231,7 @@ class Tracing:
             async def traced_async(*args: Any, **kwargs: Any) -> Any:
                 context = _current()
                 parent = (_REQUEST_SPAN.get() or _span_of(context)).get_span_context()
-                if not parent.trace_flags.sampled:
+                if not parent[3] & 1:  # not sampled (nor valid)
                     return await function(*args, **kwargs)
                 span = start(span_name, parent)
                 token = _attach(_in_context(span, context))
@@ -210,7 +251,7 @@ class Tracing:
         def traced(*args: Any, **kwargs: Any) -> Any:
             context = _current()
             parent = (_REQUEST_SPAN.get() or _span_of(context)).get_span_context()
-            if not parent.trace_flags.sampled:
+            if not parent[3] & 1:  # not sampled (nor valid)
                 return function(*args, **kwargs)
             with _Current(start(span_name, parent), context):
                 return function(*args, **kwargs)
@@ -229,8 +270,11 @@ class _BatchTracer:
     def caller() -> Any:
         """The span context of the call being submitted (its API call's span), None when it
         is not sampled (nothing to link to)."""
-        context = _span_of().get_span_context()
-        return context if context.trace_flags.sampled else None
+        span = _current_span()
+        if span is None:
+            return None
+        context = span.get_span_context()
+        return context if context[3] & 1 else None
 
     async def run(self, callers: list[Any], rows: int, execute: Any, args: Any,
                   kwargs: Any) -> Any:
@@ -325,6 +369,6 @@ class _TracedAccessLog(AccessLog):
             if status >= 500:
                 span.set_status(_ERROR)
             if trace_id is None and self.enabled:
-                trace_id = f"{span.get_span_context().trace_id:032x}"
+                trace_id = f"{span.get_span_context()[0]:032x}"
         super().record(request_id, method, path, status, latency_ms, request_size,
                        response_size, trace_id)

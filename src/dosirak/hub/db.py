@@ -240,6 +240,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         self._writer = self.engine.execution_options(dosirak_write=True)
+        self._lazy_writer = self.engine.execution_options(dosirak_write=True, dosirak_lazy=True)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -247,9 +248,17 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A transaction that writes: on SQLite it takes the write lock at once."""
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+    def write(self, *, durable: bool = True) -> Iterator[Session]:
+        """A transaction that writes: on SQLite it takes the write lock at once.
+
+        ``durable=False``: its commit does not wait for the disk (SQLite ``synchronous=NORMAL``
+        in WAL mode, PostgreSQL ``synchronous_commit=off``), so a crash may lose it whole but
+        never tear it or anything before it. Only for notes that mean nothing after a crash
+        anyway (a chunk taken by an assembly, which dies with the process)."""
+        engine = self._writer if durable else self._lazy_writer
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            if not durable and not self.sqlite:
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
 
     def migrate(self) -> tuple[str | None, str | None]:
@@ -319,8 +328,14 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    write = connection.get_execution_options().get("dosirak_write")
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    options = connection.get_execution_options()
+    # Set between transactions (it cannot change inside one); in WAL mode a later FULL commit
+    # syncs the frames of NORMAL ones before it too.
+    synchronous = "NORMAL" if options.get("dosirak_lazy") else "FULL"
+    if connection.info.get("synchronous") != synchronous:
+        connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+        connection.info["synchronous"] = synchronous
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("dosirak_write") else "BEGIN")
 
 
 def sqlite_file(url: str) -> str | None:

@@ -229,7 +229,8 @@ def record_chunk(hub: Hub, upload_id: str, index: int, size: int, sha256: str, *
     """Note that the hub holds a chunk (an object when ``streamed_by`` is None; an object
     replaces an assembly's note, never the other way round)."""
     try:
-        with hub.db.write() as session:
+        # A chunk an assembly took needs no durable note: the assembly dies with the process.
+        with hub.db.write(durable=streamed_by is None) as session:
             if session.get(Upload, upload_id) is None:
                 raise NotFound(f"no upload {upload_id!r} on the hub; start the push again")
             row = session.get(UploadChunk, (upload_id, index))

@@ -12,7 +12,8 @@ push (``/proc/PID/io`` wchar): once the archive's size when its chunks are assem
 arrive. The sink is a raw-ASGI app on uvicorn that writes
 the body to a file and fsyncs it (what the hub does with each chunk). Push and pull run in
 child processes (``dosirak models push|pull``), so their peak RSS is their own (from
-``wait4``); the hub's is sampled from /proc every 10 ms. Listing rows are inserted directly
+``wait4``, with their CPU seconds); the hub's is sampled from /proc every 10 ms, and its CPU
+seconds during each are read from /proc. Listing rows are inserted directly
 (one push's worth of rows each), then 200 filtered listings are timed over HTTP.
 Everything lives in a temporary directory, removed at the end.
 """
@@ -65,15 +66,15 @@ def _rss_sampler(pid: int, peak: list[int], stop: threading.Event) -> None:
         time.sleep(0.01)
 
 
-def _timed_child(args: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run a command; its wall time and peak RSS (bytes)."""
+def _timed_child(args: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+    """Run a command; its wall time, peak RSS (bytes) and CPU seconds (user + system)."""
     start = time.perf_counter()
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(args)} failed: {process.stderr.read().decode()[-2000:]}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def _start_hub(data: Path, env: dict[str, str], db: str | None = None) -> tuple[subprocess.Popen,
@@ -115,11 +116,13 @@ dosirak.picklable_model.save_model("big", Blob(os.urandom({size_mb} << 20)))
     sampler = threading.Thread(target=_rss_sampler, args=(hub.pid, peak, stop), daemon=True)
     sampler.start()
     try:
-        written = _written(hub.pid)
-        push, push_rss = _timed_child([DOSIRAK, "models", "push", "big"], env)
+        written, hub_cpu = _written(hub.pid), _cpu_seconds(hub.pid)
+        push, push_rss, push_cpu = _timed_child([DOSIRAK, "models", "push", "big"], env)
         written = _written(hub.pid) - written
+        hub_push_cpu, hub_cpu = _cpu_seconds(hub.pid) - hub_cpu, _cpu_seconds(hub.pid)
         pull_env = {**env, "DOSIRAK_HOME": str(root / "bob")}
-        pull, pull_rss = _timed_child([DOSIRAK, "models", "pull", "big"], pull_env)
+        pull, pull_rss, pull_cpu = _timed_child([DOSIRAK, "models", "pull", "big"], pull_env)
+        hub_pull_cpu = _cpu_seconds(hub.pid) - hub_cpu
     finally:
         stop.set()
         sampler.join()
@@ -145,7 +148,14 @@ dosirak.picklable_model.save_model("big", Blob(os.urandom({size_mb} << 20)))
         _stop(sink)
     return {"push_s": push, "pull_s": pull, "curl_s": curl, "push_rss": push_rss,
             "pull_rss": pull_rss, "hub_rss": peak[0], "hub_written": written,
-            "size": blob.stat().st_size}
+            "size": blob.stat().st_size, "push_cpu": push_cpu, "pull_cpu": pull_cpu,
+            "hub_push_cpu": hub_push_cpu, "hub_pull_cpu": hub_pull_cpu}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _written(pid: int) -> int:
@@ -213,6 +223,9 @@ def main() -> None:
               f"{moved['size'] / mib:.0f} MiB ({moved['hub_written'] / moved['size']:.2f}x)")
         print(f"peak RSS: push client {moved['push_rss'] / mib:.0f} MiB, pull client "
               f"{moved['pull_rss'] / mib:.0f} MiB, hub {moved['hub_rss'] / mib:.0f} MiB")
+        print(f"CPU seconds: push client {moved['push_cpu']:.2f} + hub "
+              f"{moved['hub_push_cpu']:.2f}, pull client {moved['pull_cpu']:.2f} + hub "
+              f"{moved['hub_pull_cpu']:.2f} (less noisy than wall times on a shared machine)")
         for label, db in [("sqlite", None)] + ([("postgres", options.postgres)]
                                                if options.postgres else []):
             listed = listing(root, options.versions, db, label)

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from test_limits_and_errors import slow_service
 
@@ -386,3 +387,48 @@ def test_sigterm_to_the_whole_process_group_lets_runner_workers_finish(
         lost = [outcome for _, outcome in before if outcome != 200]
         assert not lost, f"{len(lost)} of {len(before)} requests sent before SIGTERM failed"
         assert not [line for line in server.lines if "died" in line], server.lines[-20:]
+
+
+WHOAMI_SERVICE = '''
+import atexit, os
+
+import dosirak
+from dosirak.io import JSON
+
+svc = dosirak.Service("whoami")
+
+
+@svc.api(input=JSON(), output=JSON())
+def whoami(body):
+    return {"pid": os.getpid(), "stdin": os.readlink("/proc/self/fd/0"),
+            "cmdline": open("/proc/self/cmdline").read().split("\\0"),
+            "exit_handlers": atexit._ncallbacks()}
+'''
+
+
+def test_the_first_worker_is_the_supervisor_forked_and_a_restart_a_fresh_interpreter(
+        tmp_path: Path) -> None:
+    """The first worker starts from the supervisor's own imports (a cold start's critical path
+    pays no second interpreter start); to the service it looks like an executed worker, and
+    its replacement is executed as before."""
+    (tmp_path / "whoami.py").write_text(WHOAMI_SERVICE)
+    with Served([str(tmp_path / "whoami.py") + ":svc"]) as server:
+        supervisor_cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_text().split("\0")
+        status, _, first = server.post("/whoami", {})
+        assert status == 200
+        assert server.children() == [first["pid"]]
+        assert first["cmdline"] == supervisor_cmdline  # forked, not executed
+        assert first["stdin"] == os.devnull
+        kill(first["pid"], signal.SIGKILL)
+
+        def replaced() -> dict[str, Any] | None:
+            status, _, body = server.post("/whoami", {})
+            return body if status == 200 and body["pid"] != first["pid"] else None
+
+        second = wait_until(replaced, 15.0)
+        assert "from dosirak.serve.worker import main" in " ".join(second["cmdline"])
+        assert second["stdin"] == os.devnull
+        # none of the supervisor's exit handlers: as many as a fresh interpreter's worker has
+        assert second["exit_handlers"] == first["exit_handlers"]
+        assert server.stop() == 0
+    assert not [line for line in server.lines if "Traceback" in line], server.lines

@@ -114,13 +114,15 @@ def _supervise(template: Any, parsed: Any, reload: bool) -> int:
     # The metrics directory exists before any worker starts, so that each inherits it and
     # /metrics, whichever worker answers, adds up all of them (removed below if the
     # configuration turns metrics off). The first worker starts at once: it imports the
-    # service and loads the models while this process reads the configuration and binds.
+    # service and loads the models while this process reads the configuration and binds. It is
+    # this process forked (no event loop nor thread yet): it starts with dosirak, the command
+    # line and the target's lookup already imported, a fresh interpreter would import them again.
     metrics_path = tempfile.mkdtemp(prefix="dosirak-metrics-")
     os.environ[METRICS_DIRECTORY_ENV] = metrics_path
     # Where the workers agree that @svc.on_deployment hooks ran once (server/deployment.py).
     deployment_path = tempfile.mkdtemp(prefix="dosirak-deployment-")
     os.environ[DEPLOYMENT_DIR_ENV] = deployment_path
-    first = spawn(template, 0)
+    first = spawn(template, 0, fork=True)
 
     from dosirak.observability.multiprocess import MetricsDirectory
     from dosirak.serve.supervisor import Supervisor

@@ -1,7 +1,7 @@
 """The supervisor: owns the listening socket, runs the API workers, restarts them, stops them.
 
     >>> supervisor = Supervisor(template)
-    >>> supervisor.adopt(0, *spawn(template, 0))   # at once: it loads the service meanwhile
+    >>> supervisor.adopt(0, *spawn(template, 0, fork=True))  # at once: it loads the service
     >>> sock = bind_listener(...)             # the configuration read, the address bound
     >>> exit_code = supervisor.run(sock, workers=2, url="http://127.0.0.1:3000", grace=30.0)
 
@@ -34,14 +34,13 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from dosirak.backoff import STABLE_AFTER, restart_delay
 from dosirak.exit_status import describe_exit
-from dosirak.serve.worker import STARTUP_FAILURE, WorkerSpec, spawn
+from dosirak.serve.worker import STARTUP_FAILURE, WorkerProcess, WorkerSpec, spawn
 from dosirak.server.deployment import DEPLOYMENT_DIR_ENV, MARKER
 
 logger = logging.getLogger("dosirak.serve")
@@ -52,8 +51,7 @@ _KILL_MARGIN = 10.0  # beyond the grace period, for the runners to stop, before 
 class _Worker:
     """One API worker process as the supervisor sees it."""
 
-    def __init__(self, index: int, process: subprocess.Popen[bytes],
-                 channel: socket.socket) -> None:
+    def __init__(self, index: int, process: WorkerProcess, channel: socket.socket) -> None:
         self.index = index
         self.process = process
         self.pid = process.pid
@@ -97,7 +95,7 @@ class Supervisor:
 
     # ----- running ------------------------------------------------------------------------
 
-    def adopt(self, index: int, process: subprocess.Popen[bytes], channel: socket.socket) -> None:
+    def adopt(self, index: int, process: WorkerProcess, channel: socket.socket) -> None:
         """Take over API worker ``index``, started by ``worker.spawn`` before ``run`` (it gets
         the listening socket once ``run`` has it)."""
         self.workers[index] = _Worker(index, process, channel)

@@ -8,10 +8,19 @@ channel (``SCM_RIGHTS``): the two slow starts overlap. The worker reports on the
 JSON line each: ``{"ready": pid, "service": name, "placements": {...}}`` once it serves, or
 ``{"error": message}`` when it cannot start (a bad target, config or model), before exiting with
 ``STARTUP_FAILURE``. ``--development`` runs the same code in the command's own process.
+
+The first worker of a start is the supervisor forked (``spawn(..., fork=True)``) rather than a
+fresh interpreter: it begins with what the supervisor has imported so far (dosirak, the command
+line, the target's lookup) instead of paying the interpreter's start and those imports again
+on the cold start's critical path. The fork happens before the supervisor has an event loop or
+a thread; the child then looks like an executed worker (stdin from ``/dev/null``, none of the
+supervisor's exit handlers, not its end of the channel) and never returns into the supervisor's
+code. Later workers and restarts are executed as before (``python -c BOOT``).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import gc
@@ -25,7 +34,7 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dosirak.serve.process_log import setup_process_logging
 
@@ -58,11 +67,61 @@ class WorkerSpec:
         return cls(**json.loads(text))
 
 
-def spawn(template: WorkerSpec, index: int) -> tuple[subprocess.Popen[bytes], socket.socket]:
+class WorkerProcess(Protocol):
+    """What the supervisor asks of a worker's process (a ``subprocess.Popen`` is one)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
+class ForkedProcess:
+    """A worker forked from this process, seen as a ``Popen`` (exit code, or -N for signal N)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._reap(os.WNOHANG)
+        return self.returncode
+
+    def wait(self) -> int:
+        while self.returncode is None:
+            self._reap(0)
+        return self.returncode
+
+    def _reap(self, options: int) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, options)
+        except ChildProcessError:  # reaped elsewhere: its status is lost, as Popen says
+            self.returncode = 0
+            return
+        if pid == self.pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
+
+
+def spawn(template: WorkerSpec, index: int, *,
+          fork: bool = False) -> tuple[WorkerProcess, socket.socket]:
     """Start API worker ``index``; return its process and the supervisor's end of its channel.
+
+    ``fork``: the worker is this very process forked (see the module's docstring); only while
+    the process has a single thread and no event loop.
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     spec = dataclasses.replace(template, index=index, channel_fd=theirs.fileno())
+    if fork:
+        try:
+            pid = _fork(spec, ours)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return ForkedProcess(pid), ours
     try:
         process = subprocess.Popen([sys.executable, "-c", BOOT, spec.to_json()],
                                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
@@ -72,6 +131,44 @@ def spawn(template: WorkerSpec, index: int) -> tuple[subprocess.Popen[bytes], so
     finally:
         theirs.close()
     return process, ours
+
+
+def _fork(spec: WorkerSpec, ours: socket.socket) -> int:
+    """Fork; in the child, run worker ``spec`` and exit with its status (never return)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()  # or both processes would write what is buffered
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        ours.close()
+        _as_if_executed()
+        main(spec.to_json())
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            atexit._run_exitfuncs()  # the worker's own (tracing's flush), as at a normal exit
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+        os._exit(code)
+
+
+def _as_if_executed() -> None:
+    """Give a forked worker what ``Popen`` gives an executed one: stdin from /dev/null, and no
+    exit handler of the supervisor's (they clean up after the supervisor). Descriptors the
+    supervisor opened stay open (objects of this process may still use them; its lease of the
+    bento, the one such descriptor, is held a little longer at worst: the worker dies with it)."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    atexit._clear()
+    atexit.register(logging.shutdown)  # what `import logging` registered in a fresh process
 
 
 def main(spec_json: str) -> None:

@@ -57,3 +57,12 @@ def test_finding_the_bento_to_serve_imports_no_build_machinery() -> None:
 
     assert dosirak.bentos.export_bento is export_bento
     assert callable(dosirak.bentos.build)
+
+
+def test_the_supervisor_leaves_prometheus_client_to_its_workers() -> None:
+    """After forking its first worker, the supervisor reads its configuration and binds while
+    that worker imports and loads the service: whatever the supervisor imports then takes CPU
+    from the worker's start. prometheus_client is the workers'; the supervisor needs it only
+    once a worker has exited."""
+    loaded = _modules_after("import dosirak.serve.supervisor, dosirak.observability.multiprocess")
+    assert "prometheus_client" not in loaded

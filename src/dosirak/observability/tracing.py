@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from contextvars import ContextVar
 from typing import Any
 
@@ -142,7 +143,12 @@ class Tracing:
     SDK's ``ReadableSpan`` (or as they are, for ``SpanLines``).
     """
 
-    def __init__(self, config: Any, service_name: str) -> None:
+    def __init__(self, config: Any, service_name: str, *,
+                 offload_export: bool | None = None) -> None:
+        """``offload_export``: the console exporter's lines formatted by a writer process
+        (default: when this process may run on more than one CPU)."""
+        if offload_export is None:
+            offload_export = len(os.sched_getaffinity(0)) > 1
         service_name = config.service_name or service_name
         #: What a runner worker process needs to export its spans the same way.
         self.settings = {"exporter": config.exporter, "endpoint": config.endpoint,
@@ -155,7 +161,7 @@ class Tracing:
         else:
             from dosirak.observability.span_lines import SpanLines
 
-            exporter = SpanLines(config.console_file)
+            exporter = SpanLines(config.console_file, offload=offload_export)
         self.recorder = SpanRecorder([exporter],
                                      Resource.create({"service.name": service_name}))
         self.spans = SpanMaker(self.recorder, config.sample_rate)
@@ -332,10 +338,11 @@ class WorkerTracing:
     in (its ``traceparent`` crossed the transport), exported as the server exports its own."""
 
     def __init__(self, settings: dict[str, Any], index: int) -> None:
-        import os
         import types
 
-        self.tracing = Tracing(types.SimpleNamespace(**settings), settings["service_name"])
+        # A runner worker's spans are one a batch: formatted here, no writer process for them.
+        self.tracing = Tracing(types.SimpleNamespace(**settings), settings["service_name"],
+                               offload_export=False)
         self.start = self.tracing.spans.start
         self.prefix = f"worker {settings['runner']}."
         self.index = index

@@ -46,6 +46,7 @@ _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 UNSET_STATUS = Status(StatusCode.UNSET)  # a span's status until one is set (exporters test it)
 _LOW_64 = (1 << 64) - 1
+_INTERNAL = SpanKind.INTERNAL
 _SCOPE = InstrumentationScope("dosirak")
 _ATTRIBUTE_TYPES = (str, bool, int, float)
 _PRIMITIVES = frozenset(_ATTRIBUTE_TYPES)
@@ -99,6 +100,14 @@ class SpanMaker:
         if not sampled:
             return NonRecordingSpan(context)
         return RecordedSpan(name, context, parent, kind, attributes, links, self.recorder)
+
+
+    def child(self, name: str, parent: SpanContext) -> RecordedSpan:
+        """``start(name, parent)`` of a valid, sampled ``parent`` (the caller checked): an
+        internal span without attributes or links yet, the one an API call gets."""
+        return RecordedSpan(name, _tuple_new(SpanContext, (parent[0], _bits(64) or 1, False,
+                                                           _SAMPLED, parent[4], True)),
+                            parent, _INTERNAL, None, (), self.recorder)
 
 
 class RecordedSpan(trace.Span):

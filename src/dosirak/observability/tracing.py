@@ -52,6 +52,7 @@ except ImportError:  # pragma: no cover - the message says how to fix it
 _PROPAGATOR = TraceContextTextMapPropagator()
 _SERVER = trace.SpanKind.SERVER
 _ERROR = trace.StatusCode.ERROR
+_INFO = logging.INFO
 _ROOT = otel_context.Context()
 _Link = trace.Link
 _span_of = trace.get_current_span
@@ -73,19 +74,19 @@ def _context_variable() -> ContextVar[Any] | None:
 _VARIABLE = _context_variable()
 _current: Any
 _attach: Any
+_detach: Any
 _in_context: Any
+_Context = otel_context.Context
 if _VARIABLE is not None:
     _current = _VARIABLE.get
     _attach = _VARIABLE.set
 
-    def _detach(token: Any) -> None:
-        try:
-            _VARIABLE.reset(token)  # type: ignore[union-attr]
-        except ValueError:  # as the API's detach: a token of another context
-            logging.getLogger("opentelemetry.context").exception("Failed to detach context")
+    # The token always comes from the same context here (set and reset in one task, or one
+    # greenlet): unlike the API's detach, there is no foreign token to forgive.
+    _detach = _VARIABLE.reset
 
     def _in_context(span: Any, context: Any) -> Any:  # the API's set_span_in_context
-        return otel_context.Context({**context, _SPAN_KEY: span})
+        return _Context({**context, _SPAN_KEY: span})
 
     def _current_span() -> Any:
         return _current().get(_SPAN_KEY)
@@ -229,7 +230,7 @@ class Tracing:
     def api_span(self, name: str, function: Any, is_async: bool) -> Any:
         """``function`` (an API's callable) in a span per call (none when the request's trace
         is not sampled)."""
-        start = self.spans.start
+        child = self.spans.child
         span_name = f"api {name}"
 
         if is_async:
@@ -239,7 +240,7 @@ class Tracing:
                 parent = (_REQUEST_SPAN.get() or _span_of(context)).get_span_context()
                 if not parent[3] & 1:  # not sampled (nor valid)
                     return await function(*args, **kwargs)
-                span = start(span_name, parent)
+                span = child(span_name, parent)
                 token = _attach(_in_context(span, context))
                 try:
                     return await function(*args, **kwargs)
@@ -259,7 +260,7 @@ class Tracing:
             parent = (_REQUEST_SPAN.get() or _span_of(context)).get_span_context()
             if not parent[3] & 1:  # not sampled (nor valid)
                 return function(*args, **kwargs)
-            with _Current(start(span_name, parent), context):
+            with _Current(child(span_name, parent), context):
                 return function(*args, **kwargs)
 
         return traced
@@ -375,7 +376,7 @@ class _TracedAccessLog(AccessLog):
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
                 span.set_status(_ERROR)
-            if trace_id is None and self.enabled:
+            if trace_id is None and self.logger.isEnabledFor(_INFO):
                 trace_id = f"{span.get_span_context()[0]:032x}"
         super().record(request_id, method, path, status, latency_ms, request_size,
                        response_size, trace_id)

@@ -49,7 +49,7 @@ def serve(
         *(options or {}).items()) if value is not None}
     if development:
         overrides["api_server.workers"] = 1
-    # (The configuration is read only once the first worker runs: its import costs time.)
+    # (The configuration is read once the target is found, just before the first worker starts.)
     config_file = config_file or os.environ.get("DOSIRAK_CONFIG") or None
     if config_file is not None:
         config_file = str(Path(config_file).absolute())
@@ -98,31 +98,36 @@ def _serve_here(template: Any) -> int:
     from dosirak.serve.listen import base_url, bind_listener
     from dosirak.serve.worker import run_worker
 
-    server = load_config(template.config_file, overrides=template.overrides).api_server
+    config = load_config(template.config_file, overrides=template.overrides)
+    server = config.api_server
     sock = bind_listener(server.host, server.port, server.backlog)
     template.url = base_url(sock, server.host, tls=server.ssl.enabled)
-    return run_worker(template, sock=sock)
+    return run_worker(template, sock=sock, config=config)
 
 
 def _supervise(template: Any, parsed: Any, reload: bool) -> int:
     import shutil
     import tempfile
 
+    from dosirak.config import load_config
     from dosirak.serve.worker import METRICS_DIRECTORY_ENV, spawn
     from dosirak.server.deployment import DEPLOYMENT_DIR_ENV
 
+    # The first worker is this process forked (no event loop nor thread yet): it starts with
+    # dosirak, the command line, the target's lookup and the configuration, validated here once,
+    # instead of a fresh interpreter importing and validating them again (both processes did, at
+    # once, and the worker's start is the critical path). It imports the service and loads the
+    # models while this process binds and sets up its loop.
+    config = load_config(template.config_file, overrides=template.overrides)
     # The metrics directory exists before any worker starts, so that each inherits it and
     # /metrics, whichever worker answers, adds up all of them (removed below if the
-    # configuration turns metrics off). The first worker starts at once: it imports the
-    # service and loads the models while this process reads the configuration and binds. It is
-    # this process forked (no event loop nor thread yet): it starts with dosirak, the command
-    # line and the target's lookup already imported, a fresh interpreter would import them again.
+    # configuration turns metrics off).
     metrics_path = tempfile.mkdtemp(prefix="dosirak-metrics-")
     os.environ[METRICS_DIRECTORY_ENV] = metrics_path
     # Where the workers agree that @svc.on_deployment hooks ran once (server/deployment.py).
     deployment_path = tempfile.mkdtemp(prefix="dosirak-deployment-")
     os.environ[DEPLOYMENT_DIR_ENV] = deployment_path
-    first = spawn(template, 0, fork=True)
+    first = spawn(template, 0, fork=True, config=config)
 
     from dosirak.observability.multiprocess import MetricsDirectory
     from dosirak.serve.supervisor import Supervisor
@@ -131,10 +136,8 @@ def _supervise(template: Any, parsed: Any, reload: bool) -> int:
     supervisor = Supervisor(template)
     supervisor.adopt(0, *first)
     try:
-        from dosirak.config import load_config
         from dosirak.serve.listen import base_url, bind_listener
 
-        config = load_config(template.config_file, overrides=template.overrides)
         server = config.api_server
         sock = bind_listener(server.host, server.port, server.backlog)
     except BaseException:

@@ -1,15 +1,15 @@
 """The supervisor: owns the listening socket, runs the API workers, restarts them, stops them.
 
     >>> supervisor = Supervisor(template)
-    >>> supervisor.adopt(0, *spawn(template, 0, fork=True))  # at once: it loads the service
-    >>> sock = bind_listener(...)             # the configuration read, the address bound
+    >>> supervisor.adopt(0, *spawn(template, 0, fork=True, config=config))  # loads the service
+    >>> sock = bind_listener(...)             # meanwhile, the address bound
     >>> exit_code = supervisor.run(sock, workers=2, url="http://127.0.0.1:3000", grace=30.0)
 
 The socket is bound once, here, and handed to every API worker over its private channel; all of
 them accept on it (the kernel spreads connections among them). The supervisor imports no
-service, no model and no web framework: it stays small, and its first worker is started before
-the configuration is even read, so that the slow part of a cold start (importing the framework,
-loading the model) overlaps with the rest.
+service, no model and no web framework: it stays small, and its first worker (this process
+forked once the configuration is validated) imports the service and loads the models while the
+supervisor binds and starts its loop.
 
 - **Startup.** Workers report on a private pipe when they serve. If one cannot start (bad target,
   bad configuration, missing model) before the service was ever up, its message is printed once

@@ -10,12 +10,14 @@ JSON line each: ``{"ready": pid, "service": name, "placements": {...}}`` once it
 ``STARTUP_FAILURE``. ``--development`` runs the same code in the command's own process.
 
 The first worker of a start is the supervisor forked (``spawn(..., fork=True)``) rather than a
-fresh interpreter: it begins with what the supervisor has imported so far (dosirak, the command
-line, the target's lookup) instead of paying the interpreter's start and those imports again
-on the cold start's critical path. The fork happens before the supervisor has an event loop or
-a thread; the child then looks like an executed worker (stdin from ``/dev/null``, none of the
-supervisor's exit handlers, not its end of the channel) and never returns into the supervisor's
-code. Later workers and restarts are executed as before (``python -c BOOT``).
+fresh interpreter: it begins with what the supervisor has imported and validated so far
+(dosirak, the command line, the target's lookup, the configuration) instead of paying the
+interpreter's start and that work again on the cold start's critical path; it imports the
+service and loads its models while the supervisor binds. The fork happens before the
+supervisor has an event loop or a thread; the child then looks like an executed worker (stdin
+from ``/dev/null``, none of the supervisor's exit handlers, not its end of the channel) and
+never returns into the supervisor's code. Later workers and restarts are executed as before
+(``python -c BOOT``) and read the configuration themselves.
 """
 
 from __future__ import annotations
@@ -34,9 +36,12 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dosirak.serve.process_log import setup_process_logging
+
+if TYPE_CHECKING:
+    from dosirak.config import ServingConfig
 
 logger = logging.getLogger("dosirak.serve")
 
@@ -104,18 +109,19 @@ class ForkedProcess:
             self.returncode = os.waitstatus_to_exitcode(status)
 
 
-def spawn(template: WorkerSpec, index: int, *,
-          fork: bool = False) -> tuple[WorkerProcess, socket.socket]:
+def spawn(template: WorkerSpec, index: int, *, fork: bool = False,
+          config: ServingConfig | None = None) -> tuple[WorkerProcess, socket.socket]:
     """Start API worker ``index``; return its process and the supervisor's end of its channel.
 
     ``fork``: the worker is this very process forked (see the module's docstring); only while
-    the process has a single thread and no event loop.
+    the process has a single thread and no event loop. A forked worker serves with ``config``,
+    the configuration this process loaded from the template's sources, when given.
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     spec = dataclasses.replace(template, index=index, channel_fd=theirs.fileno())
     if fork:
         try:
-            pid = _fork(spec, ours)
+            pid = _fork(spec, ours, config)
         except BaseException:
             ours.close()
             raise
@@ -133,7 +139,7 @@ def spawn(template: WorkerSpec, index: int, *,
     return process, ours
 
 
-def _fork(spec: WorkerSpec, ours: socket.socket) -> int:
+def _fork(spec: WorkerSpec, ours: socket.socket, config: ServingConfig | None) -> int:
     """Fork; in the child, run worker ``spec`` and exit with its status (never return)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -145,7 +151,7 @@ def _fork(spec: WorkerSpec, ours: socket.socket) -> int:
     try:
         ours.close()
         _as_if_executed()
-        main(spec.to_json())
+        main(spec.to_json(), config)
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
@@ -171,8 +177,8 @@ def _as_if_executed() -> None:
     atexit.register(logging.shutdown)  # what `import logging` registered in a fresh process
 
 
-def main(spec_json: str) -> None:
-    """Entry point of a worker process."""
+def main(spec_json: str, config: ServingConfig | None = None) -> None:
+    """Entry point of a worker process (``config``: already loaded from the spec's sources)."""
     # Importing frameworks makes millions of objects and no garbage worth collecting; the
     # collector's passes over them cost a tenth of the start. It is back on once serving.
     gc.disable()
@@ -184,7 +190,7 @@ def main(spec_json: str) -> None:
     setup_process_logging(f"worker {spec.index}")
     channel = Channel(socket.socket(fileno=spec.channel_fd))
     try:
-        code = run_worker(spec, channel)
+        code = run_worker(spec, channel, config=config)
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)
@@ -219,18 +225,19 @@ class ServeStartupError(Exception):
 
 
 def run_worker(spec: WorkerSpec, channel: Channel | None = None,
-               sock: socket.socket | None = None) -> int:
+               sock: socket.socket | None = None, config: ServingConfig | None = None) -> int:
     """Build the app and serve until told to stop.
 
-    The listening socket is ``sock`` (in-process, ``--development``) or comes on ``channel``.
-    Returns the exit status: 0 after a graceful stop, ``STARTUP_FAILURE`` when the service
-    could not start (the reason is logged and sent on ``channel``).
+    The listening socket is ``sock`` (in-process, ``--development``) or comes on ``channel``;
+    ``config`` is loaded from the spec's sources unless given. Returns the exit status: 0 after
+    a graceful stop, ``STARTUP_FAILURE`` when the service could not start (the reason is logged
+    and sent on ``channel``).
     """
     import asyncio
 
     started = time.monotonic()
     try:
-        app, config = build_app(spec)
+        app, config = build_app(spec, config)
     except Exception as error:
         return _startup_failed(error, channel)
     from dosirak.observability.log_setup import configure_logging
@@ -294,13 +301,15 @@ async def _serve(app: Any, server: Any, sock: socket.socket | None, spec: Worker
     return 0
 
 
-def build_app(spec: WorkerSpec) -> tuple[Any, Any]:
-    """Load the configuration and the service; return its ASGI app and the configuration."""
+def build_app(spec: WorkerSpec, config: ServingConfig | None = None) -> tuple[Any, ServingConfig]:
+    """Load the configuration (unless given) and the service; return its ASGI app and the
+    configuration."""
     from dosirak.config import load_config
     from dosirak.server.app import create_app
     from dosirak.target import load_service
 
-    config = load_config(spec.config_file, overrides=spec.overrides)
+    if config is None:
+        config = load_config(spec.config_file, overrides=spec.overrides)
     if config.api_server.workers == 1:
         # One API worker has nothing to add up: its metrics stay in its own memory, where a
         # request updates them for a sixth of what the shared files cost (about 6 us). A

@@ -149,7 +149,13 @@ class APIEndpoint:
                                                    headers=scope["headers"],
                                                    shape=self.output.error_body)
             headers.append(JSON_HEADER)
-        await send_answer(scope, send, status, headers, data)
+        # send_answer's steps, inline: one coroutine fewer on every request
+        headers.append((b"content-length", str(len(data)).encode()))
+        traffic = scope.get(RESPONSE_STATE)
+        if traffic is not None:
+            answered(traffic, status, headers, len(data))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
 
     async def _read_request(self, scope: Scope, receive: Receive
                             ) -> tuple[bytes | bytearray, str, dict[str, str], str | None]:
@@ -267,7 +273,13 @@ class APIEndpoint:
                     self._parse_was_slow(media_type, size, took)
                 else:
                     self._slow_parses = 0
-        result = await self._call_async(value)
+        # _call_async's steps, inline: one coroutine fewer on every request
+        function = self.function
+        try:
+            result = await (function(**value) if self.api.kwargs_input else function(value))
+        finally:
+            if self.input.needs_cleanup:
+                self.input.cleanup(value)
         output_type = self.output.negotiate(accept)
         if getattr(result, "nbytes", 0) > OFF_LOOP_BYTES:
             return await loop.run_in_executor(self._executor(), self.output.render, result,

@@ -108,10 +108,12 @@ class Traffic:
                 request_size = int(value)
         if rid is None:
             rid = new_request_id()
-            headers.append((b"x-request-id", rid.encode()))
+            rid_header = (b"x-request-id", rid.encode())
+            headers.append(rid_header)
+        else:
+            rid_header = (b"x-request-id", rid.encode())
         if self.track_request_id:
             current_request_id.set(rid)
-        rid_header = (b"x-request-id", rid.encode())
         series = self.metrics.request_started(path, method)
         # status (0: no answer started yet), response body bytes, the id header
         state: list[Any] = [0, 0, rid_header]

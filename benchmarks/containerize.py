@@ -23,6 +23,10 @@ needs three things to build here (see the harness README): ``BENTOML_NO_LOCAL_UR
   polled every 20 ms; median of ``--starts`` starts, the two images alternating.
 
 Images, containers and intermediate images made here are removed at the end; the base stays.
+``--keep`` keeps the two images (their names are printed); ``--reuse DOSIRAK_IMAGE
+BENTOML_IMAGE`` starts images built earlier instead of building (no build row), which is how to
+compare cold starts before and after a change to dosirak's serving code: build the new image
+with ``dosirak containerize`` and reuse it beside a kept BentoML image.
 """
 
 from __future__ import annotations
@@ -101,8 +105,57 @@ def cold_start(engine: str, image: str, timeout: float = 120) -> float:
         subprocess.run([engine, "rm", "-f", name], capture_output=True, check=False)
 
 
-def image_ids(engine: str) -> set[str]:
-    return set(run([engine, "images", "-a", "-q", "--no-trunc"]).stdout.split())
+def image_ids(engine: str, image: str | None = None) -> set[str]:
+    """Every image's id, or ``image``'s and those of its layers' images (without the
+    ``sha256:`` that ``images`` writes and podman's ``history`` does not)."""
+    if image is None:
+        listed = run([engine, "images", "-a", "-q", "--no-trunc"]).stdout.split()
+    else:
+        listed = [subprocess.run([engine, *command, image], capture_output=True, text=True,
+                                 check=False).stdout.split()
+                  for command in (["image", "inspect", "--format", "{{.Id}}"],
+                                  ["history", "-q", "--no-trunc"])]
+        listed = [*listed[0], *listed[1]]
+    return {line.removeprefix("sha256:") for line in listed if line != "<missing>"}
+
+
+def measure_starts(engine: str, images: dict[str, str], starts: int) -> dict[str, list[float]]:
+    """Cold starts of both images, alternating which goes first."""
+    times: dict[str, list[float]] = {"dosirak": [], "bentoml": []}
+    for round_ in range(starts):
+        order = ["dosirak", "bentoml"] if round_ % 2 == 0 else ["bentoml", "dosirak"]
+        for tool in order:
+            times[tool].append(cold_start(engine, images[tool]))
+    return times
+
+
+def image_sizes(engine: str, images: dict[str, str]) -> dict[str, int]:
+    return {tool: int(run([engine, "image", "inspect", "--format", "{{.Size}}", image])
+                      .stdout.split()[0]) for tool, image in images.items()}
+
+
+def report(title: str, rows: list[tuple[str, dict[str, float], str]],
+           starts: dict[str, list[float]]) -> None:
+    print(f"\n{title}\n")
+    print("| | dosirak containerize | bentoml containerize | dosirak / BentoML |")
+    print("|---|---|---|---|")
+    median = {tool: statistics.median(times) for tool, times in starts.items()}
+    for label, values, form in [*rows, ("cold start to /readyz 200 (s)", median, "{:.2f}")]:
+        print(f"| {label} | {form.format(values['dosirak'])} | {form.format(values['bentoml'])} "
+              f"| {values['dosirak'] / values['bentoml']:.2f}x |")
+    print(f"\ncold starts (s): dosirak {[round(t, 2) for t in starts['dosirak']]}, "
+          f"bentoml {[round(t, 2) for t in starts['bentoml']]}")
+
+
+def reuse(args: argparse.Namespace) -> None:
+    engine = shutil.which(args.engine) or sys.exit(f"{args.engine} not found: run "
+                                                  "scripts/setup-containers")
+    images = dict(zip(("dosirak", "bentoml"), args.reuse, strict=True))
+    size = image_sizes(engine, images)
+    starts = measure_starts(engine, images, args.starts)
+    report(f"{platform.node()}: {os.cpu_count()} CPUs, {args.engine}, images {args.reuse[0]} "
+           f"and {args.reuse[1]}, {args.starts} cold starts each (median)",
+           [("image size (MB)", {k: v / 1e6 for k, v in size.items()}, "{:.0f}")], starts)
 
 
 def main() -> None:
@@ -111,7 +164,13 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=3, help="cold starts per image")
     parser.add_argument("--bentoml", type=Path, default=PEERS / "bentoml" / "bin" / "bentoml")
     parser.add_argument("--tmpdir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the two images built")
+    parser.add_argument("--reuse", nargs=2, metavar=("DOSIRAK_IMAGE", "BENTOML_IMAGE"),
+                        help="start these images instead of building (they are kept)")
     args = parser.parse_args()
+    if args.reuse:
+        reuse(args)
+        return
     for needed in (args.bentoml, PEERS / "model" / "iris.pkl", BENTOML_SERVICE):
         if not needed.exists():
             sys.exit(f"{needed} is missing: run `bash ../shared/bench/setup.sh` first")
@@ -150,34 +209,26 @@ def main() -> None:
             "bentoml": timed([str(args.bentoml), "containerize", "iris_classifier:latest",
                               "--backend", args.engine, "-t", images["bentoml"]], env=env),
         }
-        size = {tool: int(run([engine, "image", "inspect", "--format", "{{.Size}}", image])
-                          .stdout.split()[0]) for tool, image in images.items()}
-        starts: dict[str, list[float]] = {"dosirak": [], "bentoml": []}
-        for round_ in range(args.starts):
-            order = ["dosirak", "bentoml"] if round_ % 2 == 0 else ["bentoml", "dosirak"]
-            for tool in order:
-                starts[tool].append(cold_start(engine, images[tool]))
+        size = image_sizes(engine, images)
+        starts = measure_starts(engine, images, args.starts)
     finally:
-        for image in images.values():
-            subprocess.run([engine, "rmi", "-f", image], capture_output=True, check=False)
-        for image_id in image_ids(engine) - before:
+        kept: set[str] = set()
+        if args.keep:
+            for image in images.values():
+                kept.update(image_ids(engine, image))
+            print(f"kept images: {images['dosirak']} {images['bentoml']}")
+        else:
+            for image in images.values():
+                subprocess.run([engine, "rmi", "-f", image], capture_output=True, check=False)
+        for image_id in image_ids(engine) - before - kept:
             subprocess.run([engine, "rmi", "-f", image_id], capture_output=True, check=False)
         shutil.rmtree(work, ignore_errors=True)
 
     version = run([str(args.bentoml), "--version"]).stdout.strip().split()[-1]
-    print(f"\n{platform.node()}: {os.cpu_count()} CPUs, {args.engine}, BentoML {version}, "
-          f"{args.starts} cold starts each (median)\n")
-    print("| | dosirak containerize | bentoml containerize | dosirak / BentoML |")
-    print("|---|---|---|---|")
-    median = {tool: statistics.median(times) for tool, times in starts.items()}
-    rows = [("build (s)", build, "{:.1f}"), ("image size (MB)",
-             {k: v / 1e6 for k, v in size.items()}, "{:.0f}"),
-            ("cold start to /readyz 200 (s)", median, "{:.2f}")]
-    for label, values, form in rows:
-        print(f"| {label} | {form.format(values['dosirak'])} | {form.format(values['bentoml'])} "
-              f"| {values['dosirak'] / values['bentoml']:.2f}x |")
-    print(f"\ncold starts (s): dosirak {[round(t, 2) for t in starts['dosirak']]}, "
-          f"bentoml {[round(t, 2) for t in starts['bentoml']]}")
+    report(f"{platform.node()}: {os.cpu_count()} CPUs, {args.engine}, BentoML {version}, "
+           f"{args.starts} cold starts each (median)",
+           [("build (s)", build, "{:.1f}"),
+            ("image size (MB)", {k: v / 1e6 for k, v in size.items()}, "{:.0f}")], starts)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,17 @@ class SpanMaker:
         return RecordedSpan(name, context, parent, kind, attributes, links, self.recorder)
 
 
+    def root(self, name: str, kind: SpanKind, attributes: dict[str, Any]) -> Any:
+        """``start(name, None, kind, attributes)``: a span starting a trace, sampled at the
+        sample rate (an HTTP request without a ``traceparent``)."""
+        trace_id = _bits(128) or 1
+        if (trace_id & _LOW_64) >= self._bound:
+            return NonRecordingSpan(_tuple_new(SpanContext, (
+                trace_id, _bits(64) or 1, False, _NOT_SAMPLED, DEFAULT_TRACE_STATE, True)))
+        return RecordedSpan(name, _tuple_new(SpanContext, (
+            trace_id, _bits(64) or 1, False, _SAMPLED, DEFAULT_TRACE_STATE, True)),
+            None, kind, attributes, (), self.recorder)
+
     def child(self, name: str, parent: SpanContext) -> RecordedSpan:
         """``start(name, parent)`` of a valid, sampled ``parent`` (the caller checked): an
         internal span without attributes or links yet, the one an API call gets."""

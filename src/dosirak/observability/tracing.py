@@ -75,7 +75,6 @@ _VARIABLE = _context_variable()
 _current: Any
 _attach: Any
 _detach: Any
-_in_context: Any
 _Context = otel_context.Context
 if _VARIABLE is not None:
     _current = _VARIABLE.get
@@ -85,16 +84,12 @@ if _VARIABLE is not None:
     # greenlet): unlike the API's detach, there is no foreign token to forgive.
     _detach = _VARIABLE.reset
 
-    def _in_context(span: Any, context: Any) -> Any:  # the API's set_span_in_context
-        return _Context({**context, _SPAN_KEY: span})
-
     def _current_span() -> Any:
         return _current().get(_SPAN_KEY)
 else:  # pragma: no cover - an application that configured another runtime context
     _current = otel_context.get_current
     _attach = otel_context.attach
     _detach = otel_context.detach
-    _in_context = trace.set_span_in_context
 
     def _current_span() -> Any:
         return trace.get_current_span()
@@ -182,6 +177,7 @@ class Tracing:
         """``app`` with a span around each HTTP request (put it outside the traffic layer, so
         that the access line is written inside the span)."""
         start = self.spans.start
+        root = self.spans.root
 
         async def traced(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] != "http":
@@ -189,8 +185,15 @@ class Tracing:
                 return
             method = scope["method"]
             path = scope["path"]
-            span = start(f"{method} {path}", _incoming(scope["headers"]), _SERVER,
-                         {"http.request.method": method, "url.path": path})
+            headers = scope["headers"]
+            for key, _ in headers:
+                if key in _TRACE_HEADERS:  # a trace to continue (or a decision to keep)
+                    span = start(f"{method} {path}", _incoming(headers), _SERVER,
+                                 {"http.request.method": method, "url.path": path})
+                    break
+            else:
+                span = root(f"{method} {path}", _SERVER,
+                            {"http.request.method": method, "url.path": path})
             # Unsampled too: the API call's span reads the decision from it. The API's span is
             # the one made current in OpenTelemetry's context (what API code sees); this one is
             # found through a context variable of our own, one set and reset per request.
@@ -241,7 +244,8 @@ class Tracing:
                 if not parent[3] & 1:  # not sampled (nor valid)
                     return await function(*args, **kwargs)
                 span = child(span_name, parent)
-                token = _attach(_in_context(span, context))
+                # the API's set_span_in_context(span, context), inline
+                token = _attach(_Context({**context, _SPAN_KEY: span}))
                 try:
                     return await function(*args, **kwargs)
                 except BaseException as error:
@@ -307,7 +311,7 @@ class _Current:
         self.context = context
 
     def __enter__(self) -> None:
-        self.token = _attach(_in_context(self.span, self.context))
+        self.token = _attach(_Context({**self.context, _SPAN_KEY: self.span}))
 
     def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
         _detach(self.token)

@@ -72,15 +72,22 @@ class ClientDisconnected(Exception):
     """The client went away before sending its whole body; nobody is left to answer."""
 
 
-async def send_answer(scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]],
-                      data: bytes) -> None:
-    """Send a whole answer (head and body in two messages) of an endpoint; when Traffic called
-    the endpoint directly, the id header and the log are the endpoint's to do."""
+def answer_start(scope: Scope, status: int, headers: list[tuple[bytes, bytes]],
+                 data: bytes) -> dict[str, Any]:
+    """The ``http.response.start`` message of a whole answer whose body is ``data``; when
+    Traffic called the endpoint directly, the id header and the log are the endpoint's to do,
+    and are done here."""
     headers.append((b"content-length", str(len(data)).encode()))
     traffic = scope.get(RESPONSE_STATE)
     if traffic is not None:
         answered(traffic, status, headers, len(data))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+async def send_answer(scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]],
+                      data: bytes) -> None:
+    """Send a whole answer (head and body in two messages) of an endpoint."""
+    await send(answer_start(scope, status, headers, data))
     await send({"type": "http.response.body", "body": data})
 
 
@@ -113,26 +120,8 @@ class APIEndpoint:
         self._slow_parses = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        content_type = accept = None
-        length = -1
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                content_type = value.decode("latin-1")
-            elif key == b"accept":
-                accept = value.decode("latin-1")
-            elif key == b"content-length":
-                length = int(value) if value.isdigit() else -1
         try:
-            media_type, params = _content_type(content_type)
-            parse_as = self._media_type_for(media_type)
-            if parse_as is None or media_type is _UNPARSABLE:
-                raise UnsupportedMediaType(
-                    f"this API does not read {media_type}; send one of {self._accepted}"
-                    if media_type is not _UNPARSABLE else
-                    f"the Content-Type header {content_type!r} is not a media type (type/"
-                    f"subtype); send one of {self._accepted}", self._accepted)
-            if length > self.max_request_size:
-                raise PayloadTooLarge(self._too_large(length))
+            parse_as, params, accept = self._request_head(scope)
             body = await self._read_body(receive)
             if self.is_async:
                 data, response_type = await self._run_async(body, parse_as, params, accept)
@@ -149,19 +138,21 @@ class APIEndpoint:
                                                    headers=scope["headers"],
                                                    shape=self.output.error_body)
             headers.append(JSON_HEADER)
-        # send_answer's steps, inline: one coroutine fewer on every request
-        headers.append((b"content-length", str(len(data)).encode()))
-        traffic = scope.get(RESPONSE_STATE)
-        if traffic is not None:
-            answered(traffic, status, headers, len(data))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        # send_answer's two sends here: one coroutine fewer on every request
+        await send(answer_start(scope, status, headers, data))
         await send({"type": "http.response.body", "body": data})
 
     async def _read_request(self, scope: Scope, receive: Receive
                             ) -> tuple[bytes | bytearray, str, dict[str, str], str | None]:
         """The body, the media type to parse it as, its parameters and the Accept header, with
-        the checks ``__call__`` makes; for the endpoints of APIs that stream or take a context
-        (``__call__`` keeps these steps inline: they are the hot path)."""
+        the checks ``__call__`` makes; for the endpoints of APIs that stream or take a context."""
+        parse_as, params, accept = self._request_head(scope)
+        return await self._read_body(receive), parse_as, params, accept
+
+    def _request_head(self, scope: Scope) -> tuple[str, dict[str, str], str | None]:
+        """What the request's head says: the media type to parse the body as, its parameters
+        and the Accept header; 415 for a type the API does not read, 413 for a declared
+        length past the limit (before any of the body is read)."""
         content_type = accept = None
         length = -1
         for key, value in scope["headers"]:
@@ -181,7 +172,7 @@ class APIEndpoint:
                 f"subtype); send one of {self._accepted}", self._accepted)
         if length > self.max_request_size:
             raise PayloadTooLarge(self._too_large(length))
-        return await self._read_body(receive), parse_as, params, accept
+        return parse_as, params, accept
 
     async def _read_body(self, receive: Receive) -> bytes | bytearray:
         limit = self.max_request_size

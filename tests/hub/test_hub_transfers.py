@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 import dosirak
-from conftest import DOSIRAK, build_iris_bento, save_iris, use_home
+from conftest import DOSIRAK, archive_of, build_iris_bento, save_iris, use_home
 from dosirak.exceptions import NotFound
 from dosirak.hub.client import HubClient
 from live_server import Served
@@ -96,13 +95,20 @@ def test_cli_login_push_pull(hub, tmp_path, monkeypatch):
     assert not (bob / "hub-login.json").exists()
 
 
-def _chunks_on_hub(hub) -> int:
-    """Chunks the hub has taken (into an assembly, or stored), from its database."""
-    try:
-        with sqlite3.connect(f"file:{hub.data / 'hub.db'}?mode=ro", uri=True, timeout=30) as db:
-            return int(db.execute("SELECT count(*) FROM upload_chunks").fetchone()[0])
-    except sqlite3.OperationalError:  # the schema is not there yet
-        return 0
+def _chunks_on_hub(http: httpx.Client, model, size: int, digest: str) -> int:
+    """Chunks the hub holds (taken by its assembly, or stored), as a resuming push hears it."""
+    begun = http.post(f"/api/v1/models/{model.tag.name}/versions/{model.tag.version}/uploads",
+                      json={"digest": digest, "size": size})
+    assert begun.status_code == 201, begun.text
+    return len(begun.json()["received"])
+
+
+def _written(pid: int) -> int:
+    """Bytes the process has passed to write() so far (all its threads)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/PID/io")
 
 
 def test_push_resumes_after_client_sigkill(hub, tmp_path, monkeypatch):
@@ -112,12 +118,15 @@ def test_push_resumes_after_client_sigkill(hub, tmp_path, monkeypatch):
            "DOSIRAK_HUB_TOKEN": hub.admin_token}
     pusher = subprocess.Popen([DOSIRAK, "models", "push", str(model.tag)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    data, digest = archive_of(model)
     deadline = time.monotonic() + 120
-    while _chunks_on_hub(hub) < 10 and pusher.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    pusher.send_signal(signal.SIGKILL)
-    pusher.wait(timeout=30)
-    held = _chunks_on_hub(hub)
+    with hub.http() as http:
+        while (_chunks_on_hub(http, model, len(data), digest) < 10 and pusher.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.005)
+        pusher.send_signal(signal.SIGKILL)
+        pusher.wait(timeout=30)
+        held = _chunks_on_hub(http, model, len(data), digest)
     assert 10 <= held < 190, f"the kill did not land half-way ({held} chunks)"
     with hub.client() as client:
         with pytest.raises(NotFound):  # nothing half-there
@@ -200,7 +209,9 @@ def test_hub_sigkill_during_pushes_leaves_no_partial_version(start_hub, tmp_path
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 60
-    while _chunks_on_hub(hub) < 40 and time.monotonic() < deadline:
+    start = _written(hub.process.pid)
+    # Forty chunks' worth of bytes written into drafts: the kill lands in the middle of pushes.
+    while _written(hub.process.pid) - start < 40 * (256 << 10) and time.monotonic() < deadline:
         time.sleep(0.005)
     hub.kill()
     for thread in threads:

@@ -9,9 +9,12 @@ failed attempts (with Retry-After).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
+import queue
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,11 +201,11 @@ async def put_chunk(hub: Hub, request: Request, by: Principal) -> Response:
         assembly = await run_in_threadpool(transfers.assembly_for, hub, upload_id, index, True)
         if assembly is not None and await run_in_threadpool(
                 transfers.feed_chunk, hub, assembly, upload_id, index, data, declared):
-            return JSONResponse({"status": "stored", "index": index, "size": len(data)})
+            return JSONResponse({"status": "stored", "index": index, "size": expected})
         await run_in_threadpool(_store_chunk, hub, upload_id, index, data)  # it moved on
-        await run_in_threadpool(transfers.record_chunk, hub, upload_id, index, len(data),
+        await run_in_threadpool(transfers.record_chunk, hub, upload_id, index, expected,
                                 declared)
-        return JSONResponse({"status": "stored", "index": index, "size": len(data)})
+        return JSONResponse({"status": "stored", "index": index, "size": expected})
     writer = await run_in_threadpool(hub.storage.writer, chunk_key(upload_id, index))
     digest = hashlib.sha256()
     received = 0
@@ -231,24 +234,50 @@ async def put_chunk(hub: Hub, request: Request, by: Principal) -> Response:
     return JSONResponse({"status": "stored", "index": index, "size": received})
 
 
-async def _read_chunk(request: Request, index: int, expected: int) -> tuple[bytearray, str]:
-    """The body of a chunk, in memory (at most the chunk size), and its sha256: each piece is
-    hashed as it arrives, while the client is still sending the next ones."""
-    data = bytearray(expected)
-    digest = hashlib.sha256()
+async def _read_chunk(request: Request, index: int,
+                      expected: int) -> tuple[list[bytes], str]:
+    """The body of a chunk, in memory (at most the chunk size) as the pieces it arrived in (not
+    copied into one buffer), and its sha256: a thread hashes each piece as it arrives, while the
+    event loop reads the next ones."""
+    pieces: list[bytes] = []
+    hasher = _PieceHasher()
     received = 0
-    with memoryview(data) as view:
+    try:
         async for piece in request.stream():
-            if received + len(piece) > expected:
-                raise transfers.PayloadTooLarge(f"chunk {index} is longer than the {expected} "
-                                                "bytes it declared")
-            view[received:received + len(piece)] = piece
-            digest.update(piece)
             received += len(piece)
+            if received > expected:
+                raise transfers.PayloadTooLarge(f"chunk {index} is longer than the "
+                                                f"{expected} bytes it declared")
+            if piece:
+                pieces.append(piece)
+                hasher.pieces.put(piece)
+    finally:
+        digest = await hasher.finish()
     if received != expected:
         raise InvalidArgument(f"chunk {index} ended after {received} of {expected} bytes; "
                               "send it again")
-    return data, digest.hexdigest()
+    return pieces, digest
+
+
+class _PieceHasher:
+    """A thread hashing the pieces put in its queue, in order (hashlib releases the GIL)."""
+
+    def __init__(self) -> None:
+        self.pieces: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[str] = self._loop.create_future()
+        threading.Thread(target=self._run, name="dosirak-hub-chunk-sha256", daemon=True).start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        while (piece := self.pieces.get()) is not None:
+            digest.update(piece)
+        self._loop.call_soon_threadsafe(self._done.set_result, digest.hexdigest())
+
+    async def finish(self) -> str:
+        """The sha256 of every piece put, once hashed."""
+        self.pieces.put(None)
+        return await asyncio.shield(self._done)
 
 
 def _check_chunk_sha(index: int, actual: str, declared: str) -> None:
@@ -257,10 +286,11 @@ def _check_chunk_sha(index: int, actual: str, declared: str) -> None:
                               f"hash to {actual}); it was damaged or altered; nothing was kept")
 
 
-def _store_chunk(hub: Hub, upload_id: str, index: int, data: bytes | bytearray) -> None:
+def _store_chunk(hub: Hub, upload_id: str, index: int, pieces: list[bytes]) -> None:
     writer = hub.storage.writer(chunk_key(upload_id, index))
     try:
-        writer.write(data)
+        for piece in pieces:
+            writer.write(piece)
         writer.commit()
     except BaseException:
         writer.abort()

@@ -23,6 +23,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +44,21 @@ class AssemblyStopped(DosirakError):
 class Assembly:
     """Chunks fed in order into one ``unpack_entry`` running in a thread of its own."""
 
-    def __init__(self, upload_id: str, store: VersionedStore, size: int, what: str, *,
-                 validate: Any, max_size: int, idle: float) -> None:
-        self.upload_id, self.size = upload_id, size
+    def __init__(self, upload_id: str, store: VersionedStore, size: int, chunk_size: int,
+                 what: str, *, validate: Any, max_size: int, idle: float) -> None:
+        self.upload_id, self.size, self.chunk_size = upload_id, size, chunk_size
+        self.chunks = -(-size // chunk_size)
         self.next = 0  # the index of the chunk it takes next
+        self.digests: list[str] = []  # the sha256 of each chunk taken, in order
         self.lock = threading.Lock()  # one feeder at a time
         self._store, self._idle = store, idle
-        self._slot: queue.Queue[memoryview] = queue.Queue(maxsize=1)
+        self._slot: queue.Queue[Sequence[bytes]] = queue.Queue(maxsize=1)
         self._taken = threading.Event()  # set: the chunk fed last was taken whole
         self._taken.set()
         self._done = threading.Event()
         self._stopped = False
         self._position = 0
-        self._current: memoryview | None = None
+        self._pieces: deque[memoryview] = deque()  # what is left of the chunk being read
         self._last = time.monotonic()
         self.entry: Unpacked | None = None
         self.error: BaseException | None = None
@@ -75,8 +79,12 @@ class Assembly:
         """The checks refused the archive; ``error`` says why (kept to be reported)."""
         return self.error is not None and not isinstance(self.error, AssemblyStopped)
 
-    def feed(self, index: int, data: bytes) -> bool:
-        """Queue chunk ``index`` (already checked against its sha256) for the unpacking thread,
+    def chunk_length(self, index: int) -> int:
+        return min(self.chunk_size, self.size - index * self.chunk_size)
+
+    def feed(self, index: int, data: Sequence[bytes], sha256: str) -> bool:
+        """Queue chunk ``index`` (the pieces it arrived in, in order, already checked against
+        its sha256: they are read where they are, never joined) for the unpacking thread,
         once it has taken every byte of the chunk before: the thread unpacks one chunk while
         the next one arrives. False (nothing done) if it expects another chunk. Raises what the
         checks refused, at the next chunk fed after the one that showed it (or at ``finish``).
@@ -96,7 +104,8 @@ class Assembly:
                 raise AssemblyStopped(f"upload {self.upload_id}: its assembly stopped; send "
                                       "the push again")
             self._taken.clear()
-            self._slot.put(memoryview(data))
+            self._slot.put(data)
+            self.digests.append(sha256)
             self.next += 1
             self._last = time.monotonic()
             return True
@@ -134,28 +143,31 @@ class Assembly:
 
     def readinto(self, buffer: memoryview | bytearray) -> int:
         view = memoryview(buffer)
-        while self._current is None or not len(self._current):
-            if self._current is not None:  # the previous chunk is used up
-                self._current = None
-                self._taken.set()
+        while not self._pieces:
             if self._position >= self.size:
                 return 0  # the whole archive: the end of the stream
-            self._current = self._wait_for_chunk()
-        count = min(len(view), len(self._current))
-        view[:count] = self._current[:count]
-        self._current = self._current[count:]
-        self._position += count
-        if not len(self._current):
-            self._current = None
-            self._taken.set()
-        return count
+            self._pieces.extend(memoryview(piece) for piece in self._wait_for_chunk() if piece)
+        filled = 0
+        while self._pieces and filled < len(view):
+            piece = self._pieces[0]
+            count = min(len(view) - filled, len(piece))
+            view[filled:filled + count] = piece[:count]
+            filled += count
+            if count == len(piece):
+                self._pieces.popleft()
+            else:
+                self._pieces[0] = piece[count:]
+        self._position += filled
+        if not self._pieces:
+            self._taken.set()  # every byte of the chunk is taken: the next may be queued
+        return filled
 
     def read(self, size: int = -1) -> bytes:
         buffer = bytearray(size if size and size > 0 else 1 << 20)
         count = self.readinto(buffer)
         return bytes(buffer[:count])
 
-    def _wait_for_chunk(self) -> memoryview:
+    def _wait_for_chunk(self) -> Sequence[bytes]:
         while True:
             if self._stopped:
                 raise AssemblyStopped(f"upload {self.upload_id}: its assembly was stopped")

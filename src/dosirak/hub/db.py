@@ -184,8 +184,6 @@ class UploadChunk(Base):
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    # The hub process whose assembly took this chunk (assembly.py); None: stored as an object.
-    streamed_by: Mapped[str | None] = mapped_column(String(16))
 
 
 class AuthFailure(Base):
@@ -240,7 +238,6 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         self._writer = self.engine.execution_options(dosirak_write=True)
-        self._lazy_writer = self.engine.execution_options(dosirak_write=True, dosirak_lazy=True)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -248,17 +245,9 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[Session]:
-        """A transaction that writes: on SQLite it takes the write lock at once.
-
-        ``durable=False``: its commit does not wait for the disk (SQLite ``synchronous=NORMAL``
-        in WAL mode, PostgreSQL ``synchronous_commit=off``), so a crash may lose it whole but
-        never tear it or anything before it. Only for notes that mean nothing after a crash
-        anyway (a chunk taken by an assembly, which dies with the process)."""
-        engine = self._writer if durable else self._lazy_writer
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            if not durable and not self.sqlite:
-                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    def write(self) -> Iterator[Session]:
+        """A transaction that writes: on SQLite it takes the write lock at once."""
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
             yield session
 
     def migrate(self) -> tuple[str | None, str | None]:
@@ -329,12 +318,6 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(connection: Connection) -> None:
     options = connection.get_execution_options()
-    # Set between transactions (it cannot change inside one); in WAL mode a later FULL commit
-    # syncs the frames of NORMAL ones before it too.
-    synchronous = "NORMAL" if options.get("dosirak_lazy") else "FULL"
-    if connection.info.get("synchronous") != synchronous:
-        connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
-        connection.info["synchronous"] = synchronous
     connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("dosirak_write") else "BEGIN")
 
 

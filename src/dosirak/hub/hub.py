@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +68,6 @@ class Hub:
         self.storage = Storage(settings.storage_url, settings.storage_options or None)
         self.scratch = settings.data / "scratch"
         self.failures = FailureLimiter(self.db)
-        self.instance = secrets.token_hex(8)  # this process, in upload_chunks.streamed_by
         self.assemblies: dict[str, Any] = {}  # upload id -> its Assembly in this process
         self.assemblies_lock = threading.Lock()
 

@@ -28,7 +28,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -107,8 +107,8 @@ def begin(hub: Hub, by: Principal, kind: str, name: str, version: str, digest: s
             session.add(upload)
             received: list[int] = []
         else:
-            received = sorted(row.index for row in _rows(session, upload.id)
-                              if _held(hub, upload.id, row))
+            received = sorted({row.index for row in _rows(session, upload.id)}
+                              | set(range(_streamed(hub, upload.id))))
     return {"status": "upload", "upload_id": upload.id, "chunk_size": upload.chunk_size,
             "chunks": -(-size // upload.chunk_size), "received": received}
 
@@ -126,23 +126,29 @@ def chunk_target(hub: Hub, by: Principal, upload_id: str, index: int,
                  length: int | None) -> tuple[int, bool]:
     """How many bytes chunk ``index`` must have, and whether the hub holds it already."""
     by.require("write")
-    with hub.db.read() as session:
-        upload = session.get(Upload, upload_id)
-        if upload is None:
-            raise NotFound(f"no upload {upload_id!r} on the hub (finished, or expired after "
-                           f"{hub.settings.upload_ttl}); start the push again")
-        chunks = -(-upload.archive_size // upload.chunk_size)
-        if not 0 <= index < chunks:
-            raise InvalidArgument(f"chunk {index} is out of range: this upload has chunks 0 "
-                                  f"to {chunks - 1}")
-        expected = min(upload.chunk_size, upload.archive_size - index * upload.chunk_size)
-        row = session.get(UploadChunk, (upload_id, index))
-        held = row is not None and _held(hub, upload_id, row)
+    assembly = _live_assembly(hub, upload_id)
+    if assembly is not None and index == assembly.next < assembly.chunks:
+        # The chunk this process's assembly waits for: the upload's shape is known here.
+        chunk_size, expected, held = assembly.chunk_size, assembly.chunk_length(index), False
+    else:
+        with hub.db.read() as session:
+            upload = session.get(Upload, upload_id)
+            if upload is None:
+                raise NotFound(f"no upload {upload_id!r} on the hub (finished, or expired "
+                               f"after {hub.settings.upload_ttl}); start the push again")
+            chunk_size = upload.chunk_size
+            chunks = -(-upload.archive_size // chunk_size)
+            if not 0 <= index < chunks:
+                raise InvalidArgument(f"chunk {index} is out of range: this upload has chunks "
+                                      f"0 to {chunks - 1}")
+            expected = min(chunk_size, upload.archive_size - index * chunk_size)
+            held = (session.get(UploadChunk, (upload_id, index)) is not None
+                    or index < _streamed(hub, upload_id))
     if length is None:
         raise InvalidArgument("a chunk needs a Content-Length header")
     if length > expected:
         raise PayloadTooLarge(f"chunk {index} is {length} bytes; this upload's chunks are "
-                              f"{expected} bytes (chunk size {upload.chunk_size})")
+                              f"{expected} bytes (chunk size {chunk_size})")
     if length != expected:
         raise InvalidArgument(f"chunk {index} is {length} bytes but must be {expected}")
     return expected, held
@@ -161,13 +167,11 @@ def _live_assembly(hub: Hub, upload_id: str) -> Assembly | None:
         return assembly  # a refused one stays, so that its refusal is what the push hears
 
 
-def _held(hub: Hub, upload_id: str, row: UploadChunk) -> bool:
-    """Whether the hub holds a received chunk: stored as an object, or taken by a live
-    assembly of this process."""
-    if row.streamed_by is None:
-        return True
-    assembly = _live_assembly(hub, upload_id) if row.streamed_by == hub.instance else None
-    return assembly is not None and row.index < assembly.next
+def _streamed(hub: Hub, upload_id: str) -> int:
+    """How many chunks (0 to n - 1) a live assembly of this process has taken. They have no
+    row: a row says an object holds the chunk, and no other process can read an assembly."""
+    assembly = _live_assembly(hub, upload_id)
+    return assembly.next if assembly is not None and not assembly.refused else 0
 
 
 def assembly_for(hub: Hub, upload_id: str, index: int, start: bool) -> Assembly | bool | None:
@@ -192,25 +196,24 @@ def assembly_for(hub: Hub, upload_id: str, index: int, start: bool) -> Assembly 
             return True
         assembly = Assembly(
             upload_id, scratch_store(hub.scratch, upload.kind, INFO_FILES[upload.kind]),
-            upload.archive_size, f"pushed {upload.kind} {upload.name}:{upload.version}",
+            upload.archive_size, upload.chunk_size,
+            f"pushed {upload.kind} {upload.name}:{upload.version}",
             validate=_validator(upload.kind), max_size=hub.settings.max_size,
             idle=hub.settings.assembly_idle.total_seconds())
         hub.assemblies[upload_id] = assembly
     return assembly
 
 
-def feed_chunk(hub: Hub, assembly: Assembly, upload_id: str, index: int, data: bytes,
-               sha256: str) -> bool:
-    """Feed a checked chunk to ``assembly``; False if it expects another one now. A chunk the
+def feed_chunk(hub: Hub, assembly: Assembly, upload_id: str, index: int,
+               data: Sequence[bytes], sha256: str) -> bool:
+    """Feed a checked chunk to ``assembly`` (which keeps its sha256; no row is written: the
+    chunk lives in this process only); False if it expects another one now. A chunk the
     import's checks refuse ends the upload: nothing of it is kept."""
     try:
-        if not assembly.feed(index, data):
-            return False
+        return assembly.feed(index, data, sha256)
     except BaseException:
         drop_upload(hub, upload_id)
         raise
-    record_chunk(hub, upload_id, index, len(data), sha256, streamed_by=hub.instance)
-    return True
 
 
 def drop_upload(hub: Hub, upload_id: str) -> None:
@@ -224,21 +227,18 @@ def drop_upload(hub: Hub, upload_id: str) -> None:
     hub.storage.delete_prefix(f"uploads/{upload_id}")
 
 
-def record_chunk(hub: Hub, upload_id: str, index: int, size: int, sha256: str, *,
-                 streamed_by: str | None = None) -> None:
-    """Note that the hub holds a chunk (an object when ``streamed_by`` is None; an object
-    replaces an assembly's note, never the other way round)."""
+def record_chunk(hub: Hub, upload_id: str, index: int, size: int, sha256: str) -> None:
+    """Note that an object holds a chunk of the upload."""
     try:
-        # A chunk an assembly took needs no durable note: the assembly dies with the process.
-        with hub.db.write(durable=streamed_by is None) as session:
+        with hub.db.write() as session:
             if session.get(Upload, upload_id) is None:
                 raise NotFound(f"no upload {upload_id!r} on the hub; start the push again")
             row = session.get(UploadChunk, (upload_id, index))
             if row is None:
                 session.add(UploadChunk(upload_id=upload_id, index=index, size=size,
-                                        sha256=sha256, streamed_by=streamed_by))
-            elif streamed_by is None:
-                row.streamed_by, row.size, row.sha256 = None, size, sha256
+                                        sha256=sha256))
+            else:
+                row.size, row.sha256 = size, sha256
     except IntegrityError:
         pass  # the same chunk, sent twice at once: the object was replaced by equal bytes
 
@@ -326,19 +326,13 @@ def complete(hub: Hub, by: Principal, upload_id: str, chunks_sha256: str) -> dic
         except BaseException:
             drop_upload(hub, upload_id)
             raise
-        return _finish(hub, by, upload, store, entry, _chunks_digest(rows, count),
-                       chunks_sha256)
-    streamed = [i for i, row in rows.items() if row.streamed_by is not None]
-    if missing := sorted({i for i in range(count) if i not in rows} | set(streamed)):
-        if streamed:  # no assembly here holds them: they must come again, as objects
-            if assembly is not None:
-                with hub.assemblies_lock:
-                    hub.assemblies.pop(upload_id, None)
-                assembly.abort()
-            with hub.db.write() as session:
-                session.execute(delete(UploadChunk).where(
-                    UploadChunk.upload_id == upload_id, UploadChunk.index.in_(streamed),
-                    UploadChunk.streamed_by.is_not(None)))
+        return _finish(hub, by, upload, store, entry,
+                       layout.chunks_digest(assembly.digests), chunks_sha256)
+    if missing := [i for i in range(count) if i not in rows]:
+        if assembly is not None:  # it took some, not all: they must come again, as objects
+            with hub.assemblies_lock:
+                hub.assemblies.pop(upload_id, None)
+            assembly.abort()
         raise MissingChunks(f"upload {upload_id} lacks {len(missing)} chunk(s) (first: "
                             f"{missing[0]}); send them, then complete it", missing)
     reader = _ChunkReader(hub, upload_id, [rows[index].sha256 for index in range(count)])

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import connect
 
 from .serving import served
 
 SERVICE = '''
 import numpy as np
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from flask import Flask, request
 from starlette.middleware.base import BaseHTTPMiddleware
 
@@ -40,6 +41,13 @@ def metadata_extra():
 @fastapi_app.post("/echo/{word}")
 def echo(word: str, times: int = 1):
     return {"echo": [word] * times}
+
+
+@fastapi_app.websocket("/shout")
+async def shout(websocket: WebSocket):
+    await websocket.accept()
+    await websocket.send_text((await websocket.receive_text()).upper())
+    await websocket.close()
 
 
 flask_app = Flask(__name__)
@@ -99,6 +107,11 @@ def test_fastapi_flask_and_middleware_beside_the_apis(tmp_path: Path) -> None:
         assert server.get("/readyz") == (200, b"ready")
         assert server.get("/docs.json")[0] == 200
         assert "x-request-id" in server.request("GET", "/metadata_extra")[1]
+        # A mounted app's websockets are served (workers of services without mounted apps or
+        # middleware start uvicorn without a websocket implementation).
+        with connect(f"ws://127.0.0.1:{server.port}/shout", open_timeout=10) as websocket:
+            websocket.send("hello")
+            assert websocket.recv(timeout=10) == "HELLO"
 
 
 def test_svc_asgi_app_under_starlette_test_client(tmp_path: Path,

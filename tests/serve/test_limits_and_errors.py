@@ -191,6 +191,24 @@ def test_bad_target_exits_1_with_the_reason(service_dir: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_refused_start_leaves_the_collector_on(service_dir: Path) -> None:
+    """serve() runs its start with the garbage collector off; a start it refuses turns it back
+    on for a caller that goes on (a missing target, then a bad configuration)."""
+    (service_dir / "service.py").write_text("import dosirak\nsvc = dosirak.Service('empty')\n")
+    code = ("import gc\n"
+            "from dosirak.serve import serve\n"
+            "for target, options in (('missing_file.py:svc', {}),\n"
+            "                        ('service.py:svc', {'api_server.port': 'x'})):\n"
+            "    try:\n"
+            "        serve(target, options=options)\n"
+            "    except Exception as error:\n"
+            "        print(type(error).__name__, gc.isenabled())\n")
+    result = subprocess.run([str(Path(DOSIRAK).with_name("python")), "-c", code],
+                            cwd=service_dir, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split("\n")[:2] == ["ServeTargetError True", "InvalidArgument True"], \
+        result.stderr
+
+
 def test_port_in_use_is_refused_clearly(service_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

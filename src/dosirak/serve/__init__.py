@@ -12,6 +12,7 @@ when the sources change. ``target`` finds the service a target names.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -38,41 +39,52 @@ def serve(
     ``$DOSIRAK_CONFIG``, plus ``$DOSIRAK_CONFIG_OPTIONS``). Raises ``ServeTargetError``,
     ``InvalidArgument`` (configuration) or ``ServeError`` (address) before anything starts.
     """
-    from dosirak.serve.process_log import setup_process_logging
-    from dosirak.serve.worker import WorkerSpec
-    from dosirak.target import parse_target
+    # Until the first worker starts, the start is imports and the configuration: objects that
+    # live as long as the process, which the collector's passes would only walk over.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        from dosirak.serve.process_log import setup_process_logging
+        from dosirak.serve.worker import WorkerSpec
+        from dosirak.target import parse_target
 
-    in_process = development and not reload
-    setup_process_logging("dosirak" if in_process else "supervisor")
-    overrides: dict[str, Any] = {key: value for key, value in (
-        ("api_server.host", host), ("api_server.port", port), ("api_server.workers", workers),
-        *(options or {}).items()) if value is not None}
-    if development:
-        overrides["api_server.workers"] = 1
-    # (The configuration is read once the target is found, just before the first worker starts.)
-    config_file = config_file or os.environ.get("DOSIRAK_CONFIG") or None
-    if config_file is not None:
-        config_file = str(Path(config_file).absolute())
-    parsed = parse_target(target)  # a missing file is reported before anything starts
-    if parsed.legacy and port is None and not _port_configured(config_file):
-        overrides["api_server.port"] = LEGACY_PORT  # where 0.x served (seed 004's curl)
-    if parsed.bento is not None and reload:
-        from dosirak.exceptions import InvalidArgument
+        in_process = development and not reload
+        setup_process_logging("dosirak" if in_process else "supervisor")
+        overrides: dict[str, Any] = {key: value for key, value in (
+            ("api_server.host", host), ("api_server.port", port), ("api_server.workers", workers),
+            *(options or {}).items()) if value is not None}
+        if development:
+            overrides["api_server.workers"] = 1
+        # (The configuration is read once the target is found, just before the first worker
+        # starts.)
+        config_file = config_file or os.environ.get("DOSIRAK_CONFIG") or None
+        if config_file is not None:
+            config_file = str(Path(config_file).absolute())
+        parsed = parse_target(target)  # a missing file is reported before anything starts
+        if parsed.legacy and port is None and not _port_configured(config_file):
+            overrides["api_server.port"] = LEGACY_PORT  # where 0.x served (seed 004's curl)
+        if parsed.bento is not None and reload:
+            from dosirak.exceptions import InvalidArgument
 
-        raise InvalidArgument(f"--reload cannot serve the bento {parsed.bento}: a bento's "
-                              "sources are fixed when it is built; serve the project directory "
-                              "with --reload while developing (dosirak serve DIR --reload), or "
-                              "the bento without it")
-    if parsed.bento is not None:
-        from dosirak.bentos.store import hold
+            raise InvalidArgument(f"--reload cannot serve the bento {parsed.bento}: a bento's "
+                                  "sources are fixed when it is built; serve the project directory "
+                                  "with --reload while developing (dosirak serve DIR --reload), or "
+                                  "the bento without it")
+        if parsed.bento is not None:
+            from dosirak.bentos.store import hold
 
-        hold(parsed.bento)  # between worker restarts too: `dosirak delete` refuses it meanwhile
-    # Workers get the bento's full tag: a build landing meanwhile must not change what they serve.
-    template = WorkerSpec(target=parsed.bento or target, config_file=config_file,
-                          overrides=overrides, development=development)
-    if in_process:
-        return _serve_here(template)
-    return _supervise(template, parsed, reload)
+            # Held between worker restarts too: `dosirak delete` refuses it meanwhile.
+            hold(parsed.bento)
+        # Workers get the bento's full tag: a build landing meanwhile must not change what they
+        # serve.
+        template = WorkerSpec(target=parsed.bento or target, config_file=config_file,
+                              overrides=overrides, development=development)
+        if in_process:
+            return _serve_here(template)
+        return _supervise(template, parsed, reload, collecting)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 #: BentoML 0.x served on port 5000; its services still do, unless --port or the configuration
@@ -105,7 +117,7 @@ def _serve_here(template: Any) -> int:
     return run_worker(template, sock=sock, config=config)
 
 
-def _supervise(template: Any, parsed: Any, reload: bool) -> int:
+def _supervise(template: Any, parsed: Any, reload: bool, collecting: bool = True) -> int:
     import shutil
     import tempfile
 
@@ -128,6 +140,8 @@ def _supervise(template: Any, parsed: Any, reload: bool) -> int:
     deployment_path = tempfile.mkdtemp(prefix="dosirak-deployment-")
     os.environ[DEPLOYMENT_DIR_ENV] = deployment_path
     first = spawn(template, 0, fork=True, config=config)
+    if collecting:
+        gc.enable()
 
     from dosirak.observability.multiprocess import MetricsDirectory
     from dosirak.serve.supervisor import Supervisor

@@ -248,7 +248,11 @@ def run_worker(spec: WorkerSpec, channel: Channel | None = None,
     server = HTTPServer(app, grace=config.api_server.graceful_timeout,
                         backlog=config.api_server.backlog,
                         limits=connection_limits(config.api_server.http),
-                        ssl=config.api_server.ssl)
+                        ssl=config.api_server.ssl,
+                        # dosirak's own routes serve no websocket: only apps or middleware the
+                        # service adds could.
+                        websockets=bool(app.state.service.mounted
+                                        or app.state.service.middlewares))
     # Configured after uvicorn's Config, which resets loggers; lines go out in batches.
     stream = BatchedLogStream(fd=2)
     configure_logging(config.logging, stream=stream)

@@ -105,6 +105,19 @@ def test_http_1_0_and_1_1_are_served(server: Served) -> None:
         assert answer.startswith(b"HTTP/1.1 200 "), answer
 
 
+def test_a_websocket_upgrade_is_answered_as_http_without_warnings(server: Served) -> None:
+    """The service serves no websocket, so its worker has no implementation loaded: the
+    request is answered as plain HTTP, and a client cannot fill the log with uvicorn's
+    warnings (advice to install a websocket library included)."""
+    start = len(server.lines)
+    answer = exchange(server, b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\n"
+                              b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    server.wait_for(r"path=/livez status=200", start=start)
+    assert not [line for line in server.lines[start:] if "WARNING" in line]
+
+
 def test_a_head_that_stops_arriving_is_answered_408(server: Served) -> None:
     started = time.monotonic()
     status, error = status_and_error(exchange(server, b"GET /livez HTTP/1.1\r\nHo"))

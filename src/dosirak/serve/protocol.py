@@ -258,6 +258,13 @@ def guarded_protocol(limits: ConnectionLimits) -> Any:
             self._head_bytes = 0
             complete_head(self)
 
+        def _unsupported_upgrade_warning(self) -> None:
+            # A server without a websocket implementation (HTTPServer: the service serves
+            # none) answers an upgrade as plain HTTP; uvicorn's two warnings a request, advice
+            # to install a library included, would only let any client fill the log.
+            if self.ws_protocol_class is not None:
+                super()._unsupported_upgrade_warning()
+
         def _refuse(self, refusal_: tuple[int, str, str]) -> None:
             self._refused = refusal_
             raise _Refused(refusal_[2])

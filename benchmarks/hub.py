@@ -9,9 +9,12 @@ versions with a label filter (p99) on SQLite and, with ``--postgres URL``, on Po
 Goals (issue 15): push and pull within 2x of curl to a sink; each process under 150 MiB peak
 RSS; p99 of a filtered listing under 50 ms. It also says how many bytes the hub wrote during the
 push (``/proc/PID/io`` wchar): once the archive's size when its chunks are assembled as they
-arrive. The sink is a raw-ASGI app on uvicorn that writes
-the body to a file and fsyncs it (what the hub does with each chunk). Push and pull run in
-child processes (``dosirak models push|pull``), so their peak RSS is their own (from
+arrive. The sink is a raw-ASGI app on uvicorn that writes the body to a file and fsyncs it (what
+the hub does with each version's files). ``--rounds`` rounds (3) of curl, push (to a fresh hub)
+and pull (into an empty home), each removing what it wrote; the ratios are the medians of each
+round's (on a VM, page-cache writes cost several times more in memory the host took back than in
+memory touched a moment ago, which swings single runs). Push and
+pull run in child processes (``dosirak models push|pull``), so their peak RSS is their own (from
 ``wait4``, with their CPU seconds); the hub's is sampled from /proc every 10 ms, and its CPU
 seconds during each are read from /proc. Listing rows are inserted directly
 (one push's worth of rows each), then 200 filtered listings are timed over HTTP.
@@ -100,7 +103,7 @@ def _stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def transfer(root: Path, size_mb: int) -> dict[str, float]:
+def _save_model(root: Path, size_mb: int) -> dict[str, str]:
     env = {**os.environ, "DOSIRAK_HOME": str(root / "alice")}
     subprocess.run([sys.executable, "-c", f"""
 import os, dosirak
@@ -109,26 +112,11 @@ class Blob:
     def __call__(self, x): return x
 dosirak.picklable_model.save_model("big", Blob(os.urandom({size_mb} << 20)))
 """], env=env, check=True)
-    hub, url = _start_hub(root / "hub", env)
-    token = (root / "hub" / "admin-token").read_text().strip()
-    env.update(DOSIRAK_HUB_URL=url, DOSIRAK_HUB_TOKEN=token)
-    peak, stop = [0], threading.Event()
-    sampler = threading.Thread(target=_rss_sampler, args=(hub.pid, peak, stop), daemon=True)
-    sampler.start()
-    try:
-        written, hub_cpu = _written(hub.pid), _cpu_seconds(hub.pid)
-        push, push_rss, push_cpu = _timed_child([DOSIRAK, "models", "push", "big"], env)
-        written = _written(hub.pid) - written
-        hub_push_cpu, hub_cpu = _cpu_seconds(hub.pid) - hub_cpu, _cpu_seconds(hub.pid)
-        pull_env = {**env, "DOSIRAK_HOME": str(root / "bob")}
-        pull, pull_rss, pull_cpu = _timed_child([DOSIRAK, "models", "pull", "big"], pull_env)
-        hub_pull_cpu = _cpu_seconds(hub.pid) - hub_cpu
-    finally:
-        stop.set()
-        sampler.join()
-        _stop(hub)
-    model_dir = next((root / "alice" / "models" / "big").iterdir())
-    blob = max(model_dir.iterdir(), key=lambda p: p.stat().st_size)
+    return env
+
+
+def _curl(root: Path, blob: Path) -> float:
+    """``curl --upload-file`` of ``blob`` to the sink; the sink's file is removed after."""
     port = 20000 + os.getpid() % 20000
     sink = subprocess.Popen([sys.executable, "-c", _SINK, str(root / "sink.bin"), str(port)])
     try:
@@ -143,13 +131,52 @@ dosirak.picklable_model.save_model("big", Blob(os.urandom({size_mb} << 20)))
         # and refuses 1 GiB); the same bytes in one POST.
         subprocess.run(["curl", "-s", "-o", "/dev/null", "-X", "POST", "-H", "Expect:",
                         "--upload-file", str(blob), f"http://127.0.0.1:{port}/"], check=True)
-        curl = time.perf_counter() - start
+        return time.perf_counter() - start
     finally:
         _stop(sink)
-    return {"push_s": push, "pull_s": pull, "curl_s": curl, "push_rss": push_rss,
-            "pull_rss": pull_rss, "hub_rss": peak[0], "hub_written": written,
-            "size": blob.stat().st_size, "push_cpu": push_cpu, "pull_cpu": pull_cpu,
-            "hub_push_cpu": hub_push_cpu, "hub_pull_cpu": hub_pull_cpu}
+        (root / "sink.bin").unlink(missing_ok=True)
+
+
+def _push_pull(root: Path, env: dict[str, str]) -> dict[str, float]:
+    """One push to a fresh hub and one pull from it into an empty home; both removed after."""
+    hub_data, bob = root / "hub", root / "bob"
+    hub, url = _start_hub(hub_data, env)
+    token = (hub_data / "admin-token").read_text().strip()
+    env = {**env, "DOSIRAK_HUB_URL": url, "DOSIRAK_HUB_TOKEN": token}
+    peak, stop = [0], threading.Event()
+    sampler = threading.Thread(target=_rss_sampler, args=(hub.pid, peak, stop), daemon=True)
+    sampler.start()
+    try:
+        written, hub_cpu = _written(hub.pid), _cpu_seconds(hub.pid)
+        push, push_rss, push_cpu = _timed_child([DOSIRAK, "models", "push", "big"], env)
+        written = _written(hub.pid) - written
+        hub_push_cpu, hub_cpu = _cpu_seconds(hub.pid) - hub_cpu, _cpu_seconds(hub.pid)
+        pull_env = {**env, "DOSIRAK_HOME": str(bob)}
+        pull, pull_rss, pull_cpu = _timed_child([DOSIRAK, "models", "pull", "big"], pull_env)
+        hub_pull_cpu = _cpu_seconds(hub.pid) - hub_cpu
+    finally:
+        stop.set()
+        sampler.join()
+        _stop(hub)
+        shutil.rmtree(hub_data, ignore_errors=True)
+        shutil.rmtree(bob, ignore_errors=True)
+    return {"push_s": push, "pull_s": pull, "push_rss": push_rss, "pull_rss": pull_rss,
+            "hub_rss": peak[0], "hub_written": written, "push_cpu": push_cpu,
+            "pull_cpu": pull_cpu, "hub_push_cpu": hub_push_cpu, "hub_pull_cpu": hub_pull_cpu}
+
+
+def transfer(root: Path, size_mb: int, rounds: int) -> list[dict[str, float]]:
+    """``rounds`` rounds of curl, push, pull, each writing fresh copies of the model's bytes
+    and removing them after."""
+    env = _save_model(root, size_mb)
+    model_dir = next((root / "alice" / "models" / "big").iterdir())
+    blob = max(model_dir.iterdir(), key=lambda p: p.stat().st_size)
+    results = []
+    size = blob.stat().st_size
+    for _ in range(rounds):
+        curl = _curl(root, blob)
+        results.append({**_push_pull(root, env), "curl_s": curl, "size": size})
+    return results
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -208,24 +235,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--versions", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of curl, push and pull (medians reported)")
     parser.add_argument("--postgres", help="a PostgreSQL URL whose database may be filled")
     parser.add_argument("--tmpdir", default=None)
     options = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dosirak-hub-bench-", dir=options.tmpdir))
     try:
-        moved = transfer(root, options.size_mb)
+        rounds = transfer(root, options.size_mb, options.rounds)
         mib = 1 << 20
-        print(f"{options.size_mb} MiB: push {moved['push_s']:.2f} s "
-              f"({moved['push_s'] / moved['curl_s']:.2f}x curl), pull {moved['pull_s']:.2f} s "
-              f"({moved['pull_s'] / moved['curl_s']:.2f}x curl), curl --upload-file to a sink "
-              f"{moved['curl_s']:.2f} s")
-        print(f"hub wrote {moved['hub_written'] / mib:.0f} MiB during the push of "
-              f"{moved['size'] / mib:.0f} MiB ({moved['hub_written'] / moved['size']:.2f}x)")
-        print(f"peak RSS: push client {moved['push_rss'] / mib:.0f} MiB, pull client "
-              f"{moved['pull_rss'] / mib:.0f} MiB, hub {moved['hub_rss'] / mib:.0f} MiB")
-        print(f"CPU seconds: push client {moved['push_cpu']:.2f} + hub "
-              f"{moved['hub_push_cpu']:.2f}, pull client {moved['pull_cpu']:.2f} + hub "
-              f"{moved['hub_pull_cpu']:.2f} (less noisy than wall times on a shared machine)")
+        for i, moved in enumerate(rounds, 1):
+            print(f"round {i}: curl --upload-file to a sink {moved['curl_s']:.2f} s, push "
+                  f"{moved['push_s']:.2f} s ({moved['push_s'] / moved['curl_s']:.2f}x), pull "
+                  f"{moved['pull_s']:.2f} s ({moved['pull_s'] / moved['curl_s']:.2f}x); CPU s: "
+                  f"push client {moved['push_cpu']:.2f} + hub {moved['hub_push_cpu']:.2f}, pull "
+                  f"client {moved['pull_cpu']:.2f} + hub {moved['hub_pull_cpu']:.2f}")
+        med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+        push_x = statistics.median(r["push_s"] / r["curl_s"] for r in rounds)
+        pull_x = statistics.median(r["pull_s"] / r["curl_s"] for r in rounds)
+        print(f"{options.size_mb} MiB, median of {len(rounds)} rounds: push {med['push_s']:.2f} s "
+              f"({push_x:.2f}x curl), pull {med['pull_s']:.2f} s ({pull_x:.2f}x curl), curl "
+              f"--upload-file to a sink {med['curl_s']:.2f} s (ratios: medians of each round's)")
+        print(f"hub wrote {med['hub_written'] / mib:.0f} MiB during the push of "
+              f"{med['size'] / mib:.0f} MiB ({med['hub_written'] / med['size']:.2f}x)")
+        print(f"peak RSS (highest of the rounds): push client "
+              f"{max(r['push_rss'] for r in rounds) / mib:.0f} MiB, pull client "
+              f"{max(r['pull_rss'] for r in rounds) / mib:.0f} MiB, hub "
+              f"{max(r['hub_rss'] for r in rounds) / mib:.0f} MiB")
+        print(f"CPU seconds (medians): push client {med['push_cpu']:.2f} + hub "
+              f"{med['hub_push_cpu']:.2f}, pull client {med['pull_cpu']:.2f} + hub "
+              f"{med['hub_pull_cpu']:.2f} (less noisy than wall times on a shared machine)")
         for label, db in [("sqlite", None)] + ([("postgres", options.postgres)]
                                                if options.postgres else []):
             listed = listing(root, options.versions, db, label)

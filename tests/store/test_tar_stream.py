@@ -131,6 +131,38 @@ def test_copy_hashed_copies_and_hashes(tmp_path: Path, size: int) -> None:
     assert sum(progress) == size
 
 
+def _takes_o_direct(folder: Path) -> bool:
+    try:
+        fd = os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    except OSError:
+        return False
+    os.close(fd)
+    (folder / "probe").unlink()
+    return True
+
+
+@pytest.mark.parametrize("size", [3 * tar_stream.CHUNK, 3 * tar_stream.CHUNK + 4095])
+def test_a_big_file_goes_past_the_page_cache_but_its_tail(tmp_path: Path, size: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[tuple[int, bool]] = []
+    original = tar_stream._Output.write
+
+    def watched(self: tar_stream._Output, chunk: memoryview) -> None:
+        original(self, chunk)
+        writes.append((len(chunk), self.direct))  # how it was written
+
+    monkeypatch.setattr(tar_stream._Output, "write", watched)
+    data = os.urandom(size)
+    reader = ForwardReader(io.BufferedReader(io.BytesIO(data)))
+    assert copy_hashed(reader, size, tmp_path / "out") == hashlib.sha256(data).hexdigest()
+    assert (tmp_path / "out").read_bytes() == data
+    if _takes_o_direct(tmp_path):
+        whole = [count for count, direct in writes if count % 4096 == 0]
+        assert all(direct for count, direct in writes if count % 4096 == 0) and whole
+    ragged = [direct for count, direct in writes if count % 4096]
+    assert ragged == ([False] if size % 4096 else [])
+
+
 @pytest.mark.parametrize("size", [100, tar_stream.CHUNK + 1, BIG])
 def test_copy_hashed_from_a_plain_file_copies_in_the_kernel(tmp_path: Path, size: int) -> None:
     """From a regular file the data of a big member is copied by the kernel and hashed from

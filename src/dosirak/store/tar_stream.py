@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl as _fcntl
 import hashlib
 import io
 import mmap
@@ -298,23 +299,60 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
+_DIRECT_ALIGN = 4096  # what O_DIRECT asks of addresses, lengths and offsets here
+
+
 class _Output:
     """A new file, written in order; every _WRITEBACK_STEP bytes go to the disk early.
 
     With a ``flusher`` the writeback requests run there: on a busy disk the request itself can
     wait for the device's queue, and the writes should not wait with it.
+
+    After ``go_direct``: written with O_DIRECT (straight to the disk, no page cache) while the
+    writes are whole pages from page-aligned buffers, and through the page cache from the first
+    one that is not (a file's tail); where the file system refuses O_DIRECT, through the page
+    cache throughout. A big file is fsynced before it counts anyway, so the page cache only costs a
+    copy and memory there: on a VM whose host takes freed memory back, filling fresh page-cache
+    memory measured up to 25x slower than the disk (1 GiB: 7.5 s against 0.5 s).
     """
 
     def __init__(self, path: Path) -> None:
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         self.fd = os.open(path, flags, 0o644)
+        self.direct = False
         self.flusher: ThreadPoolExecutor | None = None
         self._written = self._flushed = 0
 
+    def go_direct(self) -> None:
+        """Write with O_DIRECT from now on, where the file system takes it."""
+        if not hasattr(os, "O_DIRECT") or self._written % _DIRECT_ALIGN:
+            return
+        try:
+            _fcntl.fcntl(self.fd, _fcntl.F_SETFL,
+                         _fcntl.fcntl(self.fd, _fcntl.F_GETFL) | os.O_DIRECT)
+        except OSError:
+            return
+        self.direct = True
+
+    def _buffered(self) -> None:
+        _fcntl.fcntl(self.fd, _fcntl.F_SETFL, _fcntl.fcntl(self.fd, _fcntl.F_GETFL) & ~os.O_DIRECT)
+        self.direct = False
+
     def write(self, chunk: memoryview) -> None:
         size = len(chunk)
+        if self.direct and size % _DIRECT_ALIGN:
+            self._buffered()
         while chunk:
-            chunk = chunk[os.write(self.fd, chunk):]
+            try:
+                count = os.write(self.fd, chunk)
+            except OSError as error:
+                if not self.direct or error.errno != errno.EINVAL:
+                    raise
+                self._buffered()  # a file system that took the flag but not the write
+                continue
+            chunk = chunk[count:]
+            if self.direct and len(chunk) % _DIRECT_ALIGN:
+                self._buffered()
         self._written += size
         if self._written - self._flushed >= _WRITEBACK_STEP:
             span = (self.fd, self._flushed, self._written - self._flushed)
@@ -402,13 +440,15 @@ def _hash_window(digest: Any, window: mmap.mmap) -> None:
 
 def _copy_in_threads(source: ForwardReader, size: int, digest: Any, output: _Output,
                      progress: Progress) -> None:
-    buffers = [memoryview(bytearray(CHUNK)) for _ in range(_RING)]
+    # Anonymous mappings: page-aligned, as O_DIRECT writes need them.
+    buffers = [memoryview(mmap.mmap(-1, CHUNK)) for _ in range(_RING)]
     pending: deque[tuple[Future[Any], Future[Any]]] = deque()
     # The flusher is shut down last: the writer hands it work until the writer stops.
     with ThreadPoolExecutor(1, thread_name_prefix="dosirak-writeback") as flusher, \
             ThreadPoolExecutor(1, thread_name_prefix="dosirak-sha256") as hasher, \
             ThreadPoolExecutor(1, thread_name_prefix="dosirak-write") as writer:
         output.flusher = flusher
+        output.go_direct()
         done = turn = 0
         while done < size:
             if len(pending) == len(buffers):

@@ -11,6 +11,9 @@ is invisible until then).
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
+import mmap
 import os
 import secrets
 import shutil
@@ -126,7 +129,7 @@ class Storage:
     def open(self, key: str) -> IO[bytes]:
         """Read an object (seekable)."""
         if self.local:
-            return open(self.path(key), "rb")
+            return _DirectReader(self.path(key))  # type: ignore[return-value]
         return self.fs.open(self.path(key), "rb", block_size=_READ_BLOCK, cache_type="readahead")
 
     def size(self, key: str) -> int:
@@ -207,6 +210,101 @@ def stale_partials(storage: Storage, older_than: float) -> list[str]:
             if now - modified > older_than:
                 found.append(os.path.relpath(path, storage.root))
     return sorted(found)
+
+
+_ALIGN = 4096  # what O_DIRECT asks of offsets, lengths and addresses here
+_DIRECT_STEP = 4 << 20  # the most one direct read asks for
+
+
+class _DirectReader(io.RawIOBase):
+    """A local object read past the page cache (O_DIRECT) in whole pages where it can: reads
+    from a page-aligned offset go through a page-aligned buffer of its own, anything else (a
+    ragged tail, a range that starts mid-page, a file system refusing O_DIRECT) through the page
+    cache. Objects are written past the page cache too (``store.tar_stream``); reading a blob
+    through it would fill fresh page-cache memory with bytes a pull sends once, which on a VM
+    whose host takes freed memory back cost the hub 2.4 s of CPU a GiB against 0.5 s."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(path, flags)
+        self._direct: int | None = None
+        if hasattr(os, "O_DIRECT"):
+            with contextlib.suppress(OSError):
+                self._direct = os.open(path, flags | os.O_DIRECT)
+        self._size = os.fstat(self._fd).st_size
+        self._position = 0
+        self._buffer: mmap.mmap | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"cannot seek to {base + offset}")
+        self._position = base + offset
+        return self._position
+
+    def _read_direct(self, size: int) -> memoryview | None:
+        if self._direct is None or self._position % _ALIGN or size < _ALIGN:
+            return None
+        if self._buffer is None:
+            self._buffer = mmap.mmap(-1, _DIRECT_STEP)
+        step = min(size - size % _ALIGN, _DIRECT_STEP)
+        view = memoryview(self._buffer)[:step]
+        try:
+            count = os.preadv(self._direct, [view], self._position)
+        except OSError as error:
+            view.release()
+            if error.errno != errno.EINVAL:
+                raise
+            os.close(self._direct)  # the file system took the flag but not the read
+            self._direct = None
+            return None
+        self._position += count
+        return view[:count]
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (fewer near a page boundary); everything left without one."""
+        if size is None or size < 0:
+            pieces = []
+            while piece := self.read(max(self._size - self._position, 0)):
+                pieces.append(piece)
+            return b"".join(pieces)
+        view = self._read_direct(size)
+        if view is not None:
+            with view:
+                return bytes(view)
+        data = os.pread(self._fd, size, self._position)
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        view = self._read_direct(len(target))
+        if view is not None:
+            with view:
+                target[:len(view)] = view
+                return len(view)
+        count = os.preadv(self._fd, [target], self._position)
+        self._position += count
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+            if self._direct is not None:
+                os.close(self._direct)
+            if self._buffer is not None:
+                self._buffer.close()
+        super().close()
 
 
 class _WriterFile:

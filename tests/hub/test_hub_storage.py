@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dosirak.hub.storage import Storage
+from file_systems import takes_o_direct
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, (1 << 20) + 123, 9 << 20])
@@ -35,14 +36,5 @@ def test_an_object_reads_back_exactly_from_any_offset(tmp_path: Path, size: int)
         # Whole pages from an aligned offset come past the page cache where the file system
         # takes O_DIRECT (this one does unless it is tmpfs-like).
         direct = getattr(stream, "_direct", None)
-        if _takes_o_direct(tmp_path):
+        if takes_o_direct(tmp_path):
             assert direct is not None
-
-
-def _takes_o_direct(folder: Path) -> bool:
-    try:
-        fd = os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
-    except OSError:
-        return False
-    os.close(fd)
-    return True

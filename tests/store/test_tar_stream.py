@@ -15,6 +15,7 @@ import pytest
 from dosirak.exceptions import StoreCorrupted
 from dosirak.store import tar_stream
 from dosirak.store.tar_stream import BackgroundWriter, ForwardReader, TarWriter, copy_hashed
+from file_systems import takes_o_direct
 
 BIG = 2 * tar_stream.CHUNK + 12345  # several chunks and a ragged end
 
@@ -131,16 +132,6 @@ def test_copy_hashed_copies_and_hashes(tmp_path: Path, size: int) -> None:
     assert sum(progress) == size
 
 
-def _takes_o_direct(folder: Path) -> bool:
-    try:
-        fd = os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
-    except OSError:
-        return False
-    os.close(fd)
-    (folder / "probe").unlink()
-    return True
-
-
 @pytest.mark.parametrize("size", [3 * tar_stream.CHUNK, 3 * tar_stream.CHUNK + 4095])
 def test_a_big_file_goes_past_the_page_cache_but_its_tail(tmp_path: Path, size: int,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,7 +147,7 @@ def test_a_big_file_goes_past_the_page_cache_but_its_tail(tmp_path: Path, size: 
     reader = ForwardReader(io.BufferedReader(io.BytesIO(data)))
     assert copy_hashed(reader, size, tmp_path / "out") == hashlib.sha256(data).hexdigest()
     assert (tmp_path / "out").read_bytes() == data
-    if _takes_o_direct(tmp_path):
+    if takes_o_direct(tmp_path):
         whole = [count for count, direct in writes if count % 4096 == 0]
         assert all(direct for count, direct in writes if count % 4096 == 0) and whole
     ragged = [direct for count, direct in writes if count % 4096]

@@ -197,8 +197,12 @@ def listing(root: Path, versions: int, db: str | None, label: str) -> dict[str, 
     env = {**os.environ, "DOSIRAK_HOME": str(root / f"list-{label}")}
     data = root / f"hub-{label}"
     hub, url = _start_hub(data, env, db)
-    token = (data / "admin-token").read_text().strip()
     try:
+        token_file = data / "admin-token"
+        if not token_file.exists():
+            raise SystemExit(f"{db} holds a hub already (no admin token was made): give the "
+                             "benchmark an empty database")
+        token = token_file.read_text().strip()
         from dosirak.hub.db import Database, Version, VersionLabel, utcnow
 
         database = Database(db or f"sqlite:///{data / 'hub.db'}")

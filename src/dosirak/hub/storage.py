@@ -23,6 +23,7 @@ from typing import IO, Any
 import fsspec
 
 from dosirak.store.archive import is_local, local_path, remote
+from dosirak.store.tar_stream import DIRECT_ALIGN
 from dosirak.store.versioned_store import fsync_dir
 
 _PART_SIZE = 5 << 20  # S3's smallest multipart part: what a remote writer buffers at most
@@ -212,7 +213,6 @@ def stale_partials(storage: Storage, older_than: float) -> list[str]:
     return sorted(found)
 
 
-_ALIGN = 4096  # what O_DIRECT asks of offsets, lengths and addresses here
 _DIRECT_STEP = 4 << 20  # the most one direct read asks for
 
 
@@ -253,11 +253,11 @@ class _DirectReader(io.RawIOBase):
         return self._position
 
     def _read_direct(self, size: int) -> memoryview | None:
-        if self._direct is None or self._position % _ALIGN or size < _ALIGN:
+        if self._direct is None or self._position % DIRECT_ALIGN or size < DIRECT_ALIGN:
             return None
         if self._buffer is None:
             self._buffer = mmap.mmap(-1, _DIRECT_STEP)
-        step = min(size - size % _ALIGN, _DIRECT_STEP)
+        step = min(size - size % DIRECT_ALIGN, _DIRECT_STEP)
         view = memoryview(self._buffer)[:step]
         try:
             count = os.preadv(self._direct, [view], self._position)

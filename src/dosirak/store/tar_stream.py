@@ -299,7 +299,7 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-_DIRECT_ALIGN = 4096  # what O_DIRECT asks of addresses, lengths and offsets here
+DIRECT_ALIGN = 4096  # what O_DIRECT asks of addresses, lengths and offsets here
 
 
 class _Output:
@@ -325,7 +325,7 @@ class _Output:
 
     def go_direct(self) -> None:
         """Write with O_DIRECT from now on, where the file system takes it."""
-        if not hasattr(os, "O_DIRECT") or self._written % _DIRECT_ALIGN:
+        if not hasattr(os, "O_DIRECT") or self._written % DIRECT_ALIGN:
             return
         try:
             _fcntl.fcntl(self.fd, _fcntl.F_SETFL,
@@ -340,7 +340,7 @@ class _Output:
 
     def write(self, chunk: memoryview) -> None:
         size = len(chunk)
-        if self.direct and size % _DIRECT_ALIGN:
+        if self.direct and size % DIRECT_ALIGN:
             self._buffered()
         while chunk:
             try:
@@ -351,10 +351,12 @@ class _Output:
                 self._buffered()  # a file system that took the flag but not the write
                 continue
             chunk = chunk[count:]
-            if self.direct and len(chunk) % _DIRECT_ALIGN:
+            if self.direct and len(chunk) % DIRECT_ALIGN:
                 self._buffered()
         self._written += size
-        if self._written - self._flushed >= _WRITEBACK_STEP:
+        if self.direct:  # already on the disk: nothing to hand to writeback
+            self._flushed = self._written
+        elif self._written - self._flushed >= _WRITEBACK_STEP:
             span = (self.fd, self._flushed, self._written - self._flushed)
             if self.flusher is None:
                 start_writeback(*span)
